@@ -1,0 +1,43 @@
+#include "core/progress.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace kvz {
+
+bool stderr_is_tty() { return ::isatty(2) != 0; }
+
+ProgressBar::ProgressBar(std::string label, std::string unit, bool enabled)
+    : label_(std::move(label)), unit_(std::move(unit)), enabled_(enabled) {
+  start_ = last_ = std::chrono::steady_clock::now();
+}
+
+ProgressBar::~ProgressBar() { finish(); }
+
+void ProgressBar::update(double done, double total) {
+  if (!enabled_ || finished_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
+  last_ = now;
+  const double el = std::chrono::duration<double>(now - start_).count();
+  const double frac = total > 0 ? done / total : 1.0;
+  const int width = 30;
+  const int filled = static_cast<int>(frac * width);
+  std::string bar(filled, '#');
+  bar.resize(width, '.');
+  const double rate = el > 0 ? done / el : 0.0;
+  const double eta = rate > 0 ? (total - done) / rate : 0.0;
+  std::fprintf(stderr, "\r%s [%s] %5.1f%%  %.0f/%.0f %s  %.1f %s/s  ETA %.1f s   ", label_.c_str(), bar.c_str(),
+               100.0 * frac, done, total, unit_.c_str(), rate, unit_.c_str(), eta);
+  std::fflush(stderr);
+}
+
+void ProgressBar::finish() {
+  if (!enabled_ || finished_) return;
+  finished_ = true;
+  std::fprintf(stderr, "\r\033[K");
+  std::fflush(stderr);
+}
+
+}  // namespace kvz

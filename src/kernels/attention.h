@@ -1,0 +1,25 @@
+// Attention of a block of query rows against ONE KV head's segment (kvzip-spec §5): the
+// segment is read once for all query rows given (the G query heads of its group, and in
+// prefill several tokens), which is where a compressed cache saves time.
+#pragma once
+
+#include <cstdint>
+
+namespace kvz {
+
+// q:     [n_rows][d] f32, row stride q_stride (floats)
+// k, v:  [len][d] f16 rows of the head's segment (post-RoPE keys)
+// limit: [n_rows]; row i attends to keys [0, limit[i]) (causality by row index)
+// out:   [n_rows][d] f32, row stride out_stride
+// scale: softmax scale (1/sqrt(d), or the model's own)
+// d must be a multiple of 8; n_rows <= kAttnMaxRows (callers split larger blocks).
+// A row with limit 0 gets zeros.
+constexpr int kAttnMaxRows = 64;
+void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* limit, const uint16_t* k,
+                 const uint16_t* v, int d, float scale, float* out, int64_t out_stride);
+
+// Converts n f16 values to f32 / f32 to f16 (vectorised where the CPU allows).
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+
+}  // namespace kvz

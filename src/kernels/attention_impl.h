@@ -1,0 +1,132 @@
+// Body of the attention kernel, included by kernels/ref/attention_ref.cpp and
+// kernels/x86_avx2/attention_avx2.cpp so that one source compiles for each ISA. GCC
+// vector extensions (v8f) lower to AVX2/FMA or to SSE pairs depending on the flags.
+// Flash-style: keys in tiles of kTile rows converted to f32 once and shared by every
+// query row; a running max / sum per row (online softmax), memory O(rows * d).
+// Not a standalone header: the includer defines KVZ_ATTN_NS and, inside that namespace
+// before including, `void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n)`.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+namespace kvz::KVZ_ATTN_NS {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+constexpr int kTile = 64;
+constexpr int kMaxD = 256;
+constexpr int kMaxRows = 64;
+
+inline v8f splat(float x) { return v8f{x, x, x, x, x, x, x, x}; }
+inline v8f load8(const float* p) {
+  v8f r;
+  std::memcpy(&r, p, sizeof(r));
+  return r;
+}
+inline void store8(float* p, v8f x) { std::memcpy(p, &x, sizeof(x)); }
+inline float hsum(v8f x) { return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7])); }
+
+// exp(x) for x <= 0 (softmax after max subtraction), relative error ~2e-7: x = n ln2 + r
+// with |r| <= ln2/2, Taylor polynomial of degree 6 for e^r, 2^n from exponent bits.
+// Inputs below -87 are clamped (their weight underflows anyway).
+inline v8f exp8(v8f x) {
+  x = x < splat(-87.0f) ? splat(-87.0f) : x;
+  const v8f z = x * splat(1.44269504088896341f);
+  const v8i n = -__builtin_convertvector(splat(0.5f) - z, v8i);  // round(z) for z <= 0
+  const v8f nf = __builtin_convertvector(n, v8f);
+  v8f r = x - nf * splat(0.693145751953125f);
+  r = r - nf * splat(1.428606765330187045e-06f);
+  v8f p = splat(1.0f / 720);
+  p = p * r + splat(1.0f / 120);
+  p = p * r + splat(1.0f / 24);
+  p = p * r + splat(1.0f / 6);
+  p = p * r + splat(0.5f);
+  p = p * r + splat(1.0f);
+  p = p * r + splat(1.0f);
+  const v8i bits = (n + 127) << 23;
+  v8f scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+struct Scratch {
+  alignas(32) float kt[kTile * kMaxD];
+  alignas(32) float vt[kTile * kMaxD];
+  alignas(32) float acc[kMaxRows * kMaxD];
+  alignas(32) float s[kTile];
+  float m[kMaxRows];
+  float l[kMaxRows];
+};
+
+inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* limit,
+                             const uint16_t* k, const uint16_t* v, int d, float scale, float* out,
+                             int64_t out_stride) {
+  thread_local Scratch sc;
+  const int nv = d / 8;
+  int64_t max_limit = 0;
+  for (int i = 0; i < n_rows; ++i) {
+    max_limit = std::max(max_limit, limit[i]);
+    sc.m[i] = -std::numeric_limits<float>::infinity();
+    sc.l[i] = 0.0f;
+    std::memset(sc.acc + i * d, 0, sizeof(float) * d);
+  }
+  for (int64_t r0 = 0; r0 < max_limit; r0 += kTile) {
+    const int nt = static_cast<int>(std::min<int64_t>(kTile, max_limit - r0));
+    cvt_f16_f32(k + r0 * d, sc.kt, static_cast<int64_t>(nt) * d);
+    cvt_f16_f32(v + r0 * d, sc.vt, static_cast<int64_t>(nt) * d);
+    for (int i = 0; i < n_rows; ++i) {
+      const int n = static_cast<int>(std::min<int64_t>(nt, limit[i] - r0));
+      if (n <= 0) continue;
+      const float* qi = q + i * q_stride;
+      // scores of this tile
+      float tmax = -std::numeric_limits<float>::infinity();
+      for (int j = 0; j < n; ++j) {
+        const float* kj = sc.kt + j * d;
+        v8f a0 = splat(0.0f), a1 = splat(0.0f);
+        int c = 0;
+        for (; c + 1 < nv; c += 2) {
+          a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
+          a1 += load8(qi + 8 * c + 8) * load8(kj + 8 * c + 8);
+        }
+        if (c < nv) a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
+        const float sj = hsum(a0 + a1) * scale;
+        sc.s[j] = sj;
+        tmax = std::max(tmax, sj);
+      }
+      const float m_new = std::max(sc.m[i], tmax);
+      const float corr = std::exp(sc.m[i] - m_new);  // 0 on the first tile (m = -inf)
+      sc.m[i] = m_new;
+      // probabilities, 8 at a time
+      float psum = 0.0f;
+      int j = 0;
+      for (; j + 8 <= n; j += 8) {
+        const v8f p = exp8(load8(sc.s + j) - splat(m_new));
+        store8(sc.s + j, p);
+        psum += hsum(p);
+      }
+      for (; j < n; ++j) {
+        sc.s[j] = std::exp(sc.s[j] - m_new);
+        psum += sc.s[j];
+      }
+      sc.l[i] = sc.l[i] * corr + psum;
+      float* ai = sc.acc + i * d;
+      const v8f vc = splat(corr);
+      for (int c = 0; c < nv; ++c) store8(ai + 8 * c, load8(ai + 8 * c) * vc);
+      for (int jj = 0; jj < n; ++jj) {
+        const v8f pj = splat(sc.s[jj]);
+        const float* vj = sc.vt + jj * d;
+        for (int c = 0; c < nv; ++c) store8(ai + 8 * c, load8(ai + 8 * c) + pj * load8(vj + 8 * c));
+      }
+    }
+  }
+  for (int i = 0; i < n_rows; ++i) {
+    float* oi = out + i * out_stride;
+    const float inv = sc.l[i] > 0.0f ? 1.0f / sc.l[i] : 0.0f;
+    for (int c = 0; c < d; ++c) oi[c] = sc.acc[i * d + c] * inv;
+  }
+}
+
+}  // namespace kvz::KVZ_ATTN_NS

@@ -1,0 +1,34 @@
+// AVX2/FMA/F16C attention kernel (see kernels/attention_impl.h). Only called after
+// runtime detection (kernels/attention.cpp).
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "core/fp16.h"
+
+namespace kvz::attn_avx2 {
+inline void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = fp16_to_f32(src[i]);
+}
+}  // namespace kvz::attn_avx2
+
+#define KVZ_ATTN_NS attn_avx2
+#include "kernels/attention_impl.h"
+
+namespace kvz {
+void attend_head_avx2(const float* q, int64_t q_stride, int n_rows, const int64_t* limit, const uint16_t* k,
+                      const uint16_t* v, int d, float scale, float* out, int64_t out_stride) {
+  attn_avx2::attend_head_impl(q, q_stride, n_rows, limit, k, v, d, scale, out, out_stride);
+}
+void f16_to_f32_row_avx2(const uint16_t* src, float* dst, int64_t n) { attn_avx2::cvt_f16_f32(src, dst, n); }
+void f32_to_f16_row_avx2(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
+}
+}  // namespace kvz

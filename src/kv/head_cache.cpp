@@ -1,0 +1,104 @@
+#include "kv/head_cache.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace kvz {
+
+KvCache::KvCache(int n_layer, int n_head_kv, int d_head)
+    : n_layer_(n_layer), n_head_kv_(n_head_kv), d_head_(d_head), segs_(static_cast<size_t>(n_layer) * n_head_kv) {
+  KVZ_ASSERT(n_layer > 0 && n_head_kv > 0 && d_head > 0, "bad cache shape {}x{}x{}", n_layer, n_head_kv, d_head);
+}
+
+void KvCache::grow(HeadSegment& s, int64_t new_cap) {
+  const size_t d = static_cast<size_t>(d_head_);
+  std::unique_ptr<uint16_t[]> k(new uint16_t[new_cap * d]);
+  std::unique_ptr<uint16_t[]> v(new uint16_t[new_cap * d]);
+  std::unique_ptr<int32_t[]> p(new int32_t[new_cap]);
+  const int64_t keep = std::min(s.len, new_cap);
+  if (keep > 0) {
+    std::memcpy(k.get(), s.k.get(), keep * d * sizeof(uint16_t));
+    std::memcpy(v.get(), s.v.get(), keep * d * sizeof(uint16_t));
+    std::memcpy(p.get(), s.pos.get(), keep * sizeof(int32_t));
+  }
+  s.k = std::move(k);
+  s.v = std::move(v);
+  s.pos = std::move(p);
+  s.cap = new_cap;
+  s.len = keep;
+}
+
+void KvCache::reserve_extra(int64_t extra) {
+  for (auto& s : segs_) {
+    const int64_t need = s.len + extra;
+    if (need > s.cap) grow(s, std::max<int64_t>(need, s.cap + s.cap / 2));
+  }
+}
+
+void KvCache::append(int il, int ih, const uint16_t* k_row, const uint16_t* v_row, int32_t pos) {
+  HeadSegment& s = seg(il, ih);
+  KVZ_ASSERT(s.len < s.cap, "append past reserved capacity (layer {}, head {}, cap {})", il, ih, s.cap);
+  const size_t d = static_cast<size_t>(d_head_);
+  std::memcpy(s.k.get() + s.len * d, k_row, d * sizeof(uint16_t));
+  std::memcpy(s.v.get() + s.len * d, v_row, d * sizeof(uint16_t));
+  s.pos[s.len] = pos;
+  ++s.len;
+}
+
+std::vector<int64_t> KvCache::lengths() const {
+  std::vector<int64_t> out;
+  out.reserve(segs_.size());
+  for (const auto& s : segs_) out.push_back(s.len);
+  return out;
+}
+
+void KvCache::truncate(const std::vector<int64_t>& lens) {
+  KVZ_ASSERT(lens.size() == segs_.size(), "truncate: {} lengths for {} heads", lens.size(), segs_.size());
+  for (size_t i = 0; i < segs_.size(); ++i) segs_[i].len = std::min(segs_[i].len, lens[i]);
+}
+
+void KvCache::clear() {
+  for (auto& s : segs_) s.len = 0;
+}
+
+void KvCache::compact(int il, int ih, const uint8_t* keep, int64_t reserve) {
+  HeadSegment& s = seg(il, ih);
+  const size_t d = static_cast<size_t>(d_head_);
+  int64_t n_keep = 0;
+  for (int64_t r = 0; r < s.len; ++r) n_keep += keep[r] != 0;
+  HeadSegment out;
+  out.cap = n_keep + std::max<int64_t>(reserve, 0);
+  out.k.reset(new uint16_t[std::max<int64_t>(out.cap, 1) * d]);
+  out.v.reset(new uint16_t[std::max<int64_t>(out.cap, 1) * d]);
+  out.pos.reset(new int32_t[std::max<int64_t>(out.cap, 1)]);
+  for (int64_t r = 0; r < s.len; ++r) {
+    if (!keep[r]) continue;
+    std::memcpy(out.k.get() + out.len * d, s.k.get() + r * d, d * sizeof(uint16_t));
+    std::memcpy(out.v.get() + out.len * d, s.v.get() + r * d, d * sizeof(uint16_t));
+    out.pos[out.len] = s.pos[r];
+    ++out.len;
+  }
+  s = std::move(out);
+}
+
+size_t KvCache::bytes_used() const {
+  size_t rows = 0;
+  for (const auto& s : segs_) rows += static_cast<size_t>(s.len);
+  return rows * 2 * d_head_ * sizeof(uint16_t);
+}
+
+size_t KvCache::bytes_allocated() const {
+  size_t b = 0;
+  for (const auto& s : segs_) b += static_cast<size_t>(s.cap) * (2 * d_head_ * sizeof(uint16_t) + sizeof(int32_t));
+  return b;
+}
+
+int64_t KvCache::total_rows() const {
+  int64_t n = 0;
+  for (const auto& s : segs_) n += s.len;
+  return n;
+}
+
+}  // namespace kvz

@@ -1,0 +1,14 @@
+// The one list of architectures. Adding a family: write model/<family>.cpp with its
+// loader, add one line here.
+#include "model/model.h"
+
+namespace kvz {
+
+const std::vector<ArchSpec>& architectures() {
+  static const std::vector<ArchSpec> list = {
+      {"llama", load_llama},
+  };
+  return list;
+}
+
+}  // namespace kvz

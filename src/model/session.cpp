@@ -1,0 +1,175 @@
+#include "model/session.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/attention.h"
+
+namespace kvz {
+
+Session::Session(const Model& model, ThreadPool& pool, int64_t n_ctx_max)
+    : model_(model),
+      pool_(pool),
+      cache_(model.hp().n_layer, model.hp().n_head_kv, model.hp().d_head),
+      n_ctx_max_(n_ctx_max > 0 ? n_ctx_max : model.hp().n_ctx_train) {}
+
+void Session::reset() {
+  cache_.clear();
+  n_pos_ = 0;
+}
+
+void Session::ensure_scratch(int64_t n) {
+  if (n <= scratch_n_) return;
+  const HParams& hp = model_.hp();
+  const size_t dq = static_cast<size_t>(hp.n_head) * hp.d_head, dkv = static_cast<size_t>(hp.n_head_kv) * hp.d_head;
+  x_.resize(n * hp.n_embd);
+  h_.resize(n * std::max<size_t>(hp.n_embd, dq));
+  q_.resize(n * dq);
+  k_.resize(n * dkv);
+  v_.resize(n * dkv);
+  attn_.resize(n * dq);
+  gate_.resize(n * hp.n_ff);
+  up_.resize(n * hp.n_ff);
+  k16_.resize(n * dkv);
+  v16_.resize(n * dkv);
+  pos_.resize(n);
+  scratch_n_ = n;
+}
+
+void Session::forward(std::span<const int32_t> tokens, LogitsMode mode, std::vector<float>* logits, int64_t n_batch,
+                      const std::function<void(int64_t, int64_t)>& progress) {
+  const HParams& hp = model_.hp();
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) fail("forward: no tokens to process");
+  if (n_pos_ + n > n_ctx_max_)
+    fail("context of {} tokens ({} cached + {} new) exceeds the limit of {} tokens", n_pos_ + n, n_pos_, n,
+         n_ctx_max_);
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= hp.n_vocab)
+      fail("token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i, hp.n_vocab);
+  KVZ_ASSERT(mode == LogitsMode::None || logits != nullptr, "logits requested without an output");
+  if (logits) logits->assign(mode == LogitsMode::All ? n * hp.n_vocab : (mode == LogitsMode::Last ? hp.n_vocab : 0), 0.0f);
+  n_batch = std::max<int64_t>(1, n_batch);
+  for (int64_t b = 0; b < n; b += n_batch) {
+    const int64_t m = std::min(n_batch, n - b);
+    float* out = nullptr;
+    LogitsMode bm = LogitsMode::None;
+    if (mode == LogitsMode::All) {
+      bm = LogitsMode::All;
+      out = logits->data() + b * hp.n_vocab;
+    } else if (mode == LogitsMode::Last && b + m == n) {
+      bm = LogitsMode::Last;
+      out = logits->data();
+    }
+    forward_batch(tokens.data() + b, m, bm, out);
+    if (progress) progress(b + m, n);
+  }
+}
+
+void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits) {
+  const HParams& hp = model_.hp();
+  const Weights& w = model_.w();
+  const int64_t d = hp.n_embd, dh = hp.d_head;
+  const int64_t dq = int64_t{hp.n_head} * dh, dkv = int64_t{hp.n_head_kv} * dh;
+  ensure_scratch(n);
+  cache_.reserve_extra(n);
+
+  for (int64_t t = 0; t < n; ++t) {
+    get_row(w.tok_embd, tokens[t], x_.data() + t * d);
+    pos_[t] = static_cast<int32_t>(n_pos_ + t);
+  }
+  rope_.build(hp, w.rope_freqs, pos_.data(), n);
+
+  std::vector<int64_t> base_len(hp.n_head_kv);
+  for (int il = 0; il < hp.n_layer; ++il) {
+    const LayerWeights& l = w.layers[il];
+    for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.attn_norm, h_.data() + t * d, d, hp.norm_eps);
+    matmul(l.wq, h_.data(), n, q_.data(), &pool_);
+    matmul(l.wk, h_.data(), n, k_.data(), &pool_);
+    matmul(l.wv, h_.data(), n, v_.data(), &pool_);
+    for (int64_t t = 0; t < n; ++t) {
+      float* qt = q_.data() + t * dq;
+      float* kt = k_.data() + t * dkv;
+      float* vt = v_.data() + t * dkv;
+      if (l.bq) {
+        for (int64_t i = 0; i < dq; ++i) qt[i] += l.bq[i];
+        for (int64_t i = 0; i < dkv; ++i) kt[i] += l.bk[i];
+        for (int64_t i = 0; i < dkv; ++i) vt[i] += l.bv[i];
+      }
+      if (l.q_norm) {
+        for (int h = 0; h < hp.n_head; ++h) rms_norm(qt + h * dh, l.q_norm, qt + h * dh, dh, hp.norm_eps);
+        for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(kt + h * dh, l.k_norm, kt + h * dh, dh, hp.norm_eps);
+      }
+      const float* c = rope_.cos.data() + t * rope_.half;
+      const float* s = rope_.sin.data() + t * rope_.half;
+      rope_apply(qt, hp.n_head, static_cast<int>(dh), hp.rope_style, c, s);
+      rope_apply(kt, hp.n_head_kv, static_cast<int>(dh), hp.rope_style, c, s);
+    }
+    f32_to_f16_row(k_.data(), k16_.data(), n * dkv);
+    f32_to_f16_row(v_.data(), v16_.data(), n * dkv);
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      base_len[ih] = cache_.seg(il, ih).len;
+      for (int64_t t = 0; t < n; ++t)
+        cache_.append(il, ih, k16_.data() + t * dkv + ih * dh, v16_.data() + t * dkv + ih * dh, pos_[t]);
+    }
+    attention(il, n, base_len);
+    matmul(l.wo, attn_.data(), n, h_.data(), &pool_);
+    for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];
+
+    for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.ffn_norm, h_.data() + t * d, d, hp.norm_eps);
+    matmul(l.w_gate, h_.data(), n, gate_.data(), &pool_);
+    matmul(l.w_up, h_.data(), n, up_.data(), &pool_);
+    swiglu(gate_.data(), up_.data(), gate_.data(), n * hp.n_ff);
+    matmul(l.w_down, gate_.data(), n, h_.data(), &pool_);
+    for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];
+  }
+  n_pos_ += n;
+
+  if (mode == LogitsMode::None) return;
+  const int64_t first = mode == LogitsMode::All ? 0 : n - 1;
+  const int64_t m = n - first;
+  for (int64_t t = first; t < n; ++t) rms_norm(x_.data() + t * d, w.output_norm, h_.data() + (t - first) * d, d, hp.norm_eps);
+  matmul(w.output, h_.data(), m, logits, &pool_);
+}
+
+// Attention of the batch's queries over each KV head's segment. Work items are
+// (KV head, block of tokens); each item reads its head's K/V once for the G query heads
+// of the group and the tokens of the block.
+void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len) {
+  const HParams& hp = model_.hp();
+  const int G = hp.n_group();
+  const int64_t dh = hp.d_head, dq = int64_t{hp.n_head} * dh;
+  const int64_t tb = std::max<int64_t>(1, kAttnMaxRows / G);  // tokens per block
+  const int64_t n_blocks = (n + tb - 1) / tb;
+  const int64_t n_items = n_blocks * hp.n_head_kv;
+  const float scale = hp.softmax_scale();
+  pool_.run([&](int ith, int nth) {
+    thread_local std::vector<float> qbuf, obuf;
+    thread_local std::vector<int64_t> limit;
+    qbuf.resize(kAttnMaxRows * dh);
+    obuf.resize(kAttnMaxRows * dh);
+    limit.resize(kAttnMaxRows);
+    // Strided assignment balances the causal triangle across threads.
+    for (int64_t item = ith; item < n_items; item += nth) {
+      const int ih = static_cast<int>(item % hp.n_head_kv);
+      const int64_t t0 = (item / hp.n_head_kv) * tb;
+      const int64_t nt = std::min(tb, n - t0);
+      const HeadSegment& s = cache_.seg(il, ih);
+      int rows = 0;
+      for (int64_t t = t0; t < t0 + nt; ++t)
+        for (int g = 0; g < G; ++g, ++rows) {
+          std::memcpy(qbuf.data() + rows * dh, q_.data() + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
+          limit[rows] = base_len[ih] + (t + 1);
+        }
+      attend_head(qbuf.data(), dh, rows, limit.data(), s.k.get(), s.v.get(), static_cast<int>(dh), scale,
+                  obuf.data(), dh);
+      rows = 0;
+      for (int64_t t = t0; t < t0 + nt; ++t)
+        for (int g = 0; g < G; ++g, ++rows)
+          std::memcpy(attn_.data() + t * dq + (int64_t{ih} * G + g) * dh, obuf.data() + rows * dh, dh * sizeof(float));
+    }
+  });
+}
+
+}  // namespace kvz

@@ -1,0 +1,63 @@
+// A session: one KV cache, one position counter and the scratch buffers of the forward
+// pass, over a shared immutable Model. Several sessions can use one Model side by side;
+// a session itself is used by one caller at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kv/head_cache.h"
+#include "model/blocks.h"
+#include "model/model.h"
+
+namespace kvz {
+
+enum class LogitsMode { None, Last, All };
+
+class Session {
+ public:
+  // pool is shared and must outlive the session; n_ctx_max bounds positions (0: model's).
+  Session(const Model& model, ThreadPool& pool, int64_t n_ctx_max = 0);
+
+  const Model& model() const { return model_; }
+  KvCache& cache() { return cache_; }
+  const KvCache& cache() const { return cache_; }
+
+  // Next RoPE position (global across heads; never decreases on eviction).
+  int64_t n_pos() const { return n_pos_; }
+  void set_n_pos(int64_t p) { n_pos_ = p; }
+  int64_t n_ctx_max() const { return n_ctx_max_; }
+
+  // Runs `tokens` at positions n_pos().. and appends their K/V to every head. Logits are
+  // [n_vocab] (Last) or [n_tokens][n_vocab] (All), f32. Long inputs are processed in
+  // batches of at most `n_batch` tokens. Throws kvz::Error when the context would
+  // exceed n_ctx_max, or on an out-of-range token id.
+  void forward(std::span<const int32_t> tokens, LogitsMode mode, std::vector<float>* logits, int64_t n_batch = 512,
+               const std::function<void(int64_t done, int64_t total)>& progress = {});
+
+  // Clears the cache and the position counter.
+  void reset();
+
+ private:
+  void forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits);
+  void attention(int il, int64_t n, const std::vector<int64_t>& base_len);
+  void ensure_scratch(int64_t n);
+
+  const Model& model_;
+  ThreadPool& pool_;
+  KvCache cache_;
+  int64_t n_pos_ = 0;
+  int64_t n_ctx_max_ = 0;
+
+  // Scratch, sized for the largest batch seen; no allocation in steady-state decode.
+  int64_t scratch_n_ = 0;
+  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;  // [n][...] f32
+  std::vector<uint16_t> k16_, v16_;                          // [n][n_kv*d] f16
+  std::vector<int32_t> pos_;
+  RopeTable rope_;
+};
+
+}  // namespace kvz

@@ -1,0 +1,32 @@
+// Tiny random-weight Llama-family models for unit tests (STYLE.md: 2 layers, 4 heads,
+// 2 KV heads, d_head 16), written as GGUF in memory or to a temp file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/gguf_writer.h"
+
+namespace kvz::test {
+
+struct SyntheticSpec {
+  int n_layer = 2;
+  int n_embd = 64;
+  int n_head = 4;
+  int n_head_kv = 2;
+  int n_ff = 96;
+  int n_ctx = 512;
+  DType wtype = DType::F32;  // matrices; F32 or F16
+  bool tied = true;
+  uint64_t seed = 1;
+  std::string arch = "llama";  // general.architecture and key prefix
+  std::string skip_tensor;      // leave this tensor out (error tests)
+};
+
+// A byte-level vocabulary: the 256 GPT-2 byte symbols, "ab" (one merge), <|im_start|>, <|im_end|>.
+GgufWriter synthetic_llama(const SyntheticSpec& spec);
+// Writes it to a unique temp path and returns the path.
+std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& tag);
+
+}  // namespace kvz::test

@@ -1,0 +1,22 @@
+// Where tests find fixtures and real models.
+#pragma once
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+namespace kvz::test {
+
+inline std::string source_dir() { return KVZ_SOURCE_DIR; }
+
+inline std::string models_dir() {
+  if (const char* d = std::getenv("KVZ_MODELS_DIR")) return d;
+  const char* h = std::getenv("HOME");
+  return std::string(h ? h : ".") + "/.cache/kvzip/models";
+}
+
+inline std::string smollm2_path() { return models_dir() + "/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+
+inline bool file_exists(const std::string& p) { return std::ifstream(p).good(); }
+
+}  // namespace kvz::test

@@ -1,0 +1,216 @@
+// kvzip: command-line front end. A thin layer over the library: parse options, call the
+// engine, print. Errors from the library (kvz::Error) print one line and exit 1.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "tokenizer/chat_template.h"
+
+namespace {
+
+using namespace kvz;
+
+std::string human_bytes(double b) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (b >= 1024 && i < 4) {
+    b /= 1024;
+    ++i;
+  }
+  return i == 0 ? fmt::format("{:.0f} {}", b, u[i]) : fmt::format("{:.2f} {}", b, u[i]);
+}
+
+// Default model location, shared with scripts/pull-model.sh.
+std::string default_model_path() {
+  const char* dir = std::getenv("KVZ_MODELS_DIR");
+  const char* home = std::getenv("HOME");
+  std::string base = dir ? dir : std::string(home ? home : ".") + "/.cache/kvzip/models";
+  return base + "/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  ProgressBar bar("loading", "%", stderr_is_tty());
+  auto m = Model::load(path, [&](double f) { bar.update(100.0 * f, 100.0); });
+  bar.finish();
+  return m;
+}
+
+int cmd_info(const std::string& path, bool show_tensors) {
+  auto f = GgufFile::open(path);
+  fmt::print("file:          {} ({}, GGUF v{})\n", path, human_bytes(f->file_size()), f->version());
+  fmt::print("architecture:  {}\n", f->get_str_opt("general.architecture").value_or("?"));
+  fmt::print("name:          {}\n", f->get_str_opt("general.name").value_or("?"));
+  std::map<std::string, std::pair<int, uint64_t>> by_type;
+  uint64_t n_params = 0;
+  for (const auto& t : f->tensors()) {
+    auto& e = by_type[type_name(t.type)];
+    e.first++;
+    e.second += t.n_bytes;
+    n_params += t.n_elements();
+  }
+  fmt::print("parameters:    {:.1f} M in {} tensors\n", n_params / 1e6, f->tensors().size());
+  for (const auto& [name, e] : by_type)
+    fmt::print("  {:<6} {:4} tensors  {:>12}\n", name, e.first, human_bytes(static_cast<double>(e.second)));
+  fmt::print("metadata:\n");
+  for (const auto& [k, v] : f->metadata()) {
+    std::string s;
+    if (v.is_array()) {
+      s = fmt::format("[{} x {}]", v.array_size(), gguf_type_name(v.elem_type));
+    } else if (auto* i = std::get_if<int64_t>(&v.v)) {
+      s = std::to_string(*i);
+    } else if (auto* d = std::get_if<double>(&v.v)) {
+      s = fmt::format("{}", *d);
+    } else if (auto* b = std::get_if<bool>(&v.v)) {
+      s = *b ? "true" : "false";
+    } else if (auto* str = std::get_if<std::string>(&v.v)) {
+      s = k == "tokenizer.chat_template" ? fmt::format("({} chars, shown below)", str->size()) : *str;
+    }
+    fmt::print("  {:<44} {}\n", k, s);
+  }
+  // Model-level view: what the engine makes of it.
+  try {
+    auto m = Model::load(path);
+    const HParams& hp = m->hp();
+    fmt::print("model:\n  layers {}  embd {}  heads {} (kv {}, d_head {})  ffn {}  vocab {}  ctx {}\n", hp.n_layer,
+               hp.n_embd, hp.n_head, hp.n_head_kv, hp.d_head, hp.n_ff, hp.n_vocab, hp.n_ctx_train);
+    fmt::print("  rope base {}  eps {}  tied embeddings {}\n", hp.rope_base, hp.norm_eps, hp.tied_embeddings);
+    fmt::print("  KV cache per token: {} (f16 K+V, all layers)\n",
+               human_bytes(2.0 * hp.n_layer * hp.n_head_kv * hp.d_head * 2));
+    fmt::print("  weights read per generated token: {}\n", human_bytes(static_cast<double>(m->weight_bytes_per_token())));
+    const auto& vocab = m->tokenizer().vocab();
+    fmt::print("tokenizer:     {} / pre '{}', {} tokens, bos {} eos {}\n", vocab.model, vocab.pre, vocab.tokens.size(),
+               vocab.bos_id, vocab.eos_id);
+    fmt::print("chat template: {}\n", chat_family_name(detect_chat_family(vocab.chat_template)));
+  } catch (const Error& e) {
+    fmt::print("model:         cannot run: {}\n", e.what());
+  }
+  if (auto tmpl = f->get_str_opt("tokenizer.chat_template")) fmt::print("--- chat template ---\n{}\n---\n", *tmpl);
+  if (show_tensors)
+    for (const auto& t : f->tensors()) {
+      std::string shape;
+      for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? " x " : "") + std::to_string(t.shape[i]);
+      fmt::print("  {:<32} {:<6} {:<16} {:>10}\n", t.name, type_name(t.type), shape,
+                 human_bytes(static_cast<double>(t.n_bytes)));
+    }
+  return 0;
+}
+
+struct GenOpts {
+  std::string model;
+  std::string prompt;
+  std::string system;
+  bool chat = false;
+  int n_predict = 128;
+  int threads = 0;
+  float temp = 0.0f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  uint64_t seed = 0;
+  int64_t n_ctx = 0;
+};
+
+int cmd_generate(const GenOpts& o) {
+  auto m = load_model(o.model);
+  const Tokenizer& tok = m->tokenizer();
+  std::string text = o.prompt;
+  if (o.chat) {
+    const ChatFamily fam = detect_chat_family(tok.vocab().chat_template);
+    if (fam == ChatFamily::Unknown) fail("{}: the model's chat template is not one kvzip recognises; run without --chat", o.model);
+    std::vector<ChatMessage> msgs;
+    if (!o.system.empty()) msgs.push_back({"system", o.system});
+    msgs.push_back({"user", o.prompt});
+    text = render_chat(fam, msgs, true);
+  }
+  const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/true, /*parse_special=*/o.chat);
+  ThreadPool pool(o.threads);
+  Session s(*m, pool, o.n_ctx);
+  GenerateParams gp;
+  gp.n_predict = o.n_predict;
+  gp.sampling = {o.temp, o.top_k, o.top_p, o.seed};
+  Utf8Stream utf8;
+  if (!o.chat) {
+    std::fputs(o.prompt.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  ProgressBar bar("prefill", "tok", stderr_is_tty() && ids.size() >= 1024);
+  const GenerateStats st = generate(
+      s, ids, gp,
+      [&](int32_t id) {
+        bar.finish();
+        if (!tok.is_eog(id)) {
+          std::fputs(utf8.push(tok.token_bytes(id)).c_str(), stdout);
+          std::fflush(stdout);
+        }
+        return true;
+      },
+      nullptr, [&](int64_t done, int64_t total) { bar.update(static_cast<double>(done), static_cast<double>(total)); });
+  std::fputs(utf8.flush().c_str(), stdout);
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  fmt::print(stderr,
+             "\n[kvzip] prompt {} tok | prefill {:.1f} tok/s ({:.3f} s) | decode {} tok at {:.1f} tok/s | KV cache {} "
+             "| {} threads\n",
+             st.n_prompt, st.prefill_tok_s(), st.prefill_s, st.n_generated, st.decode_tok_s(),
+             human_bytes(static_cast<double>(s.cache().bytes_used())), pool.size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "kvzip — an LLM inference engine with query-agnostic KV-cache compression (KVzip).\n"
+      "Models are GGUF files; get the default one with: scripts/pull-model.sh smollm2-135m"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "show help for every command");
+
+  std::string info_model = default_model_path();
+  bool info_tensors = false;
+  auto* info = app.add_subcommand("info", "print a model file's architecture, hyper-parameters, tensor types, "
+                                          "tokenizer and chat template");
+  info->add_option("model", info_model, "GGUF file")->capture_default_str();
+  info->add_flag("--tensors", info_tensors, "also list every tensor");
+
+  GenOpts g;
+  g.model = default_model_path();
+  auto* gen = app.add_subcommand("generate", "generate text from a prompt, streaming tokens to stdout; a summary "
+                                             "line (prefill and decode tokens/s, KV bytes) goes to stderr");
+  gen->add_option("-m,--model", g.model, "GGUF model file")->capture_default_str();
+  gen->add_option("-p,--prompt", g.prompt, "prompt text")->required();
+  gen->add_flag("--chat", g.chat, "wrap the prompt in the model's chat template as a user turn (special tokens "
+                                  "in the prompt are parsed only in this mode)");
+  gen->add_option("--system", g.system, "system message for --chat (default: the template's own)");
+  gen->add_option("-n,--n-predict", g.n_predict, "maximum tokens to generate")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  gen->add_option("-t,--threads", g.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  gen->add_option("--temp", g.temp, "sampling temperature; 0 is greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  gen->add_option("--top-k", g.top_k, "keep the k most likely tokens (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  gen->add_option("--top-p", g.top_p, "nucleus sampling mass (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--seed", g.seed, "sampling seed")->capture_default_str();
+  gen->add_option("-c,--ctx", g.n_ctx, "context limit in tokens (0: the model's training context)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info) return cmd_info(info_model, info_tensors);
+    if (*gen) return cmd_generate(g);
+  } catch (const kvz::Error& e) {
+    std::fprintf(stderr, "kvzip: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "kvzip: error: out of memory\n");
+    return 1;
+  }
+  return 0;
+}
