@@ -1,0 +1,98 @@
+// Internal tokenizer models behind kvz::Tokenizer: byte-level BPE (GGUF model "gpt2") and
+// SentencePiece-style BPE with byte fallback (GGUF model "llama"). Each encodes one raw
+// text fragment (special tokens already split out) into ids.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvz {
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+// token text -> id; looked up with string_view (no allocation).
+using TokenIndex = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+// Merge rules as (left id, right id) -> (rank, merged id); rank = index in the merges list.
+struct MergeTable {
+  struct Entry {
+    int32_t rank;
+    int32_t result;
+  };
+  std::unordered_map<uint64_t, Entry> map;
+
+  static uint64_t key(int32_t l, int32_t r) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(l)) << 32) | static_cast<uint32_t>(r);
+  }
+  const Entry* find(int32_t l, int32_t r) const {
+    auto it = map.find(key(l, r));
+    return it == map.end() ? nullptr : &it->second;
+  }
+  // Parses "a b" rules (split at the first space). Throws kvz::Error on a malformed rule or
+  // one whose parts are not tokens; a rule whose result is not a token is skipped, as HF
+  // does not accept it either.
+  static MergeTable build(const std::vector<std::string>& merges, const TokenIndex& index);
+};
+
+// Applies merges to `ids` in place: repeatedly merge the adjacent pair with the lowest
+// rank, leftmost first on ties (HF tokenizers models/bpe/word.rs merge_all). O(n log n).
+void bpe_apply_merges(std::vector<int32_t>& ids, const MergeTable& merges);
+
+// Byte-level BPE: pre-tokenize with the named regexes, map each piece's bytes into the
+// GPT-2 alphabet, start from one symbol per byte, merge. A byte whose single-character
+// token is missing from the vocab is dropped (HF BPE with unk_token = null does the same;
+// SmolLM2's vocab lacks 21 of the 256, e.g. 0x04 and 0xF5-0xFF).
+class ByteLevelBpe {
+ public:
+  ByteLevelBpe(const VocabData& v, const TokenIndex& index);
+  void encode(std::string_view fragment, std::vector<int32_t>& out) const;
+  // Decoded bytes of a normal token (its text mapped back through the byte alphabet).
+  static std::string token_bytes(std::string_view text);
+
+ private:
+  void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
+
+  PreTokenizer pre_;
+  MergeTable merges_;
+  const TokenIndex* index_;
+  int32_t byte_id_[256];
+  // HF BPE ignore_merges (Llama 3): a piece that is itself a token is emitted as is.
+  bool ignore_merges_ = false;
+  // NFC normalizer before pre-tokenization (Qwen2 tokenizer.json).
+  bool nfc_ = false;
+  // Per-piece cache (piece bytes -> ids). Guarded by cache_mu_ so const encode() can run
+  // from several threads; cleared when it reaches kCacheMax entries.
+  static constexpr size_t kCacheMax = 1 << 16;
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
+};
+
+// SentencePiece BPE (sentencepiece bpe_model.cc semantics, as llama.cpp llm_tokenizer_spm):
+// spaces become U+2581, the text is split into UTF-8 characters, and the adjacent pair
+// whose concatenation is a vocab piece with the highest score is merged (leftmost on ties)
+// until none is left. Merged Unused pieces are split back into their parts; characters
+// that are not pieces become <0xXX> byte tokens (or unk when there is no byte token).
+class SpmBpe {
+ public:
+  SpmBpe(const VocabData& v, const TokenIndex& index);
+  // at_text_start: the fragment begins the text, so add_space_prefix applies.
+  void encode(std::string_view fragment, bool at_text_start, std::vector<int32_t>& out) const;
+  static std::string token_bytes(std::string_view text, TokenType type);
+
+ private:
+  const VocabData* v_;
+  const TokenIndex* index_;
+  int32_t byte_id_[256];
+};
+
+}  // namespace kvz
