@@ -12,6 +12,26 @@ KvCache::KvCache(int n_layer, int n_head_kv, int d_head)
   KVZ_ASSERT(n_layer > 0 && n_head_kv > 0 && d_head > 0, "bad cache shape {}x{}x{}", n_layer, n_head_kv, d_head);
 }
 
+KvCache KvCache::clone() const {
+  KvCache c(n_layer_, n_head_kv_, d_head_);
+  for (size_t i = 0; i < segs_.size(); ++i) {
+    const HeadSegment& s = segs_[i];
+    HeadSegment& d = c.segs_[i];
+    const size_t n = static_cast<size_t>(std::max<int64_t>(s.len, 1)) * d_head_;
+    d.k.reset(new uint16_t[n]);
+    d.v.reset(new uint16_t[n]);
+    d.pos.reset(new int32_t[std::max<int64_t>(s.len, 1)]);
+    if (s.len > 0) {
+      std::memcpy(d.k.get(), s.k.get(), s.len * d_head_ * sizeof(uint16_t));
+      std::memcpy(d.v.get(), s.v.get(), s.len * d_head_ * sizeof(uint16_t));
+      std::memcpy(d.pos.get(), s.pos.get(), s.len * sizeof(int32_t));
+    }
+    d.len = s.len;
+    d.cap = std::max<int64_t>(s.len, 1);
+  }
+  return c;
+}
+
 void KvCache::grow(HeadSegment& s, int64_t new_cap) {
   const size_t d = static_cast<size_t>(d_head_);
   std::unique_ptr<uint16_t[]> k(new uint16_t[new_cap * d]);

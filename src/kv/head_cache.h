@@ -28,6 +28,11 @@ struct HeadSegment {
 class KvCache {
  public:
   KvCache(int n_layer, int n_head_kv, int d_head);
+  KvCache(KvCache&&) = default;
+  KvCache& operator=(KvCache&&) = default;
+
+  // A deep copy with capacity trimmed to the rows in use.
+  KvCache clone() const;
 
   int n_layer() const { return n_layer_; }
   int n_head_kv() const { return n_head_kv_; }

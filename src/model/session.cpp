@@ -113,6 +113,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
       for (int64_t t = 0; t < n; ++t)
         cache_.append(il, ih, k16_.data() + t * dkv + ih * dh, v16_.data() + t * dkv + ih * dh, pos_[t]);
     }
+    if (observer_) observer_->on_layer(il, q_.data(), n, cache_, pool_);
     attention(il, n, base_len);
     matmul(l.wo, attn_.data(), n, h_.data(), &pool_);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];

@@ -17,6 +17,16 @@ namespace kvz {
 
 enum class LogitsMode { None, Last, All };
 
+// A hook into the forward pass, for scorers that need the attention queries (KVzip's
+// reconstruction pass, H2O, SnapKV, ...). Called in every layer after the batch's K/V
+// rows were appended to every head and before attention runs.
+class LayerObserver {
+ public:
+  virtual ~LayerObserver() = default;
+  // q: [n][n_head * d_head] post-RoPE (post-QK-norm) queries of the batch, f32.
+  virtual void on_layer(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) = 0;
+};
+
 class Session {
  public:
   // pool is shared and must outlive the session; n_ctx_max bounds positions (0: model's).
@@ -41,6 +51,10 @@ class Session {
   // Clears the cache and the position counter.
   void reset();
 
+  // Installs (or with nullptr removes) a layer observer; not owned.
+  void set_observer(LayerObserver* o) { observer_ = o; }
+  ThreadPool& pool() { return pool_; }
+
  private:
   void forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits);
   void attention(int il, int64_t n, const std::vector<int64_t>& base_len);
@@ -51,6 +65,7 @@ class Session {
   KvCache cache_;
   int64_t n_pos_ = 0;
   int64_t n_ctx_max_ = 0;
+  LayerObserver* observer_ = nullptr;
 
   // Scratch, sized for the largest batch seen; no allocation in steady-state decode.
   int64_t scratch_n_ = 0;

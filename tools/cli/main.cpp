@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -10,6 +11,8 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "eval/demo_doc.h"
+#include "kv/kvzip_context.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -164,6 +167,109 @@ int cmd_generate(const GenOpts& o) {
   return 0;
 }
 
+struct AskOpts {
+  std::string model;
+  std::string context_file;
+  std::vector<std::string> questions;
+  double ratio = 0.3;
+  std::string level = "pair";
+  int threads = 0;
+  int n_predict = 64;
+  bool strict = false;
+};
+
+std::string read_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail("{}: cannot open", path);
+  std::string s;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  std::fclose(f);
+  return s;
+}
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+// Full-cache and compressed answers side by side, then memory and timing. Returns the
+// number of questions whose compressed answer equals the full-cache answer.
+int compare_full_and_compressed(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
+                                const std::vector<std::string>& expected) {
+  auto m = load_model(o.model);
+  ThreadPool pool(o.threads);
+  ContextOptions co;
+  co.retain_full = false;
+  KvzipContext ctx(*m, pool, co);
+  const bool tty = stderr_is_tty();
+  using clock = std::chrono::steady_clock;
+  auto secs = [](clock::time_point a) { return std::chrono::duration<double>(clock::now() - a).count(); };
+
+  auto t0 = clock::now();
+  {
+    ProgressBar bar("prefill", "tok", tty);
+    ctx.prefill(context, [&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+  }
+  const double prefill_s = secs(t0);
+  const size_t bytes_full = ctx.kv_bytes();
+  fmt::print("context: {} tokens (+{} system prompt tokens); prefill {:.2f} s ({:.0f} tok/s)\n", ctx.n_ctx(),
+             ctx.n_sys(), prefill_s, (ctx.n_ctx() + ctx.n_sys()) / prefill_s);
+
+  GenerateParams gp;
+  gp.n_predict = o.n_predict;
+  std::vector<QueryResult> full;
+  for (const auto& q : questions) full.push_back(ctx.query(q, gp, false));
+
+  t0 = clock::now();
+  {
+    ProgressBar bar("KVzip scoring", "tok", tty);
+    ctx.score([&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+  }
+  const double score_s = secs(t0);
+  SelectOptions so;
+  so.ratio = o.ratio;
+  so.level = parse_prune_level(o.level);
+  so.strict_threshold = o.strict;
+  const PruneReport pr = ctx.prune(so);
+  fmt::print("KVzip scoring {:.2f} s ({:.2f}x prefill); pruned to ratio {} ({} level): kept {:.1f}% of context pairs\n\n",
+             score_s, score_s / prefill_s, o.ratio, o.level, 100.0 * pr.ratio_true);
+
+  int same = 0, full_ok = 0, comp_ok = 0;
+  double dec_full = 0, dec_comp = 0;
+  int64_t tok_full = 0, tok_comp = 0;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const QueryResult c = ctx.query(questions[i], gp, false);
+    const bool eq = c.answer == full[i].answer;
+    same += eq;
+    fmt::print("Q{}: {}\n", i + 1, questions[i]);
+    if (i < expected.size()) {
+      const bool fo = full[i].answer.find(expected[i]) != std::string::npos;
+      const bool co2 = c.answer.find(expected[i]) != std::string::npos;
+      full_ok += fo;
+      comp_ok += co2;
+      fmt::print("  expected:          {}\n", expected[i]);
+    }
+    fmt::print("  full cache:        {}\n", one_line(full[i].answer));
+    fmt::print("  compressed ({:.0f}%): {}   [{}]\n\n", 100 * o.ratio, one_line(c.answer), eq ? "same" : "differs");
+    dec_full += full[i].stats.decode_s;
+    dec_comp += c.stats.decode_s;
+    tok_full += std::max<int64_t>(0, full[i].stats.n_generated - 1);
+    tok_comp += std::max<int64_t>(0, c.stats.n_generated - 1);
+  }
+  fmt::print("answers identical to the full cache: {}/{}\n", same, questions.size());
+  if (!expected.empty())
+    fmt::print("answers containing the expected fact: full cache {}/{}, compressed {}/{}\n", full_ok, expected.size(),
+               comp_ok, expected.size());
+  fmt::print("KV cache: full {} -> compressed {} ({:.1f}% of the bytes)\n", human_bytes(static_cast<double>(bytes_full)),
+             human_bytes(static_cast<double>(pr.kv_bytes_after)), 100.0 * pr.kv_bytes_after / bytes_full);
+  fmt::print("decode: full {:.2f} ms/token, compressed {:.2f} ms/token ({} threads)\n",
+             tok_full ? 1e3 * dec_full / tok_full : 0.0, tok_comp ? 1e3 * dec_comp / tok_comp : 0.0, pool.size());
+  return same;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -197,6 +303,31 @@ int main(int argc, char** argv) {
   gen->add_option("--seed", g.seed, "sampling seed")->capture_default_str();
   gen->add_option("-c,--ctx", g.n_ctx, "context limit in tokens (0: the model's training context)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
 
+  AskOpts a;
+  a.model = default_model_path();
+  auto* ask = app.add_subcommand(
+      "ask", "load a context once, compress its KV cache with KVzip, and answer questions from it; prints the "
+             "full-cache and compressed answers side by side, KV bytes and timings");
+  ask->add_option("-m,--model", a.model, "GGUF model file")->capture_default_str();
+  ask->add_option("--context", a.context_file, "text file holding the context")->required();
+  ask->add_option("-q,--question", a.questions, "a question (repeat for several)")->required();
+  ask->add_option("--ratio", a.ratio, "fraction of context KV pairs to KEEP, in (0, 1]")->capture_default_str();
+  ask->add_option("--level", a.level, "pair (global budget), pair-uniform (same per head) or head")->capture_default_str();
+  ask->add_flag("--strict-threshold", a.strict, "reference-compatible strict threshold instead of exact top-k");
+  ask->add_option("-n,--n-predict", a.n_predict, "max answer tokens")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  ask->add_option("-t,--threads", a.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+
+  AskOpts d;
+  d.model = default_model_path();
+  int demo_records = 60;
+  auto* demo = app.add_subcommand("demo", "the KVzip demo: a generated registry document full of facts, "
+                                          "questions answered from the full and from the compressed cache");
+  demo->add_option("-m,--model", d.model, "GGUF model file")->capture_default_str();
+  demo->add_option("--ratio", d.ratio, "fraction of context KV pairs to keep, in (0, 1]")->capture_default_str();
+  demo->add_option("--level", d.level, "pair, pair-uniform or head")->capture_default_str();
+  demo->add_option("--records", demo_records, "fact records in the document (~45 tokens each)")->capture_default_str()->check(CLI::Range(8, 5000));
+  demo->add_option("-t,--threads", d.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -205,6 +336,19 @@ int main(int argc, char** argv) {
   try {
     if (*info) return cmd_info(info_model, info_tensors);
     if (*gen) return cmd_generate(g);
+    if (*ask) {
+      if (!(a.ratio > 0 && a.ratio <= 1)) fail("--ratio {} is outside (0, 1]", a.ratio);
+      compare_full_and_compressed(a, read_file(a.context_file), a.questions, {});
+      return 0;
+    }
+    if (*demo) {
+      if (!(d.ratio > 0 && d.ratio <= 1)) fail("--ratio {} is outside (0, 1]", d.ratio);
+      const QaSample sample = make_demo_document(demo_records);
+      fmt::print("kvzip demo: a generated registry of {} fact records; {} questions; keep ratio {}\n\n", demo_records,
+                 sample.questions.size(), d.ratio);
+      compare_full_and_compressed(d, sample.context, sample.questions, sample.answers);
+      return 0;
+    }
   } catch (const kvz::Error& e) {
     std::fprintf(stderr, "kvzip: error: %s\n", e.what());
     return 1;

@@ -17,6 +17,7 @@ inline void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n) {
 
 #define KVZ_ATTN_NS attn_avx2
 #include "kernels/attention_impl.h"
+#include "kernels/kvzip_score_impl.h"
 
 namespace kvz {
 void attend_head_avx2(const float* q, int64_t q_stride, int n_rows, const int64_t* limit, const uint16_t* k,
@@ -30,5 +31,10 @@ void f32_to_f16_row_avx2(const float* src, uint16_t* dst, int64_t n) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
                      _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
   for (; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
+}
+void kvzip_score_head_avx2(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit, const uint16_t* sys,
+                         int64_t n_sys, const uint16_t* chunk, int64_t n_chunk, const uint16_t* rep, int d, float scale,
+                         float* colmax) {
+  attn_avx2::kvzip_score_impl(q, q_stride, n_rows, r_limit, sys, n_sys, chunk, n_chunk, rep, d, scale, colmax);
 }
 }  // namespace kvz

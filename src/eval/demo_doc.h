@@ -1,0 +1,20 @@
+// A long document full of checkable facts, written by our own code from a seed, with
+// questions whose answers are in it. Used by `kvzip demo` and as a smoke context.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kvz {
+
+struct QaSample {
+  std::string context;
+  std::vector<std::string> questions;
+  std::vector<std::string> answers;
+};
+
+// n_records: number of fact records (each ~45 tokens with SmolLM2's tokenizer).
+QaSample make_demo_document(int n_records = 60, uint64_t seed = 7, int n_questions = 8);
+
+}  // namespace kvz

@@ -1,0 +1,73 @@
+// Body of the KVzip scoring kernel, compiled per ISA like attention_impl.h (the includer
+// defines KVZ_ATTN_NS and cvt_f16_f32, then includes attention_impl.h before this file).
+// One pass computes all logits of a row block into a per-thread buffer; per row the
+// log-sum-exp comes from those logits, then only the chunk columns are exponentiated
+// again to update the running column max.
+#include <vector>
+
+namespace kvz::KVZ_ATTN_NS {
+
+// logits of rows [0, n_rows) against n keys (f16, converted per tile), written to
+// out[i * out_stride + j]; rows beyond lim[i] are left untouched (callers ignore them).
+inline void logits_block(const float* q, int64_t q_stride, int n_rows, const uint16_t* k, int64_t n, int d,
+                         float scale, float* out, int64_t out_stride, float* kt) {
+  const int nv = d / 8;
+  for (int64_t r0 = 0; r0 < n; r0 += kTile) {
+    const int nt = static_cast<int>(std::min<int64_t>(kTile, n - r0));
+    cvt_f16_f32(k + r0 * d, kt, static_cast<int64_t>(nt) * d);
+    for (int i = 0; i < n_rows; ++i) {
+      const float* qi = q + i * q_stride;
+      float* oi = out + i * out_stride + r0;
+      for (int j = 0; j < nt; ++j) {
+        const float* kj = kt + j * d;
+        v8f a0 = splat(0.0f), a1 = splat(0.0f);
+        int c = 0;
+        for (; c + 1 < nv; c += 2) {
+          a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
+          a1 += load8(qi + 8 * c + 8) * load8(kj + 8 * c + 8);
+        }
+        if (c < nv) a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
+        oi[j] = hsum(a0 + a1) * scale;
+      }
+    }
+  }
+}
+
+inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit,
+                             const uint16_t* sys, int64_t n_sys, const uint16_t* chunk, int64_t n_chunk,
+                             const uint16_t* rep, int d, float scale, float* colmax) {
+  int64_t r_max = 0;
+  for (int i = 0; i < n_rows; ++i) r_max = std::max(r_max, r_limit[i]);
+  const int64_t width = n_sys + n_chunk + r_max;
+  thread_local std::vector<float> buf;
+  thread_local std::vector<float> kt;
+  buf.resize(static_cast<size_t>(n_rows) * width);
+  kt.resize(static_cast<size_t>(kTile) * d);
+  float* L = buf.data();
+  logits_block(q, q_stride, n_rows, sys, n_sys, d, scale, L, width, kt.data());
+  logits_block(q, q_stride, n_rows, chunk, n_chunk, d, scale, L + n_sys, width, kt.data());
+  logits_block(q, q_stride, n_rows, rep, r_max, d, scale, L + n_sys + n_chunk, width, kt.data());
+  for (int i = 0; i < n_rows; ++i) {
+    float* li = L + static_cast<int64_t>(i) * width;
+    const int64_t n = n_sys + n_chunk + r_limit[i];
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, li[j]);
+    // sum of exp, 8 at a time
+    double sum = 0.0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) sum += hsum(exp8(load8(li + j) - splat(mx)));
+    for (; j < n; ++j) sum += std::exp(li[j] - mx);
+    const float lse = mx + static_cast<float>(std::log(sum));
+    float* lc = li + n_sys;
+    j = 0;
+    for (; j + 8 <= n_chunk; j += 8) {
+      const v8f p = exp8(load8(lc + j) - splat(lse));
+      v8f m = load8(colmax + j);
+      m = p > m ? p : m;
+      store8(colmax + j, m);
+    }
+    for (; j < n_chunk; ++j) colmax[j] = std::max(colmax[j], std::exp(lc[j] - lse));
+  }
+}
+
+}  // namespace kvz::KVZ_ATTN_NS

@@ -1,0 +1,136 @@
+#include "kv/kvzip_context.h"
+
+#include "core/error.h"
+
+namespace kvz {
+
+namespace {
+std::string strip(const std::string& s) {
+  const char* ws = " \t\n\r\f\v";
+  const size_t b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+}  // namespace
+
+KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
+    : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max) {
+  const ChatFamily fam = detect_chat_family(model.tokenizer().vocab().chat_template);
+  tmpl_ = kvzip_template(fam, opt_.task, opt_.think_block);
+  sys_ids_ = enc(tmpl_.prefix);
+  postfix_ids_ = enc(tmpl_.postfix);
+  n_sys_ = static_cast<int64_t>(sys_ids_.size());
+}
+
+std::vector<int32_t> KvzipContext::enc(const std::string& s) const {
+  // Template pieces contain special-token text that must map to single ids; no BOS is
+  // added automatically (kvzip-spec §9.5).
+  return model_.tokenizer().encode(s, /*add_special=*/false, /*parse_special=*/true);
+}
+
+void KvzipContext::prefill(const std::string& context, const std::function<void(int64_t, int64_t)>& progress) {
+  prefill_ids(model_.tokenizer().encode(context, false, /*parse_special=*/false), progress);
+}
+
+void KvzipContext::prefill_ids(const std::vector<int32_t>& ctx_ids, const std::function<void(int64_t, int64_t)>& progress) {
+  if (ctx_ids.empty()) fail("the context is empty");
+  const int64_t n_full = n_sys_ + static_cast<int64_t>(ctx_ids.size());
+  // Scoring appends a repeat input of up to chunk + ~40 tokens after the context.
+  const int64_t need = n_full + opt_.scoring.chunk + 64;
+  if (need > session_.n_ctx_max())
+    fail("context of {} tokens (+{} system prompt) needs {} positions with scoring; the limit is {} tokens",
+         ctx_ids.size(), n_sys_, need, session_.n_ctx_max());
+  session_.reset();
+  full_.reset();
+  scores_ = HeadScores{};
+  pruned_ = false;
+  ctx_ids_ = ctx_ids;
+  std::vector<int32_t> ids = sys_ids_;
+  ids.insert(ids.end(), ctx_ids.begin(), ctx_ids.end());
+  session_.forward(ids, LogitsMode::None, nullptr, 512, progress);
+}
+
+const HeadScores& KvzipContext::score(const std::function<void(int64_t, int64_t)>& progress) {
+  if (ctx_ids_.empty()) fail("score: no context was prefilled");
+  if (pruned_) fail("score: the context is already pruned; scoring needs the full cache");
+  KvzipRepeatPrompt rp;
+  rp.first = enc(tmpl_.repeat_first);
+  rp.next = enc(tmpl_.repeat_next);
+  rp.postfix = postfix_ids_;
+  scores_ = kvzip_score(session_, n_sys_, ctx_ids_, rp, opt_.scoring, progress);
+  return scores_;
+}
+
+void KvzipContext::set_scores(HeadScores s) {
+  const HParams& hp = model_.hp();
+  if (s.n_layer != hp.n_layer || s.n_head_kv != hp.n_head_kv || s.n_ctx != n_ctx())
+    fail("scores of shape [{}][{}][{}] do not fit this context [{}][{}][{}]", s.n_layer, s.n_head_kv, s.n_ctx,
+         hp.n_layer, hp.n_head_kv, n_ctx());
+  scores_ = std::move(s);
+}
+
+PruneReport KvzipContext::prune(const SelectOptions& o) {
+  if (!has_scores()) fail("prune: no scores; run score() first");
+  return apply_mask(select_pairs(scores_, o), o.ratio);
+}
+
+PruneReport KvzipContext::prune_heads(const std::vector<float>& head_scores, double ratio) {
+  const HParams& hp = model_.hp();
+  return apply_mask(select_heads(head_scores, hp.n_layer, hp.n_head_kv, n_ctx(), ratio), ratio);
+}
+
+PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
+  if (ctx_ids_.empty()) fail("prune: no context was prefilled");
+  KvCache& cache = session_.cache();
+  if (pruned_) {
+    if (!full_) fail("prune: this context was already pruned; create it with retain_full to prune again");
+    cache = full_->clone();
+  } else if (opt_.retain_full) {
+    full_ = std::make_unique<KvCache>(cache.clone());
+  }
+  PruneReport r;
+  r.ratio_requested = ratio;
+  r.ratio_true = m.ratio_true();
+  r.kv_bytes_before = cache.bytes_used();
+  const int64_t n_full = n_sys_ + n_ctx();
+  std::vector<uint8_t> rows;
+  for (int il = 0; il < cache.n_layer(); ++il)
+    for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
+      const HeadSegment& s = cache.seg(il, ih);
+      KVZ_ASSERT(s.len >= n_full, "head ({}, {}) has {} rows, fewer than the context's {}", il, ih, s.len, n_full);
+      rows.assign(s.len, 1);  // sys prompt and any turns after the context are always kept
+      const uint8_t* k = m.head(il, ih);
+      for (int64_t t = 0; t < n_ctx(); ++t) rows[n_sys_ + t] = k[t];
+      cache.compact(il, ih, rows.data(), /*reserve=*/64);
+    }
+  r.kv_bytes_after = cache.bytes_used();
+  pruned_ = true;
+  return r;
+}
+
+QueryResult KvzipContext::query(const std::string& question, const GenerateParams& p, bool update_cache,
+                                const std::function<bool(int32_t)>& on_token) {
+  if (ctx_ids_.empty()) fail("query: no context was prefilled");
+  std::vector<int32_t> ids = enc("\n\n" + strip(question));
+  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
+  const std::vector<int64_t> lens = session_.cache().lengths();
+  const int64_t n_pos = session_.n_pos();
+  QueryResult r;
+  const Tokenizer& tok = model_.tokenizer();
+  try {
+    r.stats = generate(session_, ids, p, on_token, &r.answer_ids);
+  } catch (...) {
+    session_.cache().truncate(lens);  // a failed query loses nothing
+    session_.set_n_pos(n_pos);
+    throw;
+  }
+  if (!r.answer_ids.empty() && tok.is_eog(r.answer_ids.back())) r.answer_ids.pop_back();
+  r.answer = tok.decode(r.answer_ids, /*skip_special=*/true);
+  if (!update_cache) {
+    session_.cache().truncate(lens);
+    session_.set_n_pos(n_pos);
+  }
+  return r;
+}
+
+}  // namespace kvz

@@ -1,0 +1,93 @@
+// A long context loaded once, compressed once, asked many questions: the C++ counterpart of
+// the reference's ModelKVzip (kvzip-spec §2): prefill(context) -> score() -> prune(ratio,
+// level) -> query(q, update_cache) many times.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kv/kvzip_template.h"
+#include "kv/policy.h"
+#include "kv/presses/kvzip.h"
+#include "kv/scores.h"
+#include "model/generate.h"
+#include "model/session.h"
+
+namespace kvz {
+
+struct PruneReport {
+  double ratio_requested = 1.0;
+  double ratio_true = 1.0;  // kept / total context pairs, as realised
+  size_t kv_bytes_before = 0, kv_bytes_after = 0;
+};
+
+struct QueryResult {
+  std::string answer;           // decoded, without the end-of-turn token
+  std::vector<int32_t> answer_ids;
+  GenerateStats stats;          // stats.prefill_* is the query's own prefill
+};
+
+struct ContextOptions {
+  int64_t n_ctx_max = 0;   // 0: the model's training context
+  std::string task = "qa"; // "qa" or "gsm..." (prompt instruction)
+  bool think_block = false;
+  // Keep an unpruned copy of the context's KV so prune() can be called again at another
+  // ratio without re-prefilling (evaluation sweeps). Costs the full cache's memory.
+  bool retain_full = false;
+  KvzipScoreOptions scoring;
+};
+
+class KvzipContext {
+ public:
+  KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt = {});
+
+  // Encodes prefix + context (pieces tokenized separately) and prefills. Replaces any
+  // previous context.
+  void prefill(const std::string& context, const std::function<void(int64_t, int64_t)>& progress = {});
+  void prefill_ids(const std::vector<int32_t>& ctx_ids, const std::function<void(int64_t, int64_t)>& progress = {});
+
+  // KVzip scores of the context pairs; must run before any prune or query.
+  const HeadScores& score(const std::function<void(int64_t, int64_t)>& progress = {});
+  // Scores from elsewhere (another press, a saved file); shape must match.
+  void set_scores(HeadScores s);
+  const HeadScores& scores() const { return scores_; }
+  bool has_scores() const { return !scores_.v.empty(); }
+
+  // Evicts the least important context pairs; memory of evicted rows is freed. Without
+  // retain_full it can run once; with it, each call starts again from the full cache.
+  PruneReport prune(const SelectOptions& o);
+  PruneReport prune_heads(const std::vector<float>& head_scores, double ratio);
+
+  // Answers a query from the (compressed) cache. update_cache=false restores the context
+  // exactly afterwards; true keeps the turn (query + answer) in the cache.
+  QueryResult query(const std::string& question, const GenerateParams& p, bool update_cache,
+                    const std::function<bool(int32_t)>& on_token = {});
+
+  Session& session() { return session_; }
+  const Model& model() const { return model_; }
+  int64_t n_sys() const { return n_sys_; }
+  int64_t n_ctx() const { return static_cast<int64_t>(ctx_ids_.size()); }
+  const std::vector<int32_t>& ctx_ids() const { return ctx_ids_; }
+  const KvzipTemplate& tmpl() const { return tmpl_; }
+  size_t kv_bytes() const { return session_.cache().bytes_used(); }
+  bool pruned() const { return pruned_; }
+
+ private:
+  PruneReport apply_mask(const KeepMask& m, double ratio);
+  std::vector<int32_t> enc(const std::string& s) const;
+
+  const Model& model_;
+  ContextOptions opt_;
+  Session session_;
+  KvzipTemplate tmpl_;
+  std::vector<int32_t> sys_ids_, ctx_ids_, postfix_ids_;
+  int64_t n_sys_ = 0;
+  HeadScores scores_;
+  std::unique_ptr<KvCache> full_;  // retain_full: the unpruned context
+  bool pruned_ = false;
+};
+
+}  // namespace kvz

@@ -1,0 +1,116 @@
+#include "kv/policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace kvz {
+
+PruneLevel parse_prune_level(const std::string& s) {
+  if (s == "pair") return PruneLevel::Pair;
+  if (s == "pair-uniform") return PruneLevel::PairUniform;
+  if (s == "head") return PruneLevel::Head;
+  fail("unknown prune level '{}' (expected pair, pair-uniform or head)", s);
+}
+
+const char* prune_level_name(PruneLevel l) {
+  switch (l) {
+    case PruneLevel::Pair: return "pair";
+    case PruneLevel::PairUniform: return "pair-uniform";
+    case PruneLevel::Head: return "head";
+  }
+  return "?";
+}
+
+namespace {
+
+void check_ratio(double r) {
+  if (!(r > 0.0 && r <= 1.0)) fail("ratio {} is outside (0, 1]: it is the fraction of context KV pairs kept", r);
+}
+
+KeepMask empty_mask(int L, int H, int64_t n) {
+  KeepMask m;
+  m.n_layer = L;
+  m.n_head_kv = H;
+  m.n_ctx = n;
+  m.keep.assign(static_cast<size_t>(L) * H * n, 0);
+  return m;
+}
+
+// Exact top-k of v with deterministic ties (lower index first); marks them in keep.
+void top_k(const float* v, int64_t n, int64_t k, uint8_t* keep) {
+  if (k >= n) {
+    std::fill(keep, keep + n, 1);
+    return;
+  }
+  if (k <= 0) return;
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  auto better = [v](int64_t a, int64_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); };
+  std::nth_element(idx.begin(), idx.begin() + (k - 1), idx.end(), better);
+  for (int64_t i = 0; i < k; ++i) keep[idx[i]] = 1;
+}
+
+}  // namespace
+
+KeepMask select_pairs(const HeadScores& s, const SelectOptions& o) {
+  check_ratio(o.ratio);
+  KVZ_ASSERT(s.v.size() == static_cast<size_t>(s.n_layer) * s.n_head_kv * s.n_ctx, "score tensor size mismatch");
+  for (float x : s.v)
+    if (!std::isfinite(x)) fail("scores contain a non-finite value; refusing to prune");
+  KeepMask m = empty_mask(s.n_layer, s.n_head_kv, s.n_ctx);
+  const int64_t N = static_cast<int64_t>(s.v.size());
+  if (o.level == PruneLevel::Head) {
+    m = select_heads(head_scores_from_pairs(s), s.n_layer, s.n_head_kv, s.n_ctx, o.ratio);
+    return m;
+  }
+  if (o.ratio >= 1.0) {
+    std::fill(m.keep.begin(), m.keep.end(), 1);
+  } else if (o.level == PruneLevel::PairUniform) {
+    const int64_t k = static_cast<int64_t>(std::floor(s.n_ctx * o.ratio));
+    for (int il = 0; il < s.n_layer; ++il)
+      for (int ih = 0; ih < s.n_head_kv; ++ih)
+        top_k(s.head(il, ih), s.n_ctx, k, m.keep.data() + (static_cast<size_t>(il) * s.n_head_kv + ih) * s.n_ctx);
+  } else if (o.strict_threshold) {
+    std::vector<float> sorted(s.v);
+    const int64_t n = std::max<int64_t>(static_cast<int64_t>(std::floor(N * o.ratio)) - 1, 0);
+    std::nth_element(sorted.begin(), sorted.begin() + n, sorted.end(), std::greater<float>());
+    const float thr = sorted[n];
+    for (int64_t i = 0; i < N; ++i) m.keep[i] = s.v[i] > thr;
+  } else {
+    top_k(s.v.data(), N, static_cast<int64_t>(std::floor(N * o.ratio)), m.keep.data());
+  }
+  m.n_kept = std::count(m.keep.begin(), m.keep.end(), uint8_t{1});
+  return m;
+}
+
+KeepMask select_heads(const std::vector<float>& hs, int L, int H, int64_t n_ctx, double ratio) {
+  check_ratio(ratio);
+  if (hs.size() != static_cast<size_t>(L) * H)
+    fail("head scores have {} entries, the model has {} layers x {} KV heads", hs.size(), L, H);
+  KeepMask m = empty_mask(L, H, n_ctx);
+  const int64_t n_heads = static_cast<int64_t>(L) * H;
+  const int64_t k = std::clamp<int64_t>(std::llround(ratio * n_heads), 1, n_heads);
+  std::vector<uint8_t> head_keep(n_heads, 0);
+  top_k(hs.data(), n_heads, k, head_keep.data());
+  for (int64_t h = 0; h < n_heads; ++h)
+    if (head_keep[h]) std::fill(m.keep.begin() + h * n_ctx, m.keep.begin() + (h + 1) * n_ctx, 1);
+  m.n_kept = k * n_ctx;
+  return m;
+}
+
+std::vector<float> head_scores_from_pairs(const HeadScores& s) {
+  std::vector<float> out(static_cast<size_t>(s.n_layer) * s.n_head_kv, 0.0f);
+  for (int il = 0; il < s.n_layer; ++il)
+    for (int ih = 0; ih < s.n_head_kv; ++ih) {
+      const float* h = s.head(il, ih);
+      float mx = 0.0f;
+      for (int64_t t = 0; t < s.n_ctx; ++t) mx = std::max(mx, h[t]);
+      out[static_cast<size_t>(il) * s.n_head_kv + ih] = mx;
+    }
+  return out;
+}
+
+}  // namespace kvz

@@ -1,0 +1,52 @@
+// Selection policies: turn scores into keep masks under a budget. Shared by every press,
+// so methods compare under one budget (STYLE.md). `ratio` is the KEPT fraction of the
+// context pairs (kvzip-spec §1), in (0, 1].
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kv/scores.h"
+
+namespace kvz {
+
+enum class PruneLevel {
+  Pair,         // one global budget over all layers x KV heads x tokens (non-uniform heads)
+  PairUniform,  // the same budget in every (layer, KV head)
+  Head,         // whole heads: scores constant per head (context-independent head scores)
+};
+PruneLevel parse_prune_level(const std::string& s);  // "pair", "pair-uniform", "head"
+const char* prune_level_name(PruneLevel l);
+
+struct KeepMask {
+  int n_layer = 0, n_head_kv = 0;
+  int64_t n_ctx = 0;
+  std::vector<uint8_t> keep;  // [n_layer][n_head_kv][n_ctx]
+  int64_t n_kept = 0;
+  double ratio_true() const { return keep.empty() ? 1.0 : static_cast<double>(n_kept) / keep.size(); }
+  const uint8_t* head(int il, int ih) const { return keep.data() + (static_cast<size_t>(il) * n_head_kv + ih) * n_ctx; }
+};
+
+struct SelectOptions {
+  double ratio = 1.0;
+  PruneLevel level = PruneLevel::Pair;
+  // Reference-compatible global threshold (snu-mllab/KVzip `_threshold`): thr = the
+  // (floor(N r) - 1)-th largest score, keep scores STRICTLY above it, so ties with the
+  // threshold are all evicted. Default is exact top-k with ties broken by
+  // (layer, head, position), lowest first.
+  bool strict_threshold = false;
+};
+
+// Throws kvz::Error for a ratio outside (0, 1] or non-finite scores.
+KeepMask select_pairs(const HeadScores& s, const SelectOptions& o);
+
+// Head-level selection from [n_layer][n_head_kv] head scores: keeps the best
+// round(ratio * L * H) heads (at least one), ties broken by (layer, head); never drops
+// every head because of ties (kvzip-spec §4.3).
+KeepMask select_heads(const std::vector<float>& head_scores, int n_layer, int n_head_kv, int64_t n_ctx, double ratio);
+
+// max over tokens of pair scores: [n_layer][n_head_kv] (kvzip-spec §4.3).
+std::vector<float> head_scores_from_pairs(const HeadScores& s);
+
+}  // namespace kvz

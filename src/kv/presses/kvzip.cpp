@@ -1,0 +1,136 @@
+// KVzip scoring. For chunk k of the context (rows [start, end) of every head), the repeat
+// input x_k = prompt ++ postfix ++ chunk ids runs through the model at positions
+// n_full .. n_full+q-1 with the whole cache visible (the model's real attention is
+// untouched). In every layer the observer below computes, per KV head h,
+//   S[l,h,t] = max over the G query heads of h and all q repeat rows i of
+//              softmax_i over {sys rows, chunk rows, repeat rows <= i} evaluated at chunk row t
+// (kvzip-spec §3.2) in fp32, via kernels/kvzip_score (no score matrix beyond a row block).
+#include "kv/presses/kvzip.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/attention.h"
+#include "kernels/kvzip_score.h"
+
+namespace kvz {
+
+namespace {
+
+class KvzipObserver final : public LayerObserver {
+ public:
+  KvzipObserver(const HParams& hp, HeadScores& out, int64_t n_sys, int64_t n_full)
+      : hp_(hp), out_(out), n_sys_(n_sys), n_full_(n_full), filled_(hp.n_layer, 0) {}
+
+  void begin_chunk(int64_t start, int64_t m, int64_t q) {
+    start_ = start;
+    m_ = m;
+    q_ = q;
+  }
+
+  const std::vector<int64_t>& filled() const { return filled_; }
+
+  void on_layer(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) override {
+    KVZ_ASSERT(n == q_, "repeat input arrived in {} of {} tokens; it must run as one batch", n, q_);
+    const int G = hp_.n_group(), H = hp_.n_head_kv;
+    const int64_t dh = hp_.d_head, dq = int64_t{hp_.n_head} * dh;
+    const int64_t tb = std::max<int64_t>(1, kAttnMaxRows / G);
+    const int64_t n_blocks = (n + tb - 1) / tb;
+    const int64_t n_items = n_blocks * H;
+    const float scale = hp_.softmax_scale();
+    const int nth = pool.size();
+    partial_.assign(static_cast<size_t>(nth) * H * m_, 0.0f);
+    pool.run([&](int ith, int nth_) {
+      thread_local std::vector<float> qbuf;
+      thread_local std::vector<int64_t> lim;
+      qbuf.resize(kAttnMaxRows * dh);
+      lim.resize(kAttnMaxRows);
+      for (int64_t item = ith; item < n_items; item += nth_) {
+        const int ih = static_cast<int>(item % H);
+        const int64_t t0 = (item / H) * tb, nt = std::min(tb, n - t0);
+        const HeadSegment& s = cache.seg(il, ih);
+        KVZ_ASSERT(s.len == n_full_ + n, "scoring needs the unpruned cache (head {} of layer {} has {} rows, want {})",
+                   ih, il, s.len, n_full_ + n);
+        int rows = 0;
+        for (int64_t t = t0; t < t0 + nt; ++t)
+          for (int g = 0; g < G; ++g, ++rows) {
+            std::memcpy(qbuf.data() + rows * dh, q + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
+            lim[rows] = t + 1;
+          }
+        const ScoreKeys keys{s.k.get(), n_sys_, s.k.get() + start_ * dh, m_, s.k.get() + n_full_ * dh};
+        kvzip_score_head(qbuf.data(), dh, rows, lim.data(), keys, static_cast<int>(dh), scale,
+                         partial_.data() + (static_cast<size_t>(ith) * H + ih) * m_);
+      }
+    });
+    for (int ih = 0; ih < H; ++ih) {
+      float* dst = out_.head(il, ih) + (start_ - n_sys_);
+      for (int64_t t = 0; t < m_; ++t) {
+        float mx = 0.0f;
+        for (int th = 0; th < nth; ++th) mx = std::max(mx, partial_[(static_cast<size_t>(th) * H + ih) * m_ + t]);
+        dst[t] = mx;
+      }
+    }
+    filled_[il] += m_;
+  }
+
+ private:
+  const HParams& hp_;
+  HeadScores& out_;
+  int64_t n_sys_, n_full_;
+  int64_t start_ = 0, m_ = 0, q_ = 0;
+  std::vector<int64_t> filled_;
+  std::vector<float> partial_;  // [n_threads][H][m] column maxima per thread
+};
+
+}  // namespace
+
+HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ctx_ids, const KvzipRepeatPrompt& prompt,
+                       const KvzipScoreOptions& opt, const std::function<void(int64_t, int64_t)>& progress) {
+  const HParams& hp = s.model().hp();
+  const int64_t n_ctx = static_cast<int64_t>(ctx_ids.size());
+  const int64_t n_full = n_sys + n_ctx;
+  if (opt.chunk < 1) fail("KVzip chunk size must be positive, got {}", opt.chunk);
+  if (n_ctx == 0) fail("KVzip: the context is empty, nothing to score");
+  const std::vector<int64_t> lens = s.cache().lengths();
+  for (int64_t len : lens)
+    if (len != n_full) fail("KVzip scoring needs a freshly prefilled, unpruned context ({} rows expected, a head has {})",
+                            n_full, len);
+  KVZ_ASSERT(s.n_pos() == n_full, "position counter {} != cache length {}", s.n_pos(), n_full);
+
+  HeadScores out;
+  out.reset(hp.n_layer, hp.n_head_kv, n_ctx, 0.0f);
+  KvzipObserver obs(hp, out, n_sys, n_full);
+  s.set_observer(&obs);
+  struct Unhook {
+    Session& s;
+    ~Unhook() { s.set_observer(nullptr); }
+  } unhook{s};
+
+  std::vector<int32_t> x;
+  for (int64_t start = 0; start < n_ctx; start += opt.chunk) {
+    const int64_t m = std::min(opt.chunk, n_ctx - start);
+    x.clear();
+    if (start == 0) {
+      x = prompt.first;
+    } else {
+      x = prompt.next;
+      const int64_t n_cue = std::min<int64_t>(prompt.n_cue, start);
+      x.insert(x.end(), ctx_ids.begin() + (start - n_cue), ctx_ids.begin() + start);
+    }
+    x.insert(x.end(), prompt.postfix.begin(), prompt.postfix.end());
+    x.insert(x.end(), ctx_ids.begin() + start, ctx_ids.begin() + start + m);
+    const int64_t q = static_cast<int64_t>(x.size());
+    obs.begin_chunk(n_sys + start, m, q);
+    s.forward(x, LogitsMode::None, nullptr, /*n_batch=*/q);
+    // Back to the prefilled context: drop the repeat rows, rewind positions.
+    s.cache().truncate(lens);
+    s.set_n_pos(n_full);
+    if (progress) progress(start + m, n_ctx);
+  }
+  for (int il = 0; il < hp.n_layer; ++il)
+    KVZ_ASSERT(obs.filled()[il] == n_ctx, "layer {} got {} scores for {} context tokens", il, obs.filled()[il], n_ctx);
+  return out;
+}
+
+}  // namespace kvz
