@@ -1,0 +1,82 @@
+#include "kernels/types.h"
+
+#include "core/error.h"
+#include "kernels/dispatch.h"
+#include "kernels/ref/blocks.h"
+#include "kernels/ref/quant_ref.h"
+
+namespace kvz {
+
+namespace {
+
+struct Entry {
+  DType type;
+  TypeInfo info;
+};
+
+// Block sizes and bytes per block from the GGUF format (ggml-common.h block_* structs).
+constexpr Entry kTypes[] = {
+    {DType::F32, {"f32", 1, 4, true}},
+    {DType::F16, {"f16", 1, 2, true}},
+    {DType::BF16, {"bf16", 1, 2, true}},
+    {DType::Q4_0, {"q4_0", blk::kQK, sizeof(blk::Q4_0), true}},
+    {DType::Q4_1, {"q4_1", blk::kQK, sizeof(blk::Q4_1), true}},
+    {DType::Q5_0, {"q5_0", blk::kQK, sizeof(blk::Q5_0), true}},
+    {DType::Q5_1, {"q5_1", blk::kQK, sizeof(blk::Q5_1), true}},
+    {DType::Q8_0, {"q8_0", blk::kQK, sizeof(blk::Q8_0), true}},
+    {DType::Q8_1, {"q8_1", blk::kQK, blk::kQ8_1Bytes, false}},
+    {DType::Q2_K, {"q2_k", blk::kQKK, blk::kQ2_KBytes, false}},
+    {DType::Q3_K, {"q3_k", blk::kQKK, blk::kQ3_KBytes, false}},
+    {DType::Q4_K, {"q4_k", blk::kQKK, sizeof(blk::Q4_K), true}},
+    {DType::Q5_K, {"q5_k", blk::kQKK, sizeof(blk::Q5_K), true}},
+    {DType::Q6_K, {"q6_k", blk::kQKK, sizeof(blk::Q6_K), true}},
+    {DType::Q8_K, {"q8_k", blk::kQKK, sizeof(blk::Q8_K), false}},
+};
+
+const TypeInfo* find(uint32_t raw) {
+  for (const Entry& e : kTypes)
+    if (static_cast<uint32_t>(e.type) == raw) return &e.info;
+  return nullptr;
+}
+
+const TypeInfo& checked(DType t) {
+  const TypeInfo* ti = find(static_cast<uint32_t>(t));
+  if (!ti) fail("unknown tensor type id {}", static_cast<uint32_t>(t));
+  return *ti;
+}
+
+void require_supported(DType t, const char* what) {
+  const TypeInfo& ti = checked(t);
+  if (!ti.supported)
+    fail("{}: tensor type {} is not supported (supported: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k)",
+         what, ti.name);
+}
+
+}  // namespace
+
+const TypeInfo* type_info(uint32_t raw) { return find(raw); }
+const TypeInfo& type_info(DType t) { return checked(t); }
+const char* type_name(DType t) {
+  const TypeInfo* ti = find(static_cast<uint32_t>(t));
+  return ti ? ti->name : "unknown";
+}
+
+size_t row_bytes(DType t, int64_t n) {
+  const TypeInfo& ti = checked(t);
+  return static_cast<size_t>(n / ti.block_size) * ti.type_size;
+}
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+  require_supported(t, "dequantize_row");
+  const TypeInfo& ti = checked(t);
+  if (n % ti.block_size != 0) fail("dequantize_row: {} elements is not a multiple of the {} block size {}", n, ti.name, ti.block_size);
+  qref::dequantizer(t)(src, dst, n);
+}
+
+void get_row(const WeightView& w, int64_t row, float* dst) {
+  if (row < 0 || row >= w.n_out) fail("get_row: row {} out of range [0, {})", row, w.n_out);
+  const size_t rb = row_bytes(w.type, w.n_in);
+  dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + static_cast<size_t>(row) * rb, dst, w.n_in);
+}
+
+}  // namespace kvz
