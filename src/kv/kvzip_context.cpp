@@ -1,6 +1,7 @@
 #include "kv/kvzip_context.h"
 
 #include "core/error.h"
+#include "io/context_store.h"
 
 namespace kvz {
 
@@ -131,6 +132,35 @@ QueryResult KvzipContext::query(const std::string& question, const GenerateParam
     session_.set_n_pos(n_pos);
   }
   return r;
+}
+
+void KvzipContext::save(const std::string& path) const {
+  if (ctx_ids_.empty()) fail("save: no context was prefilled");
+  StoredContext meta;
+  meta.n_sys = n_sys_;
+  meta.n_pos = session_.n_pos();
+  meta.pruned = pruned_;
+  meta.sys_ids = sys_ids_;
+  meta.ctx_ids = ctx_ids_;
+  meta.scores = scores_;
+  save_context(path, model_, meta, session_.cache());
+}
+
+void KvzipContext::load(const std::string& path) {
+  StoredContext meta;
+  KvCache cache = load_context(path, model_, meta);  // throws before anything changes
+  if (meta.sys_ids != sys_ids_)
+    fail("{}: the context was saved with another system prompt/template ({} tokens, this one {})", path,
+         meta.sys_ids.size(), sys_ids_.size());
+  if (meta.n_pos > session_.n_ctx_max())
+    fail("{}: the context spans {} positions, more than this session's limit of {}", path, meta.n_pos,
+         session_.n_ctx_max());
+  session_.cache() = std::move(cache);
+  session_.set_n_pos(meta.n_pos);
+  ctx_ids_ = std::move(meta.ctx_ids);
+  scores_ = std::move(meta.scores);
+  pruned_ = meta.pruned;
+  full_.reset();
 }
 
 }  // namespace kvz

@@ -66,6 +66,12 @@ class KvzipContext {
   QueryResult query(const std::string& question, const GenerateParams& p, bool update_cache,
                     const std::function<bool(int32_t)>& on_token = {});
 
+  // Persist / restore the context (its current, possibly pruned cache, ids and scores)
+  // to a versioned, checksummed, zstd-compressed file (io/context_store.h). Loading a file
+  // made for another model or a corrupt file throws and leaves this context unchanged.
+  void save(const std::string& path) const;
+  void load(const std::string& path);
+
   Session& session() { return session_; }
   const Model& model() const { return model_; }
   int64_t n_sys() const { return n_sys_; }

@@ -304,3 +304,74 @@ TEST(KvzipPolicy, HeadLevelNeverEvictsEveryHead) {
   EXPECT_EQ(m.n_kept, 20);
   EXPECT_THROW(select_heads(hs, 4, 3, 5, 0.5), Error);
 }
+
+TEST_F(KvzipTest, SaveAndLoadACompressedContext) {
+  ThreadPool pool(2);
+  ContextOptions co;
+  co.scoring.chunk = 32;
+  KvzipContext a(*model_, pool, co);
+  a.prefill_ids(ids_of(70, 5));
+  a.score();
+  SelectOptions so;
+  so.ratio = 0.4;
+  a.prune(so);
+  const std::string path = "/tmp/kvzip-test-ctx-" + std::to_string(::getpid()) + ".kvz";
+  a.save(path);
+  GenerateParams gp;
+  gp.n_predict = 6;
+  gp.stop_at_eog = false;
+  const QueryResult ra = a.query("ab", gp, false);
+
+  KvzipContext b(*model_, pool, co);
+  b.load(path);
+  EXPECT_TRUE(b.pruned());
+  EXPECT_EQ(b.session().cache().lengths(), a.session().cache().lengths());
+  EXPECT_EQ(b.session().n_pos(), a.session().n_pos());
+  EXPECT_EQ(b.scores().v, a.scores().v);
+  const QueryResult rb = b.query("ab", gp, false);
+  EXPECT_EQ(ra.answer_ids, rb.answer_ids);
+
+  // another model: refused, nothing changed
+  test::SyntheticSpec other;
+  other.seed = 99;
+  const std::string op = test::write_synthetic_llama(other, "other");
+  auto m2 = Model::load(op);
+  KvzipContext c(*m2, pool, co);
+  c.prefill_ids(ids_of(10, 1));
+  const auto lens_c = c.session().cache().lengths();
+  try {
+    c.load(path);
+    FAIL() << "loaded a context made for another model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different model"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(c.session().cache().lengths(), lens_c);
+  std::remove(op.c_str());
+
+  // corrupt and truncated files: refused, nothing changed
+  std::vector<char> bytes;
+  {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    int ch;
+    while ((ch = std::fgetc(f)) != EOF) bytes.push_back(static_cast<char>(ch));
+    std::fclose(f);
+  }
+  auto write = [&](const std::vector<char>& v) {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    std::fwrite(v.data(), 1, v.size(), f);
+    std::fclose(f);
+  };
+  const auto lens_b = b.session().cache().lengths();
+  for (size_t at : {size_t{3}, size_t{45}, bytes.size() / 2, bytes.size() - 1}) {
+    auto v = bytes;
+    v[at] ^= 0x40;
+    write(v);
+    EXPECT_THROW(b.load(path), Error) << "flip at " << at;
+  }
+  for (size_t n : {size_t{0}, size_t{20}, bytes.size() - 1}) {
+    write(std::vector<char>(bytes.begin(), bytes.begin() + n));
+    EXPECT_THROW(b.load(path), Error) << "truncated to " << n;
+  }
+  EXPECT_EQ(b.session().cache().lengths(), lens_b);
+  std::remove(path.c_str());
+}

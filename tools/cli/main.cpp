@@ -176,6 +176,7 @@ struct AskOpts {
   int threads = 0;
   int n_predict = 64;
   bool strict = false;
+  std::string save_path, load_path;
 };
 
 std::string read_file(const std::string& path) {
@@ -197,6 +198,24 @@ std::string one_line(std::string s) {
 
 // Full-cache and compressed answers side by side, then memory and timing. Returns the
 // number of questions whose compressed answer equals the full-cache answer.
+// Answers from a context saved earlier with --save: no prefill, no scoring.
+int answer_from_saved(const AskOpts& o) {
+  auto m = load_model(o.model);
+  ThreadPool pool(o.threads);
+  KvzipContext ctx(*m, pool);
+  ctx.load(o.load_path);
+  fmt::print("loaded {}: {} context tokens, KV cache {} ({})\n", o.load_path, ctx.n_ctx(),
+             human_bytes(static_cast<double>(ctx.kv_bytes())), ctx.pruned() ? "compressed" : "full");
+  GenerateParams gp;
+  gp.n_predict = o.n_predict;
+  for (size_t i = 0; i < o.questions.size(); ++i) {
+    const QueryResult r = ctx.query(o.questions[i], gp, false);
+    fmt::print("Q{}: {}\n  answer: {}   ({:.2f} ms/token)\n", i + 1, o.questions[i], one_line(r.answer),
+               r.stats.n_generated > 1 ? 1e3 * r.stats.decode_s / (r.stats.n_generated - 1) : 0.0);
+  }
+  return 0;
+}
+
 int compare_full_and_compressed(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
                                 const std::vector<std::string>& expected) {
   auto m = load_model(o.model);
@@ -237,6 +256,10 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   fmt::print("KVzip scoring {:.2f} s ({:.2f}x prefill); pruned to ratio {} ({} level): kept {:.1f}% of context pairs\n\n",
              score_s, score_s / prefill_s, o.ratio, o.level, 100.0 * pr.ratio_true);
 
+  if (!o.save_path.empty()) {
+    ctx.save(o.save_path);
+    fmt::print("saved the compressed context to {}\n\n", o.save_path);
+  }
   int same = 0, full_ok = 0, comp_ok = 0;
   double dec_full = 0, dec_comp = 0;
   int64_t tok_full = 0, tok_comp = 0;
@@ -271,6 +294,10 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
 }
 
 }  // namespace
+
+// tools/cli/bench.cpp
+void add_bench_command(CLI::App& app);
+int run_bench_command(const CLI::App& app);
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -309,7 +336,9 @@ int main(int argc, char** argv) {
       "ask", "load a context once, compress its KV cache with KVzip, and answer questions from it; prints the "
              "full-cache and compressed answers side by side, KV bytes and timings");
   ask->add_option("-m,--model", a.model, "GGUF model file")->capture_default_str();
-  ask->add_option("--context", a.context_file, "text file holding the context")->required();
+  ask->add_option("--context", a.context_file, "text file holding the context");
+  ask->add_option("--save", a.save_path, "save the compressed context to this file (reuse it with --load)");
+  ask->add_option("--load", a.load_path, "answer from a context saved with --save (no prefill, no scoring)");
   ask->add_option("-q,--question", a.questions, "a question (repeat for several)")->required();
   ask->add_option("--ratio", a.ratio, "fraction of context KV pairs to KEEP, in (0, 1]")->capture_default_str();
   ask->add_option("--level", a.level, "pair (global budget), pair-uniform (same per head) or head")->capture_default_str();
@@ -319,14 +348,16 @@ int main(int argc, char** argv) {
 
   AskOpts d;
   d.model = default_model_path();
-  int demo_records = 60;
+  int demo_records = 40;
   auto* demo = app.add_subcommand("demo", "the KVzip demo: a generated registry document full of facts, "
                                           "questions answered from the full and from the compressed cache");
   demo->add_option("-m,--model", d.model, "GGUF model file")->capture_default_str();
   demo->add_option("--ratio", d.ratio, "fraction of context KV pairs to keep, in (0, 1]")->capture_default_str();
   demo->add_option("--level", d.level, "pair, pair-uniform or head")->capture_default_str();
-  demo->add_option("--records", demo_records, "fact records in the document (~45 tokens each)")->capture_default_str()->check(CLI::Range(8, 5000));
+  demo->add_option("--records", demo_records, "fact records in the document (~50 tokens each)")->capture_default_str()->check(CLI::Range(8, 40));
   demo->add_option("-t,--threads", d.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+
+  add_bench_command(app);
 
   try {
     app.parse(argc, argv);
@@ -338,9 +369,12 @@ int main(int argc, char** argv) {
     if (*gen) return cmd_generate(g);
     if (*ask) {
       if (!(a.ratio > 0 && a.ratio <= 1)) fail("--ratio {} is outside (0, 1]", a.ratio);
+      if (!a.load_path.empty()) return answer_from_saved(a);
+      if (a.context_file.empty()) fail("ask: give --context FILE (or --load FILE)");
       compare_full_and_compressed(a, read_file(a.context_file), a.questions, {});
       return 0;
     }
+    if (app.got_subcommand("bench")) return run_bench_command(app);
     if (*demo) {
       if (!(d.ratio > 0 && d.ratio <= 1)) fail("--ratio {} is outside (0, 1]", d.ratio);
       const QaSample sample = make_demo_document(demo_records);
