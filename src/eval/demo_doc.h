@@ -14,7 +14,8 @@ struct QaSample {
   std::vector<std::string> answers;
 };
 
-// n_records: number of fact records (each ~45 tokens with SmolLM2's tokenizer).
-QaSample make_demo_document(int n_records = 60, uint64_t seed = 7, int n_questions = 8);
+// n_records: number of fact records, one per trade, at most 40 (each ~50 tokens with
+// SmolLM2's tokenizer).
+QaSample make_demo_document(int n_records = 40, uint64_t seed = 7, int n_questions = 8);
 
 }  // namespace kvz
