@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/kvzip_score.h"
+#include "io/head_scores_file.h"
 #include "kv/kvzip_context.h"
 #include "kv/policy.h"
 #include "kv/presses/kvzip.h"
@@ -226,7 +227,9 @@ TEST_F(KvzipTest, RatioOneIsBitIdenticalAndPruneKeepsPositions) {
       const HeadSegment& s = c.session().cache().seg(il, ih);
       std::vector<bool> kept(40, false);
       for (int64_t r = 0; r < s.len; ++r) {
-        if (r > 0) ASSERT_LT(s.pos[r - 1], s.pos[r]);
+        if (r > 0) {
+          ASSERT_LT(s.pos[r - 1], s.pos[r]);
+        }
         if (s.pos[r] < c.n_sys()) {
           ASSERT_EQ(s.pos[r], r) << "system prompt rows come first, all kept";
           continue;
@@ -373,5 +376,43 @@ TEST_F(KvzipTest, SaveAndLoadACompressedContext) {
     EXPECT_THROW(b.load(path), Error) << "truncated to " << n;
   }
   EXPECT_EQ(b.session().cache().lengths(), lens_b);
+  std::remove(path.c_str());
+}
+
+TEST_F(KvzipTest, HeadScoreFileRoundTripAndHeadLevelPrune) {
+  ThreadPool pool(2);
+  ContextOptions co;
+  co.scoring.chunk = 32;
+  KvzipContext c(*model_, pool, co);
+  c.prefill_ids(ids_of(50, 8));
+  c.score();
+  HeadScoreFile h;
+  h.n_layer = model_->hp().n_layer;
+  h.n_head_kv = model_->hp().n_head_kv;
+  h.scores = head_scores_from_pairs(c.scores());
+  h.source = "unit test";
+  const std::string path = "/tmp/kvzip-test-heads-" + std::to_string(::getpid()) + ".kvzh";
+  save_head_scores(path, *model_, h);
+  const HeadScoreFile r = load_head_scores(path, *model_);
+  EXPECT_EQ(r.scores, h.scores);
+  EXPECT_EQ(r.source, "unit test");
+  const PruneReport pr = c.prune_heads(r.scores, 0.5);
+  EXPECT_DOUBLE_EQ(pr.ratio_true, 0.5);  // 2 of 4 heads
+  int full_heads = 0;
+  for (int il = 0; il < h.n_layer; ++il)
+    for (int ih = 0; ih < h.n_head_kv; ++ih) {
+      const int64_t len = c.session().cache().seg(il, ih).len;
+      EXPECT_TRUE(len == c.n_sys() || len == c.n_sys() + 50) << "a head keeps all of its context or none";
+      full_heads += len == c.n_sys() + 50;
+    }
+  EXPECT_EQ(full_heads, 2);
+  // corrupt: one flipped byte in the scores
+  {
+    FILE* f = std::fopen(path.c_str(), "r+b");
+    std::fseek(f, 30, SEEK_SET);
+    std::fputc(0x7f, f);
+    std::fclose(f);
+  }
+  EXPECT_THROW(load_head_scores(path, *model_), Error);
   std::remove(path.c_str());
 }

@@ -152,7 +152,9 @@ TEST_F(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
     s.set_n_pos(n_pos);
     last.assign(logits.end() - V, logits.end());
     for (size_t i = 0; i < p.greedy.size(); ++i) {
-      if (p.margins[i] > fx.noise_max) EXPECT_EQ(argmax(last.data(), V), p.greedy[i]) << "prompt " << ip << " step " << i;
+      if (p.margins[i] > fx.noise_max) {
+        EXPECT_EQ(argmax(last.data(), V), p.greedy[i]) << "prompt " << ip << " step " << i;
+      }
       const int32_t one[1] = {p.greedy[i]};
       s.forward(one, LogitsMode::Last, &last);
     }

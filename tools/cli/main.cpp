@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/demo_doc.h"
+#include "io/head_scores_file.h"
 #include "kv/kvzip_context.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -177,6 +178,7 @@ struct AskOpts {
   int n_predict = 64;
   bool strict = false;
   std::string save_path, load_path;
+  std::string head_scores;  // --level head: file from `kvzip score-heads`
 };
 
 std::string read_file(const std::string& path) {
@@ -252,7 +254,14 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   so.ratio = o.ratio;
   so.level = parse_prune_level(o.level);
   so.strict_threshold = o.strict;
-  const PruneReport pr = ctx.prune(so);
+  PruneReport pr;
+  if (so.level == PruneLevel::Head && !o.head_scores.empty()) {
+    const HeadScoreFile hs = load_head_scores(o.head_scores, *m);  // context-independent scores
+    fmt::print("head scores from {} ({})\n", o.head_scores, hs.source);
+    pr = ctx.prune_heads(hs.scores, o.ratio);
+  } else {
+    pr = ctx.prune(so);  // --level head without a file: this context's own max-over-tokens
+  }
   fmt::print("KVzip scoring {:.2f} s ({:.2f}x prefill); pruned to ratio {} ({} level): kept {:.1f}% of context pairs\n\n",
              score_s, score_s / prefill_s, o.ratio, o.level, 100.0 * pr.ratio_true);
 
@@ -342,6 +351,7 @@ int main(int argc, char** argv) {
   ask->add_option("-q,--question", a.questions, "a question (repeat for several)")->required();
   ask->add_option("--ratio", a.ratio, "fraction of context KV pairs to KEEP, in (0, 1]")->capture_default_str();
   ask->add_option("--level", a.level, "pair (global budget), pair-uniform (same per head) or head")->capture_default_str();
+  ask->add_option("--head-scores", a.head_scores, "with --level head: head scores saved by `kvzip score-heads`");
   ask->add_flag("--strict-threshold", a.strict, "reference-compatible strict threshold instead of exact top-k");
   ask->add_option("-n,--n-predict", a.n_predict, "max answer tokens")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   ask->add_option("-t,--threads", a.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
@@ -359,6 +369,16 @@ int main(int argc, char** argv) {
 
   add_bench_command(app);
 
+  std::string sh_model = default_model_path(), sh_out = "head_scores.kvzh", sh_context;
+  int sh_threads = 0;
+  auto* sh = app.add_subcommand("score-heads", "compute context-independent head scores [layers x KV heads] "
+                                               "(max over tokens of KVzip pair scores) from one sample context; "
+                                               "use them with `ask --level head --head-scores FILE`");
+  sh->add_option("-m,--model", sh_model, "GGUF model file")->capture_default_str();
+  sh->add_option("--context", sh_context, "sample context text file (default: the demo document)");
+  sh->add_option("-o,--out", sh_out, "output file")->capture_default_str();
+  sh->add_option("-t,--threads", sh_threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -375,6 +395,31 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (app.got_subcommand("bench")) return run_bench_command(app);
+    if (*sh) {
+      auto m = load_model(sh_model);
+      ThreadPool pool(sh_threads);
+      KvzipContext ctx(*m, pool);
+      const std::string text = sh_context.empty() ? make_demo_document().context : read_file(sh_context);
+      using clock = std::chrono::steady_clock;
+      const auto t0 = clock::now();
+      {
+        ProgressBar bar("prefill", "tok", stderr_is_tty());
+        ctx.prefill(text, [&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+      }
+      {
+        ProgressBar bar("KVzip scoring", "tok", stderr_is_tty());
+        ctx.score([&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+      }
+      HeadScoreFile h;
+      h.n_layer = m->hp().n_layer;
+      h.n_head_kv = m->hp().n_head_kv;
+      h.scores = head_scores_from_pairs(ctx.scores());
+      h.source = fmt::format("{} ({} tokens)", sh_context.empty() ? "kvzip demo document" : sh_context, ctx.n_ctx());
+      save_head_scores(sh_out, *m, h);
+      fmt::print("wrote {}: {} x {} head scores from {} in {:.1f} s\n", sh_out, h.n_layer, h.n_head_kv, h.source,
+                 std::chrono::duration<double>(clock::now() - t0).count());
+      return 0;
+    }
     if (*demo) {
       if (!(d.ratio > 0 && d.ratio <= 1)) fail("--ratio {} is outside (0, 1]", d.ratio);
       const QaSample sample = make_demo_document(demo_records);

@@ -1,0 +1,93 @@
+#include "io/head_scores_file.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+#include "io/context_store.h"
+#include "model/model.h"
+
+namespace kvz {
+
+namespace {
+constexpr char kMagic[8] = {'K', 'V', 'Z', 'H', 'E', 'A', 'D', '1'};
+
+uint64_t fnv1a(const uint8_t* p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+template <typename T>
+void put(std::vector<uint8_t>& b, const T& v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&v);
+  b.insert(b.end(), p, p + sizeof(T));
+}
+}  // namespace
+
+void save_head_scores(const std::string& path, const Model& m, const HeadScoreFile& h) {
+  KVZ_ASSERT(h.scores.size() == static_cast<size_t>(h.n_layer) * h.n_head_kv, "head score shape");
+  std::vector<uint8_t> b(kMagic, kMagic + 8);
+  put<uint64_t>(b, model_fingerprint(m));
+  put<uint32_t>(b, h.n_layer);
+  put<uint32_t>(b, h.n_head_kv);
+  put<uint32_t>(b, static_cast<uint32_t>(h.source.size()));
+  b.insert(b.end(), h.source.begin(), h.source.end());
+  for (float x : h.scores) put<float>(b, x);
+  put<uint64_t>(b, fnv1a(b.data(), b.size()));
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) fail("{}: cannot open for writing", path);
+  const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
+  if (std::fclose(f) != 0 || !ok) fail("{}: write failed", path);
+}
+
+HeadScoreFile load_head_scores(const std::string& path, const Model& m) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open", path);
+  std::vector<uint8_t> b((std::istreambuf_iterator<char>(in)), {});
+  if (b.size() > (64u << 20)) fail("{}: {} bytes is far too large for a head-score file", path, b.size());
+  size_t off = 0;
+  auto need = [&](size_t n, const char* what) {
+    if (n > b.size() - off) fail("{}: truncated while reading {}", path, what);
+  };
+  need(8, "magic");
+  if (std::memcmp(b.data(), kMagic, 8) != 0) fail("{}: not a kvzip head-score file (bad magic)", path);
+  off = 8;
+  auto get = [&](auto& v, const char* what) {
+    need(sizeof(v), what);
+    std::memcpy(&v, b.data() + off, sizeof(v));
+    off += sizeof(v);
+  };
+  uint64_t fp;
+  uint32_t L, H, ns;
+  get(fp, "fingerprint");
+  get(L, "layer count");
+  get(H, "head count");
+  get(ns, "source length");
+  need(ns, "source");
+  HeadScoreFile h;
+  h.source.assign(reinterpret_cast<const char*>(b.data() + off), ns);
+  off += ns;
+  if (static_cast<int>(L) != m.hp().n_layer || static_cast<int>(H) != m.hp().n_head_kv)
+    fail("{}: scores for {} layers x {} KV heads, the model has {} x {}", path, L, H, m.hp().n_layer, m.hp().n_head_kv);
+  h.n_layer = static_cast<int>(L);
+  h.n_head_kv = static_cast<int>(H);
+  h.scores.resize(static_cast<size_t>(L) * H);
+  need(h.scores.size() * 4, "scores");
+  std::memcpy(h.scores.data(), b.data() + off, h.scores.size() * 4);
+  off += h.scores.size() * 4;
+  const size_t body = off;
+  uint64_t sum;
+  get(sum, "checksum");
+  if (off != b.size()) fail("{}: {} trailing bytes (corrupt file)", path, b.size() - off);
+  if (sum != fnv1a(b.data(), body)) fail("{}: checksum mismatch (corrupt file)", path);
+  if (fp != model_fingerprint(m)) fail("{}: these head scores were computed for a different model", path);
+  for (float x : h.scores)
+    if (!std::isfinite(x)) fail("{}: non-finite head score", path);
+  return h;
+}
+
+}  // namespace kvz

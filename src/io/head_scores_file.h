@@ -1,0 +1,24 @@
+// Head-level (context-independent) KVzip scores on disk: [n_layer][n_head_kv] float32 plus
+// the model's fingerprint and a note on the source context (kvzip-spec §4.3).
+//   "KVZHEAD1" | u64 fingerprint | u32 n_layer | u32 n_head_kv | u32 source bytes | source |
+//   f32 scores[n_layer * n_head_kv] | u64 FNV-1a-64 of everything before it
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kvz {
+
+class Model;
+
+struct HeadScoreFile {
+  int n_layer = 0, n_head_kv = 0;
+  std::string source;          // e.g. "kvzip demo document, 1,977 tokens"
+  std::vector<float> scores;   // [n_layer][n_head_kv]
+};
+
+void save_head_scores(const std::string& path, const Model& m, const HeadScoreFile& h);
+// Throws kvz::Error for another model's file, a corrupt or truncated file.
+HeadScoreFile load_head_scores(const std::string& path, const Model& m);
+
+}  // namespace kvz
