@@ -420,7 +420,6 @@ TEST_F(SmolLM2Tokenizer, EncodesAndDecodes16kTokens) {
   const Ids ids = tok_->encode(text);
   EXPECT_GE(ids.size(), 16000u);
   EXPECT_EQ(tok_->decode(ids), text);
-  std::printf("[ perf ] %zu tokens from %zu bytes in %.1f ms\n", ids.size(), text.size(), s * 1e3);
 }
 
 // ---------------------------------------------------------------- Qwen2.5 golden (pre = qwen2, NFC)
@@ -502,7 +501,6 @@ TEST_F(Gemma3Tokenizer, EncodesAndDecodes16kTokens) {
   const Ids ids = tok_->encode(text);
   EXPECT_GE(ids.size(), 16000u);
   EXPECT_EQ(tok_->decode(ids), text);
-  std::printf("[ perf ] gemma3: %zu tokens from %zu bytes in %.1f ms\n", ids.size(), text.size(), s * 1e3);
 }
 
 }  // namespace
