@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kernels/attention.h"
+#include "kernels/matmul_multi.h"
 
 namespace kvz {
 
@@ -85,9 +86,11 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
   for (int il = 0; il < hp.n_layer; ++il) {
     const LayerWeights& l = w.layers[il];
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.attn_norm, h_.data() + t * d, d, hp.norm_eps);
-    matmul(l.wq, h_.data(), n, q_.data(), &pool_);
-    matmul(l.wk, h_.data(), n, k_.data(), &pool_);
-    matmul(l.wv, h_.data(), n, v_.data(), &pool_);
+    {  // one dispatch, activations quantized once for all three
+      const WeightView wqkv[3] = {l.wq, l.wk, l.wv};
+      float* const yqkv[3] = {q_.data(), k_.data(), v_.data()};
+      matmul_multi(wqkv, 3, h_.data(), n, yqkv, &pool_);
+    }
     for (int64_t t = 0; t < n; ++t) {
       float* qt = q_.data() + t * dq;
       float* kt = k_.data() + t * dkv;
@@ -119,8 +122,11 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
     for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];
 
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.ffn_norm, h_.data() + t * d, d, hp.norm_eps);
-    matmul(l.w_gate, h_.data(), n, gate_.data(), &pool_);
-    matmul(l.w_up, h_.data(), n, up_.data(), &pool_);
+    {
+      const WeightView wgu[2] = {l.w_gate, l.w_up};
+      float* const ygu[2] = {gate_.data(), up_.data()};
+      matmul_multi(wgu, 2, h_.data(), n, ygu, &pool_);
+    }
     swiglu(gate_.data(), up_.data(), gate_.data(), n * hp.n_ff);
     matmul(l.w_down, gate_.data(), n, h_.data(), &pool_);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "core/fp16.h"
 #include "core/thread_pool.h"
 #include "kernels/dispatch.h"
+#include "kernels/matmul_multi.h"
 #include "kernels/types.h"
 
 namespace kvz {
@@ -149,7 +151,7 @@ struct Shape {
 std::vector<int64_t> widths(DType t) {
   const int bs = type_info(t).block_size;
   if (bs == 256) return {256, 768};
-  if (bs == 32) return {32, 288, 576};
+  if (bs == 32) return {32, 256, 288, 576};  // 1 block; 8 (no tail); 8 + 1; 16 + 2
   return {1, 13, 576};
 }
 
@@ -276,6 +278,66 @@ TEST(QuantKernels, ThreadAndBatchInvariance) {
     for (int64_t it : {0, 5, 16}) {
       matmul(wv, x.data() + it * n_in, 1, yt.data(), &pool);
       EXPECT_EQ(std::memcmp(yt.data(), y1.data() + it * n_out, 4 * n_out), 0) << "token " << it << " alone";
+    }
+  }
+}
+
+// matmul_multi (one dispatch for several weights of one input) is bitwise the separate
+// matmuls, for mixed partner formats, decode and prefill token counts, with and without
+// a pool (n_in = 768: a multiple of both 32 and 256).
+TEST(QuantKernels, MatmulMultiEqualsSeparateMatmuls) {
+  ThreadPool pool(2);
+  std::mt19937 rng(5);
+  const int64_t n_in = 768;
+  const DType types[] = {DType::Q4_1, DType::Q8_0, DType::Q4_1, DType::F16, DType::Q4_K, DType::Q4_0};
+  const int64_t n_outs[] = {257, 64, 17, 33, 48, 1};
+  std::vector<std::vector<uint8_t>> ws;
+  std::vector<WeightView> wv;
+  for (int i = 0; i < 6; ++i) {
+    ws.push_back(random_weights(types[i], n_outs[i], n_in, rng));
+    wv.push_back(WeightView{types[i], n_in, n_outs[i], ws.back().data()});
+  }
+  for (int64_t n_tok : {1, 3, 70})
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool})
+      for (int n_w : {1, 3, 6}) {
+        SCOPED_TRACE("n_tok " + std::to_string(n_tok) + " n_w " + std::to_string(n_w));
+        const auto x = random_acts(n_tok * n_in, rng);
+        std::vector<std::vector<float>> ya(n_w), yb(n_w);
+        std::vector<float*> yp(n_w);
+        for (int i = 0; i < n_w; ++i) {
+          ya[i].assign(n_tok * n_outs[i], 0.f);
+          yb[i].assign(n_tok * n_outs[i], 1.f);
+          yp[i] = yb[i].data();
+          matmul(wv[i], x.data(), n_tok, ya[i].data(), p);
+        }
+        matmul_multi(wv.data(), n_w, x.data(), n_tok, yp.data(), p);
+        for (int i = 0; i < n_w; ++i)
+          EXPECT_EQ(std::memcmp(ya[i].data(), yb[i].data(), 4 * ya[i].size()), 0) << "weight " << i;
+      }
+}
+
+// The pool's dynamic parallel_for covers [0, n) exactly once per call, including calls
+// issued back to back (a worker may still be leaving the previous job), and run() still
+// calls every thread once.
+TEST(ThreadPoolTest, ParallelForCoversEachIndexOnce) {
+  for (int nth : {2, 3}) {
+    ThreadPool pool(nth);
+    for (int rep = 0; rep < 2000; ++rep) {
+      const int64_t n = 1 + rep % 37;
+      std::vector<std::atomic<int>> hit(n);
+      pool.parallel_for(n, [&](int64_t b, int64_t e, int ith) {
+        ASSERT_TRUE(b < e && e <= n && ith >= 0 && ith < nth);
+        for (int64_t i = b; i < e; ++i) hit[i].fetch_add(1);
+      });
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hit[i].load(), 1) << "n " << n << " index " << i;
+      if (rep % 100 == 0) {
+        std::vector<std::atomic<int>> ran(nth);
+        pool.run([&](int ith, int n_th) {
+          ASSERT_EQ(n_th, nth);
+          ran[ith].fetch_add(1);
+        });
+        for (int i = 0; i < nth; ++i) ASSERT_EQ(ran[i].load(), 1);
+      }
     }
   }
 }
