@@ -358,7 +358,7 @@ int main(int argc, char** argv) {
 
   AskOpts d;
   d.model = default_model_path();
-  int demo_records = 40;
+  int demo_records = 16;
   auto* demo = app.add_subcommand("demo", "the KVzip demo: a generated registry document full of facts, "
                                           "questions answered from the full and from the compressed cache");
   demo->add_option("-m,--model", d.model, "GGUF model file")->capture_default_str();
