@@ -29,6 +29,18 @@ inline v8f load8(const float* p) {
 inline void store8(float* p, v8f x) { std::memcpy(p, &x, sizeof(x)); }
 inline float hsum(v8f x) { return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7])); }
 
+// q . k over nv vectors of 8 floats, two accumulators (latency of the adds).
+inline float dot8(const float* q, const float* k, int nv) {
+  v8f a0 = splat(0.0f), a1 = splat(0.0f);
+  int c = 0;
+  for (; c + 1 < nv; c += 2) {
+    a0 += load8(q + 8 * c) * load8(k + 8 * c);
+    a1 += load8(q + 8 * c + 8) * load8(k + 8 * c + 8);
+  }
+  if (c < nv) a0 += load8(q + 8 * c) * load8(k + 8 * c);
+  return hsum(a0 + a1);
+}
+
 // exp(x) for x <= 0 (softmax after max subtraction), relative error ~2e-7: x = n ln2 + r
 // with |r| <= ln2/2, Taylor polynomial of degree 6 for e^r, 2^n from exponent bits.
 // Inputs below -87 are clamped (their weight underflows anyway).
@@ -84,15 +96,7 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
       // scores of this tile
       float tmax = -std::numeric_limits<float>::infinity();
       for (int j = 0; j < n; ++j) {
-        const float* kj = sc.kt + j * d;
-        v8f a0 = splat(0.0f), a1 = splat(0.0f);
-        int c = 0;
-        for (; c + 1 < nv; c += 2) {
-          a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
-          a1 += load8(qi + 8 * c + 8) * load8(kj + 8 * c + 8);
-        }
-        if (c < nv) a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
-        const float sj = hsum(a0 + a1) * scale;
+        const float sj = dot8(qi, sc.kt + j * d, nv) * scale;
         sc.s[j] = sj;
         tmax = std::max(tmax, sj);
       }

@@ -18,17 +18,7 @@ inline void logits_block(const float* q, int64_t q_stride, int n_rows, const uin
     for (int i = 0; i < n_rows; ++i) {
       const float* qi = q + i * q_stride;
       float* oi = out + i * out_stride + r0;
-      for (int j = 0; j < nt; ++j) {
-        const float* kj = kt + j * d;
-        v8f a0 = splat(0.0f), a1 = splat(0.0f);
-        int c = 0;
-        for (; c + 1 < nv; c += 2) {
-          a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
-          a1 += load8(qi + 8 * c + 8) * load8(kj + 8 * c + 8);
-        }
-        if (c < nv) a0 += load8(qi + 8 * c) * load8(kj + 8 * c);
-        oi[j] = hsum(a0 + a1) * scale;
-      }
+      for (int j = 0; j < nt; ++j) oi[j] = dot8(qi, kt + j * d, nv) * scale;
     }
   }
 }

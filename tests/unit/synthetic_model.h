@@ -6,7 +6,13 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+
 #include "io/gguf_writer.h"
+#include "model/model.h"
 
 namespace kvz::test {
 
@@ -28,5 +34,21 @@ struct SyntheticSpec {
 GgufWriter synthetic_llama(const SyntheticSpec& spec);
 // Writes it to a unique temp path and returns the path.
 std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& tag);
+
+// A test suite sharing one default synthetic model, written and loaded once per suite.
+class SyntheticModelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    path_ = write_synthetic_llama({}, ::testing::UnitTest::GetInstance()->current_test_suite()->name());
+    model_ = Model::load(path_).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    model_ = nullptr;
+    std::remove(path_.c_str());
+  }
+  static inline std::string path_;
+  static inline Model* model_ = nullptr;
+};
 
 }  // namespace kvz::test

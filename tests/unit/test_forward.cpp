@@ -111,19 +111,7 @@ std::vector<std::vector<double>> reference_logits(const Model& m, const std::vec
   return out;
 }
 
-class ForwardTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    path_ = test::write_synthetic_llama({}, "fwd");
-    model_ = Model::load(path_).release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    std::remove(path_.c_str());
-  }
-  static inline std::string path_;
-  static inline Model* model_ = nullptr;
-};
+using ForwardTest = test::SyntheticModelTest;
 
 std::vector<int32_t> some_tokens(int n) {
   std::vector<int32_t> t(n);

@@ -49,19 +49,7 @@ std::vector<float> f16_row(const uint16_t* p, int d) {
   return r;
 }
 
-class KvzipTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    path_ = test::write_synthetic_llama({}, "kvzip");
-    model_ = Model::load(path_).release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    std::remove(path_.c_str());
-  }
-  static inline std::string path_;
-  static inline Model* model_ = nullptr;
-};
+using KvzipTest = test::SyntheticModelTest;
 
 std::vector<int32_t> ids_of(int n, int salt) {
   std::vector<int32_t> t(n);
