@@ -1,6 +1,6 @@
 // Forward-pass parity with llama.cpp on the real SmolLM2-135M-Instruct Q4_1 model.
 // Fixture: tests/golden/gen/gen_llama_parity.py (llama-cpp-python, 2 threads, F16 KV).
-// For 5 prompts (one over 1,000 tokens) we feed llama.cpp's token ids and compare, at every
+// For 8 prompts (one over 1,000 tokens) we feed llama.cpp's token ids and compare, at every
 // position, the logits of llama.cpp's top-8 ids and of 8 fixed random ids.
 //
 // Tolerance, derived: the fixture also records how much llama.cpp disagrees with ITSELF on
@@ -100,13 +100,14 @@ class ParityTest : public ::testing::Test {
 
 TEST_F(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
   const Fixture fx = load_fixture();
-  ASSERT_EQ(fx.prompts.size(), 5u);
+  ASSERT_GE(fx.prompts.size(), 5u);
   ASSERT_GT(fx.noise_max, 0.0);
   const double tol_max = kNoiseFactor * fx.noise_max, tol_mean = kNoiseFactor * fx.noise_mean;
   auto model = Model::load(test::smollm2_path());
   const int V = model->hp().n_vocab;
   ThreadPool pool(2);
   bool saw_long = false;
+  size_t n_exact = 0;  // prompts whose whole 32-token greedy continuation is identical
   for (size_t ip = 0; ip < fx.prompts.size(); ++ip) {
     const Prompt& p = fx.prompts[ip];
     saw_long |= p.ids.size() > 1000;
@@ -147,6 +148,7 @@ TEST_F(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
     std::printf("  greedy: identical for %zu of %zu tokens (llama.cpp's first near-tie at step %zu)\n", same,
                 gen.size(), stable);
     EXPECT_GE(same, stable) << "prompt " << ip << ": diverged from llama.cpp before any near-tie";
+    n_exact += same == gen.size();
 
     s.cache().truncate(lens);
     s.set_n_pos(n_pos);
@@ -160,4 +162,6 @@ TEST_F(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
     }
   }
   EXPECT_TRUE(saw_long) << "the fixture must include a prompt over 1,000 tokens";
+  std::printf("greedy continuations identical to llama.cpp for all 32 tokens: %zu of %zu prompts\n", n_exact,
+              fx.prompts.size());
 }

@@ -7,7 +7,7 @@ For each prompt we record
   - the token ids llama.cpp's own tokenizer produced (our test feeds these ids, so the
     forward pass is checked apart from the tokenizer),
   - at EVERY position: the top-8 logits (ids, values) and the logits of 8 fixed random ids,
-  - the 32-token greedy continuation.
+  - the 32-token greedy continuation and llama.cpp's top-1/top-2 margin at each step.
 Settings that matter for comparability: n_threads=2, F16 KV cache (llama.cpp's default, also
 ours), flash attention off, n_batch = n_ubatch = 512, logits_all.
 
@@ -59,6 +59,11 @@ PROMPTS = [
     "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
     "Once upon a time, in a small village by the mountains, there lived an old clockmaker who",
     long_document(),
+    # Continuations the model decides by wide margins (no near-tie in 32 greedy steps), so an
+    # exact 32-token match is a property of the model, not of rounding luck.
+    "Count from 1 to 60: 1, 2, 3, 4, 5,",
+    "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday, Monday, Tuesday,",
+    "A, B, C, D, E, F, G, H, I, J, K,",
 ]
 
 
