@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench.sh — the kvzip vs llama.cpp benchmark in one command (not part of the tests).
+#
+# Usage: scripts/bench.sh [MODEL_NAME] [-- extra args for bench/compare_llamacpp.py]
+#
+# Builds kvzip (scripts/build.sh), pulls the model (scripts/pull-model.sh, default
+# smollm2-135m), builds llama.cpp's llama-bench (scripts/build-llama-bench.sh, cached outside
+# the repo), creates ~/.cache/kvzip/bench-venv with matplotlib for the plot if python3 lacks
+# it, then runs bench/compare_llamacpp.py: results go to bench/results/<date>-<host>.{json,md}
+# and the plot to docs/img/decode_vs_depth.png.
+#
+# Example (quicker, fewer rounds):  scripts/bench.sh smollm2-135m -- --rounds 2
+# Environment: THREADS (default: all cores), PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+NAME=smollm2-135m
+if (($#)) && [[ "$1" != "--" ]]; then NAME="$1"; shift; fi
+[[ "${1:-}" == "--" ]] && shift
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+
+log "building kvzip ..."
+scripts/build.sh >&2
+log "pulling model $NAME ..."
+MODEL="$(scripts/pull-model.sh "$NAME" | tail -n1)"
+log "building llama-bench ..."
+LLAMA="$(scripts/build-llama-bench.sh | tail -n1)"
+
+VENV="$HOME/.cache/kvzip/bench-venv"
+if ! "$PYTHON" -c "import matplotlib" 2>/dev/null && [[ ! -x "$VENV/bin/python" ]] ; then
+    log "creating $VENV with matplotlib for the plot ..."
+    "$PYTHON" -m venv "$VENV" && "$VENV/bin/pip" install --quiet matplotlib >&2 \
+        || log "could not install matplotlib; the plot will be skipped"
+fi
+
+THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
+log "running the comparison ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) ..."
+exec "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" "$@"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# build-llama-bench.sh — build llama.cpp's `llama-bench` for side-by-side benchmarks.
+#
+# Usage: scripts/build-llama-bench.sh [--force]
+#
+# The source is the pinned sdist of PyPI llama-cpp-python (its vendor/llama.cpp tree), fetched
+# with pip, so no git access is needed. The build lives outside the repository, in
+#   ${KVZ_LLAMA_DIR:-$HOME/.cache/kvzip/llama.cpp-$VERSION}/bin/llama-bench
+# and is skipped when that binary already exists (--force rebuilds). Third-party code never
+# enters the repository. Progress goes to stderr; the last line on stdout is the binary's path.
+#
+# Environment: KVZ_LLAMA_DIR (install dir), PYTHON (default python3), JOBS (default 2),
+#              TMPDIR (scratch space for the download and the build tree).
+set -euo pipefail
+
+VERSION=0.3.36
+PYTHON="${PYTHON:-python3}"
+JOBS="${JOBS:-2}"
+DEST="${KVZ_LLAMA_DIR:-$HOME/.cache/kvzip/llama.cpp-$VERSION}"
+BIN="$DEST/bin/llama-bench"
+PROG="build-llama-bench.sh"
+
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+
+FORCE=0
+for a in "$@"; do
+    case "$a" in
+        --force) FORCE=1 ;;
+        -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) die "unknown argument: $a (see --help)" ;;
+    esac
+done
+
+if [[ -x "$BIN" && $FORCE -eq 0 ]]; then
+    log "already built: $BIN"
+    echo "$BIN"
+    exit 0
+fi
+
+for c in cmake "$PYTHON"; do command -v "$c" >/dev/null 2>&1 || die "'$c' not found (scripts/setup.sh installs it)"; done
+"$PYTHON" -m pip --version >/dev/null 2>&1 || die "pip is not available for $PYTHON"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/llama-bench.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+log "downloading llama-cpp-python==$VERSION (source distribution) ..."
+# --no-binary for this package only: with `:all:`, pip also builds the sdist's build backend
+# (scikit-build-core, setuptools, ...) from source just to read its metadata, which takes
+# many minutes; their wheels are fine, the llama.cpp sources come from the sdist either way.
+"$PYTHON" -m pip download --quiet --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$WORK" >&2 \
+    || die "pip download failed (network? the version is pinned to $VERSION)"
+SDIST="$(ls "$WORK"/llama_cpp_python-"$VERSION".tar.gz 2>/dev/null | head -n1)"
+[[ -n "$SDIST" ]] || die "no sdist tarball found in $WORK"
+tar -xzf "$SDIST" -C "$WORK"
+SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
+[[ -f "$SRC/CMakeLists.txt" ]] || die "vendor/llama.cpp missing from the sdist ($SDIST)"
+
+GEN=()
+command -v ninja >/dev/null 2>&1 && GEN=(-G Ninja)
+log "configuring llama.cpp (GGML_NATIVE=ON, LLAMA_CURL=OFF) ..."
+cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >&2
+log "building llama-bench with -j$JOBS (a few minutes) ..."
+cmake --build "$WORK/build" --target llama-bench -j"$JOBS" >&2
+
+built="$(find "$WORK/build" -type f -name llama-bench -perm -u+x | head -n1)"
+[[ -n "$built" ]] || die "build finished but no llama-bench binary was produced"
+mkdir -p "$DEST/bin"
+install -m 755 "$built" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+# Record what was built, for the benchmark report.
+{
+    echo "llama-cpp-python $VERSION"
+    echo "flags: GGML_NATIVE=ON LLAMA_CURL=OFF BUILD_SHARED_LIBS=OFF"
+    cc --version 2>/dev/null | head -n1 || true
+} >"$DEST/BUILD_INFO"
+log "installed $BIN"
+echo "$BIN"
