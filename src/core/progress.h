@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace kvz {
@@ -13,6 +14,10 @@ class ProgressBar {
   ProgressBar(std::string label, std::string unit, bool enabled);
   ~ProgressBar();
   void update(double done, double total);
+  // update() as the (done, total) callback that prefill, scoring and forward take.
+  std::function<void(int64_t, int64_t)> callback() {
+    return [this](int64_t done, int64_t total) { update(static_cast<double>(done), static_cast<double>(total)); };
+  }
   void finish();
 
  private:

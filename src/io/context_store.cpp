@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "model/model.h"
 
 namespace kvz {
@@ -16,12 +17,6 @@ namespace {
 constexpr char kMagic[8] = {'K', 'V', 'Z', 'C', 'T', 'X', '1', '\0'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderBytes = 8 + 4 + 8 + 8 + 8 + 8;
-
-uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
 
 class Writer {
  public:

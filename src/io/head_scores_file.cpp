@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "io/context_store.h"
 #include "model/model.h"
 
@@ -14,12 +15,6 @@ namespace kvz {
 
 namespace {
 constexpr char kMagic[8] = {'K', 'V', 'Z', 'H', 'E', 'A', 'D', '1'};
-
-uint64_t fnv1a(const uint8_t* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
 
 template <typename T>
 void put(std::vector<uint8_t>& b, const T& v) {

@@ -197,7 +197,7 @@ class Bench {
       ProgressBar bar(fmt::format("{} depth prefill", r.name), "tok", stderr_is_tty());
       const auto t0 = clock_type::now();
       s.forward(ids, LogitsMode::None, nullptr, 512,
-                [&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+                bar.callback());
       r.prefill_s = secs_since(t0);
     }
     time_decode(s, n_gen, r);
@@ -219,14 +219,14 @@ class Bench {
     {
       ProgressBar bar(fmt::format("kvzip prefill {}", depth), "tok", tty);
       const auto t0 = clock_type::now();
-      ctx.prefill_ids(ids, [&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+      ctx.prefill_ids(ids, bar.callback());
       sc.prefill_s = secs_since(t0);
     }
     sc.kv_bytes = ctx.kv_bytes();
     {
       ProgressBar bar("kvzip scoring", "tok", tty);
       const auto t0 = clock_type::now();
-      ctx.score([&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+      ctx.score(bar.callback());
       sc.score_s = secs_since(t0);
     }
     // One sample: the ratio of the two times (the number the target is stated in).

@@ -156,7 +156,7 @@ int cmd_generate(const GenOpts& o) {
         }
         return true;
       },
-      nullptr, [&](int64_t done, int64_t total) { bar.update(static_cast<double>(done), static_cast<double>(total)); });
+      nullptr, bar.callback());
   std::fputs(utf8.flush().c_str(), stdout);
   std::fputs("\n", stdout);
   std::fflush(stdout);
@@ -232,7 +232,7 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   auto t0 = clock::now();
   {
     ProgressBar bar("prefill", "tok", tty);
-    ctx.prefill(context, [&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+    ctx.prefill(context, bar.callback());
   }
   const double prefill_s = secs(t0);
   const size_t bytes_full = ctx.kv_bytes();
@@ -247,7 +247,7 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   t0 = clock::now();
   {
     ProgressBar bar("KVzip scoring", "tok", tty);
-    ctx.score([&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+    ctx.score(bar.callback());
   }
   const double score_s = secs(t0);
   SelectOptions so;
@@ -404,11 +404,11 @@ int main(int argc, char** argv) {
       const auto t0 = clock::now();
       {
         ProgressBar bar("prefill", "tok", stderr_is_tty());
-        ctx.prefill(text, [&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+        ctx.prefill(text, bar.callback());
       }
       {
         ProgressBar bar("KVzip scoring", "tok", stderr_is_tty());
-        ctx.score([&](int64_t d, int64_t t) { bar.update(static_cast<double>(d), static_cast<double>(t)); });
+        ctx.score(bar.callback());
       }
       HeadScoreFile h;
       h.n_layer = m->hp().n_layer;
