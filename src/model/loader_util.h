@@ -6,6 +6,8 @@
 
 #include "io/gguf.h"
 #include "kernels/types.h"
+#include "model/hparams.h"
+#include "model/model.h"
 
 namespace kvz {
 
@@ -17,5 +19,11 @@ WeightView weight_2d_opt(const GgufFile& f, const std::string& name, int64_t n_i
 // A 1-D F32 vector of length n (norm weights, biases).
 const float* vec_f32(const GgufFile& f, const std::string& name, int64_t n);
 const float* vec_f32_opt(const GgufFile& f, const std::string& name, int64_t n);
+
+// The decoder most families share (llama, qwen2, qwen3): reads <arch>.* hyper-parameters
+// (counts, eps, rope base and scaling) and the standard tensors (token_embd, output_norm,
+// output or tied, rope_freqs, blk.N.{attn_norm, attn_q/k/v/output, ffn_norm,
+// ffn_gate/up/down}), every shape checked. The family file then sets what differs.
+void load_decoder(const GgufFile& f, HParams& hp, Weights& w);
 
 }  // namespace kvz

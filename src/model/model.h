@@ -64,5 +64,6 @@ struct ArchSpec {
 const std::vector<ArchSpec>& architectures();
 
 void load_llama(const GgufFile& f, HParams& hp, Weights& w);
+void load_qwen2(const GgufFile& f, HParams& hp, Weights& w);
 
 }  // namespace kvz

@@ -7,6 +7,7 @@ namespace kvz {
 const std::vector<ArchSpec>& architectures() {
   static const std::vector<ArchSpec> list = {
       {"llama", load_llama},
+      {"qwen2", load_qwen2},
   };
   return list;
 }

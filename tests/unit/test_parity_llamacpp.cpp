@@ -1,10 +1,11 @@
-// Forward-pass parity with llama.cpp on the real SmolLM2-135M-Instruct Q4_1 model.
-// Fixture: tests/golden/gen/gen_llama_parity.py (llama-cpp-python, 2 threads, F16 KV).
-// For 8 prompts (one over 1,000 tokens) we feed llama.cpp's token ids and compare, at every
+// Forward-pass parity with llama.cpp on real models: SmolLM2-135M-Instruct Q4_1 (llama) and
+// Qwen2.5-Coder-0.5B-Instruct Q4_K_M (qwen2: QKV bias, NeoX RoPE, Q5_0/Q8_0/Q6_K weights).
+// Fixtures: tests/golden/gen/gen_llama_parity.py (llama-cpp-python, 2 threads, F16 KV).
+// For 8 prompts per model (one over 1,000 tokens) we feed llama.cpp's token ids and compare, at every
 // position, the logits of llama.cpp's top-8 ids and of 8 fixed random ids.
 //
 // Tolerance, derived: the fixture also records how much llama.cpp disagrees with ITSELF on
-// the same ids when flash attention is switched on (another valid f16/f32 mix). This model
+// the same ids when flash attention is switched on (another valid f16/f32 mix). SmolLM2
 // amplifies attention rounding strongly (max ~1.2 logits, mean ~0.3-0.45). We allow 1.5x
 // that floor for the max and the mean. A real bug (rope, mask, norm, GQA mapping) moves
 // logits by several units at most positions and fails the mean bound by far.
@@ -46,16 +47,16 @@ struct Fixture {
   std::vector<Prompt> prompts;
 };
 
-Fixture load_fixture() {
+Fixture load_fixture(const std::string& name) {
   const std::string dir = test::source_dir() + "/tests/golden/data/";
-  std::ifstream jf(dir + "parity_smollm2.json");
-  if (!jf) throw std::runtime_error("missing fixture parity_smollm2.json");
+  std::ifstream jf(dir + "parity_" + name + ".json");
+  if (!jf) throw std::runtime_error("missing fixture parity_" + name + ".json");
   const auto meta = nlohmann::json::parse(jf);
   Fixture fx;
   fx.rand_ids = meta["rand_ids"].get<std::vector<int32_t>>();
   const int K = meta["topk"].get<int>();
   const int R = static_cast<int>(fx.rand_ids.size());
-  std::ifstream bf(dir + "parity_smollm2.bin", std::ios::binary);
+  std::ifstream bf(dir + "parity_" + name + ".bin", std::ios::binary);
   std::vector<char> blob((std::istreambuf_iterator<char>(bf)), {});
   size_t off = 0;
   auto rd = [&](void* p, size_t n) {
@@ -88,22 +89,30 @@ Fixture load_fixture() {
   return fx;
 }
 
-class ParityTest : public ::testing::Test {
+struct ParityCase {
+  const char* fixture;  // parity_<fixture>.json/.bin
+  const char* pull;     // scripts/pull-model.sh name = models dir
+  const char* file;
+};
+
+class ParityTest : public ::testing::TestWithParam<ParityCase> {
  protected:
   void SetUp() override {
-    if (!test::file_exists(test::smollm2_path()))
-      GTEST_SKIP() << "model not found at " << test::smollm2_path() << "; run scripts/pull-model.sh smollm2-135m";
+    path_ = test::models_dir() + "/" + GetParam().pull + "/" + GetParam().file;
+    if (!test::file_exists(path_))
+      GTEST_SKIP() << "model not found at " << path_ << "; run scripts/pull-model.sh " << GetParam().pull;
   }
+  std::string path_;
 };
 
 }  // namespace
 
-TEST_F(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
-  const Fixture fx = load_fixture();
+TEST_P(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
+  const Fixture fx = load_fixture(GetParam().fixture);
   ASSERT_GE(fx.prompts.size(), 5u);
   ASSERT_GT(fx.noise_max, 0.0);
   const double tol_max = kNoiseFactor * fx.noise_max, tol_mean = kNoiseFactor * fx.noise_mean;
-  auto model = Model::load(test::smollm2_path());
+  auto model = Model::load(path_);
   const int V = model->hp().n_vocab;
   ThreadPool pool(2);
   bool saw_long = false;
@@ -165,3 +174,9 @@ TEST_F(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
   std::printf("greedy continuations identical to llama.cpp for all 32 tokens: %zu of %zu prompts\n", n_exact,
               fx.prompts.size());
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, ParityTest,
+                         ::testing::Values(ParityCase{"smollm2", "smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf"},
+                                           ParityCase{"qwen25", "qwen2.5-coder-0.5b",
+                                                      "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"}),
+                         [](const auto& info) { return std::string(info.param.fixture); });

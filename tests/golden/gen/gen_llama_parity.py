@@ -2,7 +2,8 @@
 """Reference logits and greedy continuations from llama.cpp for the forward-pass parity test.
 
 Independent implementation: llama.cpp through PyPI llama-cpp-python (version recorded in the
-fixture), run on the real SmolLM2-135M-Instruct Q4_1 GGUF that scripts/pull-model.sh fetches.
+fixture), run on a real GGUF that scripts/pull-model.sh fetches: one fixture per model
+(parity_<name>.bin/.json; names and prompt sets in MODELS below).
 For each prompt we record
   - the token ids llama.cpp's own tokenizer produced (our test feeds these ids, so the
     forward pass is checked apart from the tokenizer),
@@ -17,9 +18,10 @@ the disagreement of llama.cpp with itself is stored per prompt as "self_noise" (
 |logit difference| over the same ids the test compares). SmolLM2 is very sensitive to rounding
 inside attention (rounding Q to f16 alone moves logits by ~0.2), so this floor is far from zero.
 
-Usage (writes tests/golden/data/parity_smollm2.bin and .json):
+Usage (writes tests/golden/data/parity_<name>.bin and .json):
   scripts/reference-env.sh   # makes the venv with llama-cpp-python
-  ~/.cache/kvzip/ref/venv/bin/python tests/golden/gen/gen_llama_parity.py MODEL.gguf
+  ~/.cache/kvzip/ref/venv/bin/python tests/golden/gen/gen_llama_parity.py MODEL.gguf [NAME]
+NAME is smollm2 (default) or qwen25.
 """
 import json
 import os
@@ -52,10 +54,17 @@ def long_document():
     return "".join(lines) + "\nQuestion: which town shipped the most crates of salt? Answer:"
 
 
-PROMPTS = [
+CHAT_SMOLLM2 = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n")
+CHAT_QWEN = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+             "<|im_start|>user\nWrite a Python function that checks whether a number is prime.<|im_end|>\n"
+             "<|im_start|>assistant\n")
+
+
+def prompts(chat):
+    return [
     "The capital of France is",
-    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-    "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
+    chat,
     "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
     "Once upon a time, in a small village by the mountains, there lived an old clockmaker who",
     long_document(),
@@ -64,11 +73,16 @@ PROMPTS = [
     "Count from 1 to 60: 1, 2, 3, 4, 5,",
     "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday, Monday, Tuesday,",
     "A, B, C, D, E, F, G, H, I, J, K,",
-]
+    ]
+
+
+MODELS = {"smollm2": prompts(CHAT_SMOLLM2), "qwen25": prompts(CHAT_QWEN)}
 
 
 def main():
     model_path = sys.argv[1]
+    name = sys.argv[2] if len(sys.argv) > 2 else "smollm2"
+    PROMPTS = MODELS[name]
     out_dir = os.path.join(os.path.dirname(__file__), "..", "data")
     llm = llama_cpp.Llama(model_path=model_path, n_ctx=4096, n_batch=512, n_ubatch=512, n_threads=2,
                           logits_all=True, flash_attn=False, verbose=False, seed=SEED)
@@ -120,9 +134,9 @@ def main():
         d = np.abs(np.take_along_axis(ref, cols, 1) - np.take_along_axis(lf, cols, 1)).max(axis=1)
         p["self_noise"] = {"max": round(float(d.max()), 4), "mean": round(float(d.mean()), 4)}
         print(f"llama.cpp flash-attn on vs off, prompt of {len(ids)} tokens: {p['self_noise']}")
-    with open(os.path.join(out_dir, "parity_smollm2.bin"), "wb") as f:
+    with open(os.path.join(out_dir, f"parity_{name}.bin"), "wb") as f:
         f.write(bytes(blob))
-    with open(os.path.join(out_dir, "parity_smollm2.json"), "w") as f:
+    with open(os.path.join(out_dir, f"parity_{name}.json"), "w") as f:
         json.dump(meta, f, indent=1, ensure_ascii=False)
 
 
