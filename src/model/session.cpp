@@ -142,7 +142,9 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
 
 // Attention of the batch's queries over each KV head's segment. Work items are
 // (KV head, block of tokens); each item reads its head's K/V once for the G query heads
-// of the group and the tokens of the block.
+// of the group and the tokens of the block. Items are claimed dynamically (a worker that
+// is not scheduled never holds up the step), latest blocks first: they attend to the most
+// keys, and longest-first claiming keeps the causal triangle balanced.
 void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len) {
   const HParams& hp = model_.hp();
   const int G = hp.n_group();
@@ -151,16 +153,15 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
   const int64_t n_blocks = (n + tb - 1) / tb;
   const int64_t n_items = n_blocks * hp.n_head_kv;
   const float scale = hp.softmax_scale();
-  pool_.run([&](int ith, int nth) {
+  pool_.parallel_for(n_items, [&](int64_t begin, int64_t end, int) {
     thread_local std::vector<float> qbuf, obuf;
     thread_local std::vector<int64_t> limit;
     qbuf.resize(kAttnMaxRows * dh);
     obuf.resize(kAttnMaxRows * dh);
     limit.resize(kAttnMaxRows);
-    // Strided assignment balances the causal triangle across threads.
-    for (int64_t item = ith; item < n_items; item += nth) {
+    for (int64_t item = begin; item < end; ++item) {
       const int ih = static_cast<int>(item % hp.n_head_kv);
-      const int64_t t0 = (item / hp.n_head_kv) * tb;
+      const int64_t t0 = (n_blocks - 1 - item / hp.n_head_kv) * tb;
       const int64_t nt = std::min(tb, n - t0);
       const HeadSegment& s = cache_.seg(il, ih);
       int rows = 0;

@@ -41,14 +41,15 @@ class KvzipObserver final : public LayerObserver {
     const float scale = hp_.softmax_scale();
     const int nth = pool.size();
     partial_.assign(static_cast<size_t>(nth) * H * m_, 0.0f);
-    pool.run([&](int ith, int nth_) {
+    // Dynamically claimed items, latest (longest) blocks first, as in Session::attention.
+    pool.parallel_for(n_items, [&](int64_t begin, int64_t end, int ith) {
       thread_local std::vector<float> qbuf;
       thread_local std::vector<int64_t> lim;
       qbuf.resize(kAttnMaxRows * dh);
       lim.resize(kAttnMaxRows);
-      for (int64_t item = ith; item < n_items; item += nth_) {
+      for (int64_t item = begin; item < end; ++item) {
         const int ih = static_cast<int>(item % H);
-        const int64_t t0 = (item / H) * tb, nt = std::min(tb, n - t0);
+        const int64_t t0 = (n_blocks - 1 - item / H) * tb, nt = std::min(tb, n - t0);
         const HeadSegment& s = cache.seg(il, ih);
         KVZ_ASSERT(s.len == n_full_ + n, "scoring needs the unpruned cache (head {} of layer {} has {} rows, want {})",
                    ih, il, s.len, n_full_ + n);
