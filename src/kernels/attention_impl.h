@@ -64,6 +64,57 @@ inline v8f exp8(v8f x) {
   return p * scale;
 }
 
+// Sum of each of eight vectors: r[k] = hsum(a[k]). Three rounds of pairwise adds (the
+// shape of AVX's hadd), so eight dot products cost one reduction instead of eight.
+inline v8f hadd_pairs(v8f x, v8f y) {
+  return __builtin_shufflevector(x, y, 0, 2, 8, 10, 4, 6, 12, 14) +
+         __builtin_shufflevector(x, y, 1, 3, 9, 11, 5, 7, 13, 15);
+}
+inline v8f reduce8(const v8f* a) {
+  const v8f c0 = hadd_pairs(hadd_pairs(a[0], a[1]), hadd_pairs(a[2], a[3]));
+  const v8f c1 = hadd_pairs(hadd_pairs(a[4], a[5]), hadd_pairs(a[6], a[7]));
+  return __builtin_shufflevector(c0, c1, 0, 1, 2, 3, 8, 9, 10, 11) +
+         __builtin_shufflevector(c0, c1, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+// q . k_j for the eight keys k_j = k + j * d, j < 8: one q load feeds eight FMAs.
+inline v8f dot8x8(const float* q, const float* k, int d) {
+  v8f a[8];
+  for (int j = 0; j < 8; ++j) a[j] = splat(0.0f);
+  for (int c = 0; c < d; c += 8) {
+    const v8f qc = load8(q + c);
+    for (int j = 0; j < 8; ++j) a[j] += qc * load8(k + j * d + c);
+  }
+  return reduce8(a);
+}
+
+inline float hmax(v8f x) {
+  float m = x[0];
+  for (int i = 1; i < 8; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+// acc[0, 8U) = acc * corr + sum_j p[j] * v[j * d + (0, 8U)], the accumulator held in
+// registers across all n keys (a load/FMA/store per key would chain through memory).
+template <int U>
+inline void accumulate_pv(float* acc, float corr, const float* p, int n, const float* v, int d) {
+  v8f a[U];
+  for (int u = 0; u < U; ++u) a[u] = load8(acc + 8 * u) * splat(corr);
+  for (int j = 0; j < n; ++j) {
+    const v8f pj = splat(p[j]);
+    const float* vj = v + static_cast<int64_t>(j) * d;
+    for (int u = 0; u < U; ++u) a[u] += pj * load8(vj + 8 * u);
+  }
+  for (int u = 0; u < U; ++u) store8(acc + 8 * u, a[u]);
+}
+
+inline void accumulate_pv_all(float* acc, float corr, const float* p, int n, const float* v, int d) {
+  int c = 0;
+  for (; c + 64 <= d; c += 64) accumulate_pv<8>(acc + c, corr, p, n, v + c, d);
+  for (; c + 32 <= d; c += 32) accumulate_pv<4>(acc + c, corr, p, n, v + c, d);
+  for (; c + 8 <= d; c += 8) accumulate_pv<1>(acc + c, corr, p, n, v + c, d);
+}
+
 struct Scratch {
   alignas(32) float kt[kTile * kMaxD];
   alignas(32) float vt[kTile * kMaxD];
@@ -93,9 +144,19 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
       const int n = static_cast<int>(std::min<int64_t>(nt, limit[i] - r0));
       if (n <= 0) continue;
       const float* qi = q + i * q_stride;
-      // scores of this tile
+      // scores of this tile, eight keys at a time
       float tmax = -std::numeric_limits<float>::infinity();
-      for (int j = 0; j < n; ++j) {
+      int j8 = 0;
+      if (n >= 8) {
+        v8f vmax = splat(-std::numeric_limits<float>::infinity());
+        for (; j8 + 8 <= n; j8 += 8) {
+          const v8f s8 = dot8x8(qi, sc.kt + j8 * d, d) * splat(scale);
+          store8(sc.s + j8, s8);
+          vmax = vmax > s8 ? vmax : s8;
+        }
+        tmax = hmax(vmax);
+      }
+      for (int j = j8; j < n; ++j) {
         const float sj = dot8(qi, sc.kt + j * d, nv) * scale;
         sc.s[j] = sj;
         tmax = std::max(tmax, sj);
@@ -116,14 +177,7 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
         psum += sc.s[j];
       }
       sc.l[i] = sc.l[i] * corr + psum;
-      float* ai = sc.acc + i * d;
-      const v8f vc = splat(corr);
-      for (int c = 0; c < nv; ++c) store8(ai + 8 * c, load8(ai + 8 * c) * vc);
-      for (int jj = 0; jj < n; ++jj) {
-        const v8f pj = splat(sc.s[jj]);
-        const float* vj = sc.vt + jj * d;
-        for (int c = 0; c < nv; ++c) store8(ai + 8 * c, load8(ai + 8 * c) + pj * load8(vj + 8 * c));
-      }
+      accumulate_pv_all(sc.acc + i * d, corr, sc.s, n, sc.vt, d);
     }
   }
   for (int i = 0; i < n_rows; ++i) {
