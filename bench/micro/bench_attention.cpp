@@ -1,18 +1,23 @@
 // Attention micro-benchmark: kvz::attend_head over one KV head's f16 segment, in the
 // shapes the engine calls it with. Timed in thread CPU time, so a loaded machine does not
 // distort it (descheduled time is not counted).
-//   cmake --build build --target bench_attention && build/bench_attention [len] [rows] [d] [reps]
+//   cmake --build build --target bench_attention && build/bench_attention [len] [rows] [d] [reps] [score]
 // Defaults: SmolLM2 decode at depth 4096 (3 query heads per KV head, d 64).
-// Prints ns per (query row, key) and the K/V bytes read per second.
+// Prints ns per (query row, key) and the K/V bytes read per second. With a fifth argument
+// `score`, times kvz::kvzip_score_head instead: the rows are repeat-pass queries, `len`
+// keys split as 64 system-prompt rows, a chunk of len - 64 - rows context rows, and the
+// repeat rows (causal).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/fp16.h"
 #include "kernels/attention.h"
+#include "kernels/kvzip_score.h"
 
 namespace {
 double cpu_now() {
@@ -27,6 +32,7 @@ int main(int argc, char** argv) {
   const int rows = argc > 2 ? std::atoi(argv[2]) : 3;
   const int d = argc > 3 ? std::atoi(argv[3]) : 64;
   const int reps = argc > 4 ? std::atoi(argv[4]) : 200;
+  const bool score = argc > 5 && std::string(argv[5]) == "score";
   if (rows < 1 || rows > kvz::kAttnMaxRows || d % 8 != 0 || d > 256 || len < 1) {
     std::fprintf(stderr, "need 1 <= rows <= %d, d a multiple of 8 up to 256, len >= 1\n", kvz::kAttnMaxRows);
     return 2;
@@ -39,16 +45,29 @@ int main(int argc, char** argv) {
   std::vector<float> q(rows * d), out(rows * d);
   for (auto& x : q) x = nd(rng);
   std::vector<int64_t> limit(rows, len);  // decode: every row sees the whole segment
+  const int64_t n_sys = 64, n_chunk = len - n_sys - rows;
+  if (score && n_chunk < 1) {
+    std::fprintf(stderr, "score mode needs len > 64 + rows\n");
+    return 2;
+  }
+  std::vector<int64_t> r_limit(rows);
+  for (int i = 0; i < rows; ++i) r_limit[i] = i + 1;
+  std::vector<float> colmax(score ? n_chunk : 0);
+  const kvz::ScoreKeys keys{k.data(), n_sys, k.data() + n_sys * d, n_chunk, k.data() + (n_sys + n_chunk) * d};
   std::vector<double> dt;
   for (int r = 0; r < reps + 5; ++r) {
     const double t0 = cpu_now();
-    kvz::attend_head(q.data(), d, rows, limit.data(), k.data(), v.data(), d, 0.125f, out.data(), d);
+    if (score)
+      kvz::kvzip_score_head(q.data(), d, rows, r_limit.data(), keys, d, 0.125f, colmax.data());
+    else
+      kvz::attend_head(q.data(), d, rows, limit.data(), k.data(), v.data(), d, 0.125f, out.data(), d);
     if (r >= 5) dt.push_back(cpu_now() - t0);
   }
   std::sort(dt.begin(), dt.end());
   const double med = dt[dt.size() / 2];
-  std::printf("len %lld rows %d d %d: median %.1f us, %.3f ns per (row, key), %.1f GB/s of K/V (checksum %.4f)\n",
-              static_cast<long long>(len), rows, d, med * 1e6, med * 1e9 / (double(rows) * len),
+  if (score) out[0] = colmax[0], out[rows * d - 1] = colmax[n_chunk - 1];
+  std::printf("%slen %lld rows %d d %d: median %.1f us, %.3f ns per (row, key), %.1f GB/s of K/V (checksum %.4f)\n",
+              score ? "kvzip score, " : "", static_cast<long long>(len), rows, d, med * 1e6, med * 1e9 / (double(rows) * len),
               2.0 * len * d * 2 / med * 1e-9, out[0] + out[rows * d - 1]);
   return 0;
 }

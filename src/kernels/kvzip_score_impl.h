@@ -18,7 +18,9 @@ inline void logits_block(const float* q, int64_t q_stride, int n_rows, const uin
     for (int i = 0; i < n_rows; ++i) {
       const float* qi = q + i * q_stride;
       float* oi = out + i * out_stride + r0;
-      for (int j = 0; j < nt; ++j) oi[j] = dot8(qi, kt + j * d, nv) * scale;
+      int j = 0;
+      for (; j + 8 <= nt; j += 8) store8(oi + j, dot8x8(qi, kt + j * d, d) * splat(scale));
+      for (; j < nt; ++j) oi[j] = dot8(qi, kt + j * d, nv) * scale;
     }
   }
 }
@@ -40,12 +42,18 @@ inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const
   for (int i = 0; i < n_rows; ++i) {
     float* li = L + static_cast<int64_t>(i) * width;
     const int64_t n = n_sys + n_chunk + r_limit[i];
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, li[j]);
-    // sum of exp, 8 at a time
-    double sum = 0.0;
+    // max and sum of exp, 8 lanes at a time (each lane sums at most n / 8 terms of <= 1)
     int64_t j = 0;
-    for (; j + 8 <= n; j += 8) sum += hsum(exp8(load8(li + j) - splat(mx)));
+    v8f vmx = splat(-std::numeric_limits<float>::infinity());
+    for (; j + 8 <= n; j += 8) {
+      const v8f x = load8(li + j);
+      vmx = vmx > x ? vmx : x;
+    }
+    float mx = hmax(vmx);
+    for (; j < n; ++j) mx = std::max(mx, li[j]);
+    v8f vsum = splat(0.0f);
+    for (j = 0; j + 8 <= n; j += 8) vsum += exp8(load8(li + j) - splat(mx));
+    double sum = hsum(vsum);
     for (; j < n; ++j) sum += std::exp(li[j] - mx);
     const float lse = mx + static_cast<float>(std::log(sum));
     float* lc = li + n_sys;
