@@ -2,14 +2,14 @@
 # Builds the Python environments of the INDEPENDENT reference implementations that the
 # fixture generators in tests/golden/gen/ use. Not needed to build or test kvzip (the
 # fixtures are committed); needed only to regenerate them. Outside the repo:
-#   ~/.cache/kvzip/ref/venv     llama-cpp-python (builds llama.cpp from source, ~15 min on 2 cores)
+#   ~/.cache/kvzip/ref/venv     llama-cpp-python (builds llama.cpp from source, ~15 min on 2 cores) + gguf
 #   ~/.cache/kvzip/ref/venv-hf  transformers + tokenizers + gguf (tokenizer and dequant references)
 set -euo pipefail
 ref=${KVZ_REF_DIR:-$HOME/.cache/kvzip/ref}
 mkdir -p "$ref"
-if [ ! -x "$ref/venv/bin/python" ] || ! "$ref/venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
+if [ ! -x "$ref/venv/bin/python" ] || ! "$ref/venv/bin/python" -c "import llama_cpp, gguf" 2>/dev/null; then
   python3 -m venv "$ref/venv"
-  CMAKE_ARGS="-DGGML_NATIVE=ON" "$ref/venv/bin/pip" install -q "llama-cpp-python==0.3.36" numpy
+  CMAKE_ARGS="-DGGML_NATIVE=ON" "$ref/venv/bin/pip" install -q "llama-cpp-python==0.3.36" numpy "gguf==0.17.1"
 fi
 if [ ! -x "$ref/venv-hf/bin/python" ] || ! "$ref/venv-hf/bin/python" -c "import transformers, gguf" 2>/dev/null; then
   python3 -m venv "$ref/venv-hf"
