@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "io/head_scores_file.h"
 #include "kv/kvzip_context.h"
 #include "kv/press.h"
@@ -253,4 +254,116 @@ TEST_F(PressTest, DuoAttentionKeepsWindowsThenWholeHeadsBestFirst) {
       EXPECT_EQ(c.session().cache().seg(il, ih).len, c.n_sys() + (il * H + ih == best ? kCtx : win))
           << "layer " << il << " head " << ih;
   std::remove(path.c_str());
+}
+
+namespace {
+
+// Queries and f32 keys of every layer from one single-batch forward of `ids`.
+struct AttnRecorder : LayerObserver {
+  int n_head = 0;
+  std::vector<std::vector<float>> q, k;  // [layer] -> [n][n_head*d]; [layer*H + h] -> [n][d]
+  void on_layer(int il, const float* qp, int64_t n, const KvCache& c, ThreadPool&) override {
+    const int H = c.n_head_kv(), d = c.d_head();
+    q.resize(std::max<size_t>(q.size(), il + 1));
+    k.resize(std::max<size_t>(k.size(), static_cast<size_t>(il + 1) * H));
+    q[il].assign(qp, qp + n * n_head * d);
+    for (int h = 0; h < H; ++h) {
+      const HeadSegment& s = c.seg(il, h);
+      auto& kk = k[static_cast<size_t>(il) * H + h];
+      kk.resize(s.len * d);
+      for (int64_t i = 0; i < s.len * d; ++i) kk[i] = fp16_to_f32(s.k[i]);
+    }
+  }
+};
+
+}  // namespace
+
+// SnapKV, TOVA and H2O from their equations in double precision, on the queries and keys of
+// one plain forward pass: checks the observer replay, the attention sums, the pooling and the
+// normalisations (kvpress parity covers the real model; this pins the arithmetic).
+TEST_F(PressTest, AttentionPressesMatchTheirEquations) {
+  ThreadPool pool(2);
+  KvzipContext c(*model_, pool, small_opts());
+  const std::vector<int32_t> ctx_ids = ids_of(kCtx, 8);
+  c.prefill_ids(ctx_ids);
+  const HParams& hp = model_->hp();
+  const int L = hp.n_layer, H = hp.n_head_kv, G = hp.n_group(), d = hp.d_head, NH = hp.n_head;
+  const int64_t n_sys = c.n_sys(), T = n_sys + kCtx;
+  Session s(*model_, pool);
+  AttnRecorder rec;
+  rec.n_head = NH;
+  s.set_observer(&rec);
+  std::vector<int32_t> all = model_->tokenizer().encode(c.tmpl().prefix, false, true);
+  ASSERT_EQ(static_cast<int64_t>(all.size()), n_sys);
+  all.insert(all.end(), ctx_ids.begin(), ctx_ids.end());
+  s.forward(all, LogitsMode::None, nullptr, /*n_batch=*/T);
+  // A[il][h][i][j], causal softmax, double.
+  const double scale = hp.softmax_scale();
+  auto attn = [&](int il, int h, int64_t i, std::vector<double>& row) {
+    row.assign(T, 0.0);
+    const float* qi = rec.q[il].data() + i * NH * d + h * d;
+    const float* kk = rec.k[static_cast<size_t>(il) * H + h / G].data();
+    double mx = -1e300;
+    for (int64_t j = 0; j <= i; ++j) {
+      double dot = 0;
+      for (int e = 0; e < d; ++e) dot += static_cast<double>(qi[e]) * kk[j * d + e];
+      row[j] = dot * scale;
+      mx = std::max(mx, row[j]);
+    }
+    double z = 0;
+    for (int64_t j = 0; j <= i; ++j) z += (row[j] = std::exp(row[j] - mx));
+    for (int64_t j = 0; j <= i; ++j) row[j] /= z;
+  };
+  auto near = [](double got, double want) { return std::abs(got - want) <= 1e-5 + 1e-4 * std::abs(want); };
+  std::vector<double> row;
+  // SnapKV, window 8, kernel 5.
+  {
+    const int64_t w = 8, from = T - w;
+    const HeadScores& got = c.score(*make_press("snapkv", {{"window", "8"}}));
+    for (int il = 0; il < L; ++il)
+      for (int ih = 0; ih < H; ++ih) {
+        std::vector<double> a(from, 0.0);
+        for (int g = 0; g < G; ++g)
+          for (int64_t i = from; i < T; ++i) {
+            attn(il, ih * G + g, i, row);
+            for (int64_t j = 0; j < from; ++j) a[j] += row[j] / (G * w);
+          }
+        for (int64_t t = 0; t < from - n_sys; ++t) {
+          const int64_t j = n_sys + t;
+          double p = 0;
+          for (int64_t jj = std::max<int64_t>(0, j - 2); jj <= std::min(from - 1, j + 2); ++jj) p += a[jj];
+          ASSERT_PRED2(near, got.head(il, ih)[t], p / 5) << "snapkv layer " << il << " head " << ih << " t " << t;
+        }
+      }
+  }
+  // TOVA: the last row, mean over all query heads.
+  {
+    const HeadScores& got = c.score(*make_press("tova"));
+    for (int il = 0; il < L; ++il) {
+      std::vector<double> a(T, 0.0);
+      for (int h = 0; h < NH; ++h) {
+        attn(il, h, T - 1, row);
+        for (int64_t j = 0; j < T; ++j) a[j] += row[j] / NH;
+      }
+      for (int ih = 0; ih < H; ++ih)
+        for (int64_t t = 0; t < kCtx - 1; ++t) ASSERT_PRED2(near, got.head(il, ih)[t], a[n_sys + t]) << "tova " << il;
+    }
+  }
+  // H2O (normalised): mean attention over the rows that see each key, mean over the group.
+  {
+    const HeadScores& got = c.score(*make_press("h2o"));
+    for (int il = 0; il < L; ++il)
+      for (int ih = 0; ih < H; ++ih) {
+        std::vector<double> a(T, 0.0);
+        for (int g = 0; g < G; ++g)
+          for (int64_t i = 0; i < T; ++i) {
+            attn(il, ih * G + g, i, row);
+            for (int64_t j = 0; j <= i; ++j) a[j] += row[j];
+          }
+        for (int64_t t = 0; t < kCtx; ++t) {
+          const int64_t j = n_sys + t;
+          ASSERT_PRED2(near, got.head(il, ih)[t], a[j] / (G * static_cast<double>(T - j))) << "h2o " << il << " " << t;
+        }
+      }
+  }
 }
