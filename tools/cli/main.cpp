@@ -225,6 +225,11 @@ int answer_from_saved(const AskOpts& o) {
 
 int compare_full_and_compressed(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
                                 const std::vector<std::string>& expected) {
+  // The method and its parameters are checked before anything slow runs.
+  const MethodInfo& mi = method_info(o.method);
+  std::unique_ptr<Press> press = make_press(o.method, parse_press_params(o.params));
+  if (!o.level.empty()) parse_prune_level(o.level);
+  if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
   auto m = load_model(o.model);
   ThreadPool pool(o.threads);
   ContextOptions co;
@@ -249,15 +254,12 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   std::vector<QueryResult> full;
   for (const auto& q : questions) full.push_back(ctx.query(q, gp, false));
 
-  const MethodInfo& mi = method_info(o.method);
-  std::unique_ptr<Press> press = make_press(o.method, parse_press_params(o.params));
   SelectOptions so;
   so.ratio = o.ratio;
   so.level = o.level.empty() ? mi.level : parse_prune_level(o.level);
   so.strict_threshold = o.strict;
   so.ada_alpha = o.ada_alpha;
   const std::string level_name = prune_level_name(so.level);
-  if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
   PruneReport pr;
   double score_s = 0;
   if (!o.query_aware) {
