@@ -178,6 +178,7 @@ struct AskOpts {
   std::string method = "kvzip";
   std::string params;         // "key=value,..." for the method
   bool query_aware = false;
+  std::string compress_for;   // score once with this question, reuse the cache for every question
   double ada_alpha = 0.2;
   int threads = 0;
   int n_predict = 64;
@@ -229,6 +230,7 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   const MethodInfo& mi = method_info(o.method);
   std::unique_ptr<Press> press = make_press(o.method, parse_press_params(o.params));
   if (!o.level.empty()) parse_prune_level(o.level);
+  if (o.query_aware && !o.compress_for.empty()) fail("--query-aware and --compress-for exclude each other");
   if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
   auto m = load_model(o.model);
   ThreadPool pool(o.threads);
@@ -270,7 +272,7 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
       pr = ctx.prune_heads(hs.scores, o.ratio);
     } else {
       ProgressBar bar(o.method + " scoring", "tok", tty);
-      pr = ctx.compress(*press, so, "", bar.callback());  // --level head without a file: max over tokens
+      pr = ctx.compress(*press, so, o.compress_for, bar.callback());  // --level head without a file: max over tokens
     }
     score_s = secs(t0);
     fmt::print("{} scoring {:.2f} s ({:.2f}x prefill); pruned to ratio {} ({} level): kept {:.1f}% of context pairs\n\n",
@@ -391,6 +393,8 @@ int main(int argc, char** argv) {
   ask->add_option("--method", a.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
   ask->add_option("--param", a.params, "method parameters, key=value[,key=value...]");
   ask->add_flag("--query-aware", a.query_aware, "score with each question present (cache rebuilt per question)");
+  ask->add_option("--compress-for", a.compress_for, "score once with this question present and reuse the cache for "
+                                                    "every question (how a query-aware cache fares on other questions)");
   ask->add_option("--level", a.level, "budget: pair (global), pair-uniform (same per head), head, adakv "
                                       "(default: the method's own)");
   ask->add_option("--ada-alpha", a.ada_alpha, "adakv safeguard: each head keeps at least this share of an even split")
