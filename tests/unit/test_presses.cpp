@@ -3,10 +3,12 @@
 // budgets) and the method-specific invariants that need no reference implementation.
 // Numerical agreement with kvpress: test_presses_kvpress.cpp.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <numeric>
 
 #include "core/error.h"
@@ -15,6 +17,7 @@
 #include "kv/kvzip_context.h"
 #include "kv/press.h"
 #include "synthetic_model.h"
+#include "test_paths.h"
 
 using namespace kvz;
 
@@ -365,5 +368,30 @@ TEST_F(PressTest, AttentionPressesMatchTheirEquations) {
           ASSERT_PRED2(near, got.head(il, ih)[t], a[j] / (G * static_cast<double>(T - j))) << "h2o " << il << " " << t;
         }
       }
+  }
+}
+
+// Our adakv level against kvpress AdaKVPress.compress on fixed scores
+// (tests/golden/gen/gen_adakv_kvpress_fixture.py): identical keep masks, safeguard included.
+TEST(PressPolicy, AdaKVMatchesKvpressAdaKVPress) {
+  std::ifstream f(test::source_dir() + "/tests/golden/data/adakv_kvpress.json");
+  ASSERT_TRUE(f.good());
+  const nlohmann::json fx = nlohmann::json::parse(f);
+  const int H = fx["n_head_kv"], n = fx["n"];
+  for (const auto& c : fx["cases"]) {
+    const double alpha = c["alpha"], cr = c["compression_ratio"];
+    SCOPED_TRACE(testing::Message() << "alpha " << alpha << " compression " << cr);
+    HeadScores s;
+    s.reset(1, H, n, 0.0f);
+    const auto sc = c["scores"].get<std::vector<std::vector<float>>>();
+    for (int ih = 0; ih < H; ++ih) std::copy(sc[ih].begin(), sc[ih].end(), s.head(0, ih));
+    SelectOptions o;
+    o.ratio = 1.0 - cr;  // same double kvpress multiplies by
+    o.level = PruneLevel::AdaKV;
+    o.ada_alpha = alpha;
+    const KeepMask m = select_pairs(s, o);
+    const auto want = c["keep"].get<std::vector<std::vector<int>>>();
+    for (int ih = 0; ih < H; ++ih)
+      for (int t = 0; t < n; ++t) ASSERT_EQ(m.head(0, ih)[t], want[ih][t]) << "head " << ih << " token " << t;
   }
 }
