@@ -42,12 +42,6 @@ void observe_rows(PressInput& in, int64_t from, RowObserver& obs) {
   s.set_n_pos(n_full);
 }
 
-void keys_f32(const KvCache& cache, int il, int ih, std::vector<float>& out) {
-  const HeadSegment& s = cache.seg(il, ih);
-  out.resize(static_cast<size_t>(s.len) * cache.d_head());
-  f16_to_f32_row(s.k.get(), out.data(), s.len * cache.d_head());
-}
-
 void attention_probs(const float* q, int64_t q_stride, int n_rows, const int64_t* limit, const float* keys,
                      int64_t n_keys, int d, float scale, float* p) {
   for (int i = 0; i < n_rows; ++i) {

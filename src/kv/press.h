@@ -5,6 +5,12 @@
 //
 // Adding a method: one file presses/<name>.cpp (paper link + the equation implemented) and
 // one line in presses/registry.cpp (name, description, parameters, factory). See STYLE.md.
+//
+// Front ends resolve a method by name only:
+//   const MethodInfo& mi = method_info(name);              // description, params, default level
+//   auto press = make_press(name, parse_press_params("window=32"));
+//   SelectOptions so; so.ratio = r; so.level = mi.level;   // or any level, e.g. adakv
+//   ctx.compress(*press, so);                              // ctx.compress(*press, so, question): query-aware
 #pragma once
 
 #include <cstdint>
@@ -65,8 +71,6 @@ void observe_rows(PressInput& in, int64_t from, RowObserver& obs);
 // keys: [n_keys][d] f32. p: [n_rows][n_keys].
 void attention_probs(const float* q, int64_t q_stride, int n_rows, const int64_t* limit, const float* keys,
                      int64_t n_keys, int d, float scale, float* p);
-// Keys of head (il, ih) as f32 [len][d].
-void keys_f32(const KvCache& cache, int il, int ih, std::vector<float>& out);
 
 // Accumulates, per (layer, KV head), the softmax attention that the observed query rows
 // pay to every key row, summed over the rows and the G query heads of the group (causal:
