@@ -62,6 +62,44 @@ const HeadScores& KvzipContext::score(const std::function<void(int64_t, int64_t)
   return scores_;
 }
 
+std::vector<int32_t> KvzipContext::question_ids(const std::string& question) const {
+  std::vector<int32_t> ids = enc("\n\n" + strip(question));
+  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
+  return ids;
+}
+
+void KvzipContext::restore_full() {
+  if (!pruned_) return;
+  if (!full_) fail("the context is already pruned; scoring needs the full cache (create the context with retain_full)");
+  session_.cache() = full_->clone();
+  session_.set_n_pos(n_sys_ + n_ctx());
+  pruned_ = false;
+}
+
+const HeadScores& KvzipContext::score(Press& press, const std::string& question,
+                                      const std::function<void(int64_t, int64_t)>& progress) {
+  if (ctx_ids_.empty()) fail("score: no context was prefilled");
+  restore_full();
+  const std::vector<int32_t> q = question.empty() ? std::vector<int32_t>{} : question_ids(question);
+  if (session_.n_pos() + static_cast<int64_t>(q.size()) > session_.n_ctx_max())
+    fail("context plus question ({} + {} tokens) exceed the limit of {}", session_.n_pos(), q.size(), session_.n_ctx_max());
+  KvzipRepeatPrompt rp;
+  rp.first = enc(tmpl_.repeat_first);
+  rp.next = enc(tmpl_.repeat_next);
+  rp.postfix = postfix_ids_;
+  PressInput in{session_, n_sys_, sys_ids_, ctx_ids_, q, rp, progress};
+  HeadScores s = press.score(in);
+  set_scores(std::move(s));
+  return scores_;
+}
+
+PruneReport KvzipContext::compress(Press& press, SelectOptions o, const std::string& question,
+                                   const std::function<void(int64_t, int64_t)>& progress) {
+  score(press, question, progress);
+  if (o.layer_ratios.empty()) o.layer_ratios = press.layer_ratios(model_.hp().n_layer, n_ctx(), o.ratio);
+  return prune(o);
+}
+
 void KvzipContext::set_scores(HeadScores s) {
   const HParams& hp = model_.hp();
   if (s.n_layer != hp.n_layer || s.n_head_kv != hp.n_head_kv || s.n_ctx != n_ctx())
@@ -112,8 +150,7 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
 QueryResult KvzipContext::query(const std::string& question, const GenerateParams& p, bool update_cache,
                                 const std::function<bool(int32_t)>& on_token) {
   if (ctx_ids_.empty()) fail("query: no context was prefilled");
-  std::vector<int32_t> ids = enc("\n\n" + strip(question));
-  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
+  const std::vector<int32_t> ids = question_ids(question);
   const std::vector<int64_t> lens = session_.cache().lengths();
   const int64_t n_pos = session_.n_pos();
   QueryResult r;

@@ -11,6 +11,7 @@
 
 #include "kv/kvzip_template.h"
 #include "kv/policy.h"
+#include "kv/press.h"
 #include "kv/presses/kvzip.h"
 #include "kv/scores.h"
 #include "model/generate.h"
@@ -51,6 +52,18 @@ class KvzipContext {
 
   // KVzip scores of the context pairs; must run before any prune or query.
   const HeadScores& score(const std::function<void(int64_t, int64_t)>& progress = {});
+  // Scores of any registered method (kv/press.h). question empty: query-agnostic (the
+  // scores serve every later question); otherwise query-aware: the press sees the question
+  // (as query() feeds it) after the context. Needs the full cache: after a prune this
+  // restores it, which requires retain_full (query-aware: one rebuild per question).
+  const HeadScores& score(Press& press, const std::string& question = "",
+                          const std::function<void(int64_t, int64_t)>& progress = {});
+  // score(press, question), then prune with `o`; the press's per-layer budgets (PyramidKV)
+  // fill o.layer_ratios when it has none.
+  PruneReport compress(Press& press, SelectOptions o, const std::string& question = "",
+                       const std::function<void(int64_t, int64_t)>& progress = {});
+  // The ids query() feeds for `question`: enc("\n\n" + question) ++ postfix.
+  std::vector<int32_t> question_ids(const std::string& question) const;
   // Scores from elsewhere (another press, a saved file); shape must match.
   void set_scores(HeadScores s);
   const HeadScores& scores() const { return scores_; }
@@ -83,6 +96,7 @@ class KvzipContext {
 
  private:
   PruneReport apply_mask(const KeepMask& m, double ratio);
+  void restore_full();  // back to the unpruned context (retain_full), or throw
   std::vector<int32_t> enc(const std::string& s) const;
 
   const Model& model_;

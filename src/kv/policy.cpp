@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -12,7 +13,8 @@ PruneLevel parse_prune_level(const std::string& s) {
   if (s == "pair") return PruneLevel::Pair;
   if (s == "pair-uniform") return PruneLevel::PairUniform;
   if (s == "head") return PruneLevel::Head;
-  fail("unknown prune level '{}' (expected pair, pair-uniform or head)", s);
+  if (s == "adakv") return PruneLevel::AdaKV;
+  fail("unknown prune level '{}' (expected pair, pair-uniform, head or adakv)", s);
 }
 
 const char* prune_level_name(PruneLevel l) {
@@ -20,6 +22,7 @@ const char* prune_level_name(PruneLevel l) {
     case PruneLevel::Pair: return "pair";
     case PruneLevel::PairUniform: return "pair-uniform";
     case PruneLevel::Head: return "head";
+    case PruneLevel::AdaKV: return "adakv";
   }
   return "?";
 }
@@ -66,13 +69,43 @@ KeepMask select_pairs(const HeadScores& s, const SelectOptions& o) {
     m = select_heads(head_scores_from_pairs(s), s.n_layer, s.n_head_kv, s.n_ctx, o.ratio);
     return m;
   }
-  if (o.ratio >= 1.0) {
+  if (!o.layer_ratios.empty()) {
+    if (o.layer_ratios.size() != static_cast<size_t>(s.n_layer))
+      fail("{} per-layer ratios for a model of {} layers", o.layer_ratios.size(), s.n_layer);
+    for (double r : o.layer_ratios) check_ratio(r);
+  }
+  auto layer_ratio = [&](int il) { return o.layer_ratios.empty() ? o.ratio : o.layer_ratios[il]; };
+  const bool all = o.layer_ratios.empty() ? o.ratio >= 1.0
+                                          : std::all_of(o.layer_ratios.begin(), o.layer_ratios.end(),
+                                                        [](double r) { return r >= 1.0; });
+  if (all && o.level != PruneLevel::Pair) {
     std::fill(m.keep.begin(), m.keep.end(), 1);
   } else if (o.level == PruneLevel::PairUniform) {
-    const int64_t k = static_cast<int64_t>(std::floor(s.n_ctx * o.ratio));
-    for (int il = 0; il < s.n_layer; ++il)
+    for (int il = 0; il < s.n_layer; ++il) {
+      const int64_t k = static_cast<int64_t>(std::floor(s.n_ctx * layer_ratio(il)));
       for (int ih = 0; ih < s.n_head_kv; ++ih)
         top_k(s.head(il, ih), s.n_ctx, k, m.keep.data() + (static_cast<size_t>(il) * s.n_head_kv + ih) * s.n_ctx);
+    }
+  } else if (o.level == PruneLevel::AdaKV) {
+    if (!(o.ada_alpha >= 0.0 && o.ada_alpha <= 1.0)) fail("AdaKV alpha {} is outside [0, 1]", o.ada_alpha);
+    const int H = s.n_head_kv;
+    const int64_t n = s.n_ctx;
+    std::vector<float> layer(static_cast<size_t>(H) * n);
+    for (int il = 0; il < s.n_layer; ++il) {
+      const int64_t k = static_cast<int64_t>(std::floor(n * layer_ratio(il)));
+      int64_t k_safe = static_cast<int64_t>(std::floor(k * o.ada_alpha));
+      if (o.ada_alpha > 0 && k > 0) k_safe = std::max<int64_t>(k_safe, 1);
+      uint8_t* keep = m.keep.data() + static_cast<size_t>(il) * H * n;
+      for (int ih = 0; ih < H; ++ih) top_k(s.head(il, ih), n, k_safe, keep + static_cast<size_t>(ih) * n);
+      // The safeguard pairs are kept; the rest of the layer's H*k goes to the best others.
+      std::copy(s.head(il, 0), s.head(il, 0) + static_cast<size_t>(H) * n, layer.begin());
+      for (size_t i = 0; i < layer.size(); ++i)
+        if (keep[i]) layer[i] = std::numeric_limits<float>::infinity();
+      std::fill(keep, keep + layer.size(), 0);
+      top_k(layer.data(), static_cast<int64_t>(layer.size()), H * k, keep);
+    }
+  } else if (o.ratio >= 1.0) {
+    std::fill(m.keep.begin(), m.keep.end(), 1);
   } else if (o.strict_threshold) {
     std::vector<float> sorted(s.v);
     const int64_t n = std::max<int64_t>(static_cast<int64_t>(std::floor(N * o.ratio)) - 1, 0);

@@ -15,8 +15,10 @@ enum class PruneLevel {
   Pair,         // one global budget over all layers x KV heads x tokens (non-uniform heads)
   PairUniform,  // the same budget in every (layer, KV head)
   Head,         // whole heads: scores constant per head (context-independent head scores)
+  AdaKV,        // AdaKV (arXiv:2407.11550): each layer's budget spread over its heads by score,
+                // every head keeping at least alpha of an even share (kvpress AdaKVPress)
 };
-PruneLevel parse_prune_level(const std::string& s);  // "pair", "pair-uniform", "head"
+PruneLevel parse_prune_level(const std::string& s);  // "pair", "pair-uniform", "head", "adakv"
 const char* prune_level_name(PruneLevel l);
 
 struct KeepMask {
@@ -36,6 +38,13 @@ struct SelectOptions {
   // threshold are all evicted. Default is exact top-k with ties broken by
   // (layer, head, position), lowest first.
   bool strict_threshold = false;
+  // Per-layer kept fractions (PyramidKV), [n_layer]; empty: `ratio` in every layer. Used by
+  // pair-uniform and adakv; pair and head have one global budget.
+  std::vector<double> layer_ratios;
+  // AdaKV safeguard: each head keeps its top floor(alpha * n) pairs (at least 1 when alpha
+  // > 0), n = the layer's per-head budget; the rest of the layer's budget goes to the
+  // layer's best remaining pairs regardless of head.
+  double ada_alpha = 0.2;
 };
 
 // Throws kvz::Error for a ratio outside (0, 1] or non-finite scores.

@@ -14,6 +14,7 @@
 #include "eval/demo_doc.h"
 #include "io/head_scores_file.h"
 #include "kv/kvzip_context.h"
+#include "kv/press.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -173,7 +174,12 @@ struct AskOpts {
   std::string context_file;
   std::vector<std::string> questions;
   double ratio = 0.3;
-  std::string level = "pair";
+  std::string level;          // "": the method's own default level
+  std::string method = "kvzip";
+  std::string params;         // "key=value,..." for the method
+  bool query_aware = false;
+  std::string compress_for;   // score once with this question, reuse the cache for every question
+  double ada_alpha = 0.2;
   int threads = 0;
   int n_predict = 64;
   bool strict = false;
@@ -220,10 +226,16 @@ int answer_from_saved(const AskOpts& o) {
 
 int compare_full_and_compressed(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
                                 const std::vector<std::string>& expected) {
+  // The method and its parameters are checked before anything slow runs.
+  const MethodInfo& mi = method_info(o.method);
+  std::unique_ptr<Press> press = make_press(o.method, parse_press_params(o.params));
+  if (!o.level.empty()) parse_prune_level(o.level);
+  if (o.query_aware && !o.compress_for.empty()) fail("--query-aware and --compress-for exclude each other");
+  if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
   auto m = load_model(o.model);
   ThreadPool pool(o.threads);
   ContextOptions co;
-  co.retain_full = false;
+  co.retain_full = o.query_aware;  // query-aware: every question rebuilds from the full cache
   KvzipContext ctx(*m, pool, co);
   const bool tty = stderr_is_tty();
   using clock = std::chrono::steady_clock;
@@ -244,26 +256,31 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   std::vector<QueryResult> full;
   for (const auto& q : questions) full.push_back(ctx.query(q, gp, false));
 
-  t0 = clock::now();
-  {
-    ProgressBar bar("KVzip scoring", "tok", tty);
-    ctx.score(bar.callback());
-  }
-  const double score_s = secs(t0);
   SelectOptions so;
   so.ratio = o.ratio;
-  so.level = parse_prune_level(o.level);
+  so.level = o.level.empty() ? mi.level : parse_prune_level(o.level);
   so.strict_threshold = o.strict;
+  so.ada_alpha = o.ada_alpha;
+  const std::string level_name = prune_level_name(so.level);
   PruneReport pr;
-  if (so.level == PruneLevel::Head && !o.head_scores.empty()) {
-    const HeadScoreFile hs = load_head_scores(o.head_scores, *m);  // context-independent scores
-    fmt::print("head scores from {} ({})\n", o.head_scores, hs.source);
-    pr = ctx.prune_heads(hs.scores, o.ratio);
+  double score_s = 0;
+  if (!o.query_aware) {
+    t0 = clock::now();
+    if (so.level == PruneLevel::Head && !o.head_scores.empty()) {
+      const HeadScoreFile hs = load_head_scores(o.head_scores, *m);  // context-independent scores
+      fmt::print("head scores from {} ({})\n", o.head_scores, hs.source);
+      pr = ctx.prune_heads(hs.scores, o.ratio);
+    } else {
+      ProgressBar bar(o.method + " scoring", "tok", tty);
+      pr = ctx.compress(*press, so, o.compress_for, bar.callback());  // --level head without a file: max over tokens
+    }
+    score_s = secs(t0);
+    fmt::print("{} scoring {:.2f} s ({:.2f}x prefill); pruned to ratio {} ({} level): kept {:.1f}% of context pairs\n\n",
+               o.method, score_s, score_s / prefill_s, o.ratio, level_name, 100.0 * pr.ratio_true);
   } else {
-    pr = ctx.prune(so);  // --level head without a file: this context's own max-over-tokens
+    fmt::print("{} query-aware: the cache is scored and pruned again for every question ({} level, ratio {})\n\n",
+               o.method, level_name, o.ratio);
   }
-  fmt::print("KVzip scoring {:.2f} s ({:.2f}x prefill); pruned to ratio {} ({} level): kept {:.1f}% of context pairs\n\n",
-             score_s, score_s / prefill_s, o.ratio, o.level, 100.0 * pr.ratio_true);
 
   if (!o.save_path.empty()) {
     ctx.save(o.save_path);
@@ -273,6 +290,13 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   double dec_full = 0, dec_comp = 0;
   int64_t tok_full = 0, tok_comp = 0;
   for (size_t i = 0; i < questions.size(); ++i) {
+    if (o.query_aware) {
+      const auto tq = clock::now();
+      pr = ctx.compress(*press, so, questions[i]);
+      score_s += secs(tq);
+      fmt::print("[{} for Q{}: kept {:.1f}% of context pairs, {:.2f} s]\n", o.method, i + 1, 100.0 * pr.ratio_true,
+                 secs(tq));
+    }
     const QueryResult c = ctx.query(questions[i], gp, false);
     const bool eq = c.answer == full[i].answer;
     same += eq;
@@ -300,6 +324,22 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   fmt::print("decode: full {:.2f} ms/token, compressed {:.2f} ms/token ({} threads)\n",
              tok_full ? 1e3 * dec_full / tok_full : 0.0, tok_comp ? 1e3 * dec_comp / tok_comp : 0.0, pool.size());
   return same;
+}
+
+int cmd_methods() {
+  fmt::print("compression methods (`ask --method NAME --param key=value,...`; default budget level in brackets)\n");
+  for (const MethodInfo& m : press_registry()) {
+    fmt::print("\n{:<19} [{}] {}\n", m.name, prune_level_name(m.level), m.description);
+    for (const PressParam& p : m.params) {
+      const std::string def = p.kind == PressParam::Text ? (p.text_def.empty() ? "\"\"" : p.text_def)
+                                                         : fmt::format("{}", p.def);
+      const std::string range = p.kind == PressParam::Text ? "" : fmt::format(" in [{}, {}]", p.min, p.max);
+      fmt::print("  {:<12} = {:<8} {}{}\n", p.name, def, p.help, range);
+    }
+  }
+  fmt::print("\nlevels: pair (one global budget), pair-uniform (same per head), head (whole heads), adakv (per-layer "
+             "budget spread over heads, --ada-alpha safeguard); --query-aware scores with each question present\n");
+  return 0;
 }
 
 }  // namespace
@@ -350,7 +390,15 @@ int main(int argc, char** argv) {
   ask->add_option("--load", a.load_path, "answer from a context saved with --save (no prefill, no scoring)");
   ask->add_option("-q,--question", a.questions, "a question (repeat for several)")->required();
   ask->add_option("--ratio", a.ratio, "fraction of context KV pairs to KEEP, in (0, 1]")->capture_default_str();
-  ask->add_option("--level", a.level, "pair (global budget), pair-uniform (same per head) or head")->capture_default_str();
+  ask->add_option("--method", a.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
+  ask->add_option("--param", a.params, "method parameters, key=value[,key=value...]");
+  ask->add_flag("--query-aware", a.query_aware, "score with each question present (cache rebuilt per question)");
+  ask->add_option("--compress-for", a.compress_for, "score once with this question present and reuse the cache for "
+                                                    "every question (how a query-aware cache fares on other questions)");
+  ask->add_option("--level", a.level, "budget: pair (global), pair-uniform (same per head), head, adakv "
+                                      "(default: the method's own)");
+  ask->add_option("--ada-alpha", a.ada_alpha, "adakv safeguard: each head keeps at least this share of an even split")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   ask->add_option("--head-scores", a.head_scores, "with --level head: head scores saved by `kvzip score-heads`");
   ask->add_flag("--strict-threshold", a.strict, "reference-compatible strict threshold instead of exact top-k");
   ask->add_option("-n,--n-predict", a.n_predict, "max answer tokens")->capture_default_str()->check(CLI::Range(1, 1 << 16));
@@ -363,11 +411,17 @@ int main(int argc, char** argv) {
                                           "questions answered from the full and from the compressed cache");
   demo->add_option("-m,--model", d.model, "GGUF model file")->capture_default_str();
   demo->add_option("--ratio", d.ratio, "fraction of context KV pairs to keep, in (0, 1]")->capture_default_str();
-  demo->add_option("--level", d.level, "pair, pair-uniform or head")->capture_default_str();
+  demo->add_option("--method", d.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
+  demo->add_option("--param", d.params, "method parameters, key=value[,key=value...]");
+  demo->add_flag("--query-aware", d.query_aware, "score with each question present (cache rebuilt per question)");
+  demo->add_option("--level", d.level, "pair, pair-uniform, head or adakv (default: the method's own)");
+  demo->add_option("--ada-alpha", d.ada_alpha, "adakv safeguard share")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   demo->add_option("--records", demo_records, "fact records in the document (~50 tokens each)")->capture_default_str()->check(CLI::Range(8, 40));
   demo->add_option("-t,--threads", d.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
 
   add_bench_command(app);
+
+  auto* methods = app.add_subcommand("methods", "list the compression methods with their parameters and defaults");
 
   std::string sh_model = default_model_path(), sh_out = "head_scores.kvzh", sh_context;
   int sh_threads = 0;
@@ -386,6 +440,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*info) return cmd_info(info_model, info_tensors);
+    if (*methods) return cmd_methods();
     if (*gen) return cmd_generate(g);
     if (*ask) {
       if (!(a.ratio > 0 && a.ratio <= 1)) fail("--ratio {} is outside (0, 1]", a.ratio);
