@@ -73,6 +73,9 @@ def prompts(chat):
     "Count from 1 to 60: 1, 2, 3, 4, 5,",
     "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday, Monday, Tuesday,",
     "A, B, C, D, E, F, G, H, I, J, K,",
+    "January, February, March, April, May, June, July, August, September, October, November, December, "
+    "January, February, March,",
+    "10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120,",
     ]
 
 
