@@ -169,7 +169,7 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
           std::memcpy(qbuf.data() + rows * dh, q_.data() + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
           limit[rows] = base_len[ih] + (t + 1);
         }
-      attend_head(qbuf.data(), dh, rows, limit.data(), s.k.get(), s.v.get(), static_cast<int>(dh), scale,
+      attend_head(qbuf.data(), dh, rows, nullptr, limit.data(), s.k.get(), s.v.get(), static_cast<int>(dh), scale,
                   obuf.data(), dh);
       rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t)
