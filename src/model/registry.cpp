@@ -7,6 +7,7 @@ namespace kvz {
 const std::vector<ArchSpec>& architectures() {
   static const std::vector<ArchSpec> list = {
       {"llama", load_llama},
+      {"gemma3", load_gemma3},
   };
   return list;
 }
