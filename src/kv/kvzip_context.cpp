@@ -70,14 +70,23 @@ void KvzipContext::set_scores(HeadScores s) {
   scores_ = std::move(s);
 }
 
+std::vector<uint8_t> KvzipContext::evictable_layers() const {
+  const HParams& hp = model_.hp();
+  std::vector<uint8_t> e(hp.n_layer, 1);
+  for (int il = 0; il < hp.n_layer; ++il) e[il] = !hp.is_swa(il);
+  return e;
+}
+
 PruneReport KvzipContext::prune(const SelectOptions& o) {
   if (!has_scores()) fail("prune: no scores; run score() first");
-  return apply_mask(select_pairs(scores_, o), o.ratio);
+  SelectOptions so = o;
+  if (so.evictable.empty()) so.evictable = evictable_layers();
+  return apply_mask(select_pairs(scores_, so), o.ratio);
 }
 
 PruneReport KvzipContext::prune_heads(const std::vector<float>& head_scores, double ratio) {
   const HParams& hp = model_.hp();
-  return apply_mask(select_heads(head_scores, hp.n_layer, hp.n_head_kv, n_ctx(), ratio), ratio);
+  return apply_mask(select_heads(head_scores, hp.n_layer, hp.n_head_kv, n_ctx(), ratio, evictable_layers()), ratio);
 }
 
 PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
@@ -96,7 +105,7 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
   const int64_t n_full = n_sys_ + n_ctx();
   std::vector<uint8_t> rows;
   for (int il = 0; il < cache.n_layer(); ++il)
-    for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
+    for (int ih = 0; ih < cache.n_head_kv() && !model_.hp().is_swa(il); ++ih) {  // local layers keep their window
       const HeadSegment& s = cache.seg(il, ih);
       KVZ_ASSERT(s.len >= n_full, "head ({}, {}) has {} rows, fewer than the context's {}", il, ih, s.len, n_full);
       rows.assign(s.len, 1);  // sys prompt and any turns after the context are always kept
@@ -114,23 +123,18 @@ QueryResult KvzipContext::query(const std::string& question, const GenerateParam
   if (ctx_ids_.empty()) fail("query: no context was prefilled");
   std::vector<int32_t> ids = enc("\n\n" + strip(question));
   ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
-  const std::vector<int64_t> lens = session_.cache().lengths();
-  const int64_t n_pos = session_.n_pos();
+  const Session::Checkpoint before = session_.checkpoint();
   QueryResult r;
   const Tokenizer& tok = model_.tokenizer();
   try {
     r.stats = generate(session_, ids, p, on_token, &r.answer_ids);
   } catch (...) {
-    session_.cache().truncate(lens);  // a failed query loses nothing
-    session_.set_n_pos(n_pos);
+    session_.restore(before);  // a failed query loses nothing
     throw;
   }
   if (!r.answer_ids.empty() && tok.is_eog(r.answer_ids.back())) r.answer_ids.pop_back();
   r.answer = tok.decode(r.answer_ids, /*skip_special=*/true);
-  if (!update_cache) {
-    session_.cache().truncate(lens);
-    session_.set_n_pos(n_pos);
-  }
+  if (!update_cache) session_.restore(before);
   return r;
 }
 
