@@ -16,8 +16,10 @@ std::string strip(const std::string& s) {
 
 KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
     : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max) {
-  const ChatFamily fam = detect_chat_family(model.tokenizer().vocab().chat_template);
-  tmpl_ = kvzip_template(fam, opt_.task, opt_.think_block);
+  const auto& vocab = model.tokenizer().vocab();
+  const ChatFamily fam = detect_chat_family(vocab.chat_template);
+  const bool has_bos = vocab.add_bos && vocab.bos_id >= 0 && vocab.bos_id < static_cast<int32_t>(vocab.tokens.size());
+  tmpl_ = kvzip_template(fam, opt_.task, opt_.think_block, has_bos ? vocab.tokens[vocab.bos_id] : "");
   sys_ids_ = enc(tmpl_.prefix);
   postfix_ids_ = enc(tmpl_.postfix);
   n_sys_ = static_cast<int64_t>(sys_ids_.size());
