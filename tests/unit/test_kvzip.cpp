@@ -138,8 +138,9 @@ void check_driver_against_naive(const Model& model) {
       EXPECT_EQ(0, std::memcmp(a.k.get(), b.k.get(), a.len * hp.d_head * 2));
       EXPECT_EQ(0, std::memcmp(a.v.get(), b.v.get(), a.len * hp.d_head * 2));
       EXPECT_EQ(0, std::memcmp(a.pos.get(), b.pos.get(), a.len * 4));
-      if (hp.is_swa(il))
+      if (hp.is_swa(il)) {
         for (int t = 0; t < 50; ++t) EXPECT_EQ(got.head(il, ih)[t], 0.0f) << "local layer " << il << " was scored";
+      }
     }
 
   const int G = hp.n_group(), dh = hp.d_head;
@@ -515,7 +516,9 @@ TEST(KvzipPolicy, LayersOutsideTheBudgetAreKeptWhole) {
       for (int ih = 0; ih < 2; ++ih)
         for (int t = 0; t < 10; ++t) kept += m.head(il, ih)[t];
     EXPECT_EQ(kept, m.n_kept) << prune_level_name(lv);
-    if (lv == PruneLevel::Pair) EXPECT_EQ(m.n_kept, 10);  // floor(40 * 0.25)
+    if (lv == PruneLevel::Pair) {
+      EXPECT_EQ(m.n_kept, 10);  // floor(40 * 0.25)
+    }
   }
   o.evictable = {0, 0, 0};
   EXPECT_THROW(select_pairs(s, o), Error);

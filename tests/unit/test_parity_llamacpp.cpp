@@ -146,7 +146,9 @@ size_t check_parity(const Fixture& fx, const std::string& model_path, const std:
                 ip, p.ids.size(), max_err, mean_err, p99, b.max, b.mean, b.p99);
     EXPECT_LT(max_err, b.max) << "prompt " << ip;
     EXPECT_LT(mean_err, b.mean) << "prompt " << ip;
-    if (b.p99 > 0) EXPECT_LT(p99, b.p99) << "prompt " << ip;
+    if (b.p99 > 0) {
+      EXPECT_LT(p99, b.p99) << "prompt " << ip;
+    }
 
     // Free-running greedy from our own logits, and teacher-forced agreement on a copy.
     const Session::Checkpoint prompt_end = s.checkpoint();
