@@ -17,8 +17,8 @@ namespace kvz {
 // d must be a multiple of 8; n_rows <= kAttnMaxRows (callers split larger blocks).
 // A row with an empty range (limit <= start) gets zeros.
 constexpr int kAttnMaxRows = 64;
-void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit, const uint16_t* k,
-                 const uint16_t* v, int d, float scale, float* out, int64_t out_stride);
+void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
+                 const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride);
 
 // Converts n f16 values to f32 / f32 to f16 (vectorised where the CPU allows).
 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);

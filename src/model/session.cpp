@@ -215,8 +215,8 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
           start[rows] = first;
         }
       }
-      attend_head(qbuf.data(), dh, rows, local ? start.data() : nullptr, limit.data(), s.k.get(), s.v.get(), static_cast<int>(dh), scale,
-                  obuf.data(), dh);
+      attend_head(qbuf.data(), dh, rows, local ? start.data() : nullptr, limit.data(), s.k.get(), s.v.get(),
+                  static_cast<int>(dh), scale, obuf.data(), dh);
       rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t)
         for (int g = 0; g < G; ++g, ++rows)

@@ -87,7 +87,10 @@ GgufWriter synthetic_llama(const SyntheticSpec& s) {
   const bool gemma = s.arch == "gemma3";
   if (gemma) {
     w.set_u32(a + "attention.sliding_window", s.n_swa);
-    w.set_u32(a + "attention.sliding_window_pattern", s.swa_pattern);
+    if (s.swa_flags.empty())
+      w.set_u32(a + "attention.sliding_window_pattern", s.swa_pattern);
+    else
+      w.set_i32_array(a + "attention.sliding_window_pattern", s.swa_flags);
     w.set_f32(a + "rope.freq_base_swa", s.rope_base_swa);
   }
   w.set_str("tokenizer.ggml.model", "gpt2");

@@ -30,6 +30,7 @@ struct SyntheticSpec {
   // gemma3 only: sliding window (positions), pattern (every n-th layer global), local RoPE base
   int n_swa = 8;
   int swa_pattern = 2;
+  std::vector<int32_t> swa_flags;  // non-empty: written as the pattern key's per-layer array instead
   float rope_base_swa = 10000.0f;
   std::string skip_tensor;      // leave this tensor out (error tests)
 };

@@ -271,7 +271,22 @@ TEST_F(Gemma3ForwardTest, LoaderMapsTheGemmaKeys) {
 
   test::SyntheticSpec s = spec();
   s.skip_tensor = "blk.2.post_ffw_norm.weight";
-  const std::string p = test::write_synthetic_llama(s, "gemma3-missing");
+  std::string p = test::write_synthetic_llama(s, "gemma3-missing");
+  EXPECT_THROW(Model::load(p), Error);
+  std::remove(p.c_str());
+
+  s = spec();
+  s.swa_flags = {0, 1, 1, 0};  // the pattern key as per-layer flags
+  p = test::write_synthetic_llama(s, "gemma3-flags");
+  EXPECT_EQ(Model::load(p)->hp().swa_layers, (std::vector<uint8_t>{0, 1, 1, 0}));
+  std::remove(p.c_str());
+  s.swa_flags = {0, 1, 1};  // one per layer, or an error
+  p = test::write_synthetic_llama(s, "gemma3-flags-bad");
+  EXPECT_THROW(Model::load(p), Error);
+  std::remove(p.c_str());
+  s = spec();
+  s.swa_pattern = 9;  // more than the 4 layers
+  p = test::write_synthetic_llama(s, "gemma3-pattern-bad");
   EXPECT_THROW(Model::load(p), Error);
   std::remove(p.c_str());
 }
