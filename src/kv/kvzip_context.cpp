@@ -115,6 +115,7 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
       for (int64_t t = 0; t < n_ctx(); ++t) rows[n_sys_ + t] = k[t];
       cache.compact(il, ih, rows.data(), /*reserve=*/64);
     }
+  session_.shrink_windows();  // sliding-window layers: keep only the rows still visible
   r.kv_bytes_after = cache.bytes_used();
   pruned_ = true;
   return r;

@@ -44,6 +44,21 @@ void Session::trim_windows() {
   }
 }
 
+void Session::shrink_windows() {
+  const HParams& hp = model_.hp();
+  const int64_t first_visible = n_pos_ - hp.n_swa + 1;
+  std::vector<uint8_t> keep;
+  for (int il = 0; il < hp.n_layer; ++il) {
+    if (!hp.is_swa(il)) continue;
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      const HeadSegment& s = cache_.seg(il, ih);
+      keep.assign(s.len, 0);
+      for (int64_t r = 0; r < s.len; ++r) keep[r] = s.pos[r] >= first_visible;
+      cache_.compact(il, ih, keep.data(), /*reserve=*/64);
+    }
+  }
+}
+
 void Session::ensure_scratch(int64_t n) {
   if (n <= scratch_n_) return;
   const HParams& hp = model_.hp();

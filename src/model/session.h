@@ -62,6 +62,11 @@ class Session {
   Checkpoint checkpoint() const;
   void restore(const Checkpoint& c);
 
+  // Sliding-window layers: drops now every row no later query can see (positions <=
+  // n_pos - n_swa) and frees its memory. forward() does this lazily; call it where memory
+  // is measured or given back (after KVzip pruning). Attention results do not change.
+  void shrink_windows();
+
   // Installs (or with nullptr removes) a layer observer; not owned.
   void set_observer(LayerObserver* o) { observer_ = o; }
   ThreadPool& pool() { return pool_; }

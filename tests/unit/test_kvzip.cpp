@@ -463,9 +463,23 @@ TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
   gp.stop_at_eog = false;
   const QueryResult a_full = c.query("ab ab", gp, false);
 
+  const std::vector<int32_t> probe = ids_of(12, 9);  // longer than the window
+  std::vector<float> l_full, l_keep;
+  {
+    const Session::Checkpoint cp = c.session().checkpoint();
+    c.session().forward(probe, LogitsMode::All, &l_full);
+    c.session().restore(cp);
+  }
   SelectOptions so;
   so.ratio = 1.0;
-  EXPECT_DOUBLE_EQ(c.prune(so).ratio_true, 1.0);
+  EXPECT_DOUBLE_EQ(c.prune(so).ratio_true, 1.0);  // also drops the local layers' dead rows
+  {
+    const Session::Checkpoint cp = c.session().checkpoint();
+    c.session().forward(probe, LogitsMode::All, &l_keep);
+    c.session().restore(cp);
+  }
+  ASSERT_EQ(l_full.size(), l_keep.size());
+  EXPECT_EQ(0, std::memcmp(l_full.data(), l_keep.data(), l_full.size() * sizeof(float))) << "ratio 1: bit-identical";
   const QueryResult a_keep = c.query("ab ab", gp, false);
   EXPECT_EQ(a_full.answer_ids, a_keep.answer_ids) << "ratio 1 answers as the unpruned cache";
 
@@ -479,7 +493,13 @@ TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
     for (int ih = 0; ih < hp.n_head_kv; ++ih) {
       const HeadSegment& s = c.session().cache().seg(il, ih);
       if (hp.is_swa(il)) {
-        EXPECT_TRUE(same_rows(s, full.seg(il, ih), d)) << "local layer " << il << " was pruned";
+        // not pruned: exactly the rows still visible (the last n_swa - 1 positions), unchanged
+        const HeadSegment& f = full.seg(il, ih);
+        ASSERT_EQ(s.len, hp.n_swa - 1) << "layer " << il;
+        const int64_t off = f.len - s.len;
+        EXPECT_EQ(0, std::memcmp(s.k.get(), f.k.get() + off * d, s.len * d * 2)) << "layer " << il;
+        EXPECT_EQ(0, std::memcmp(s.v.get(), f.v.get() + off * d, s.len * d * 2)) << "layer " << il;
+        EXPECT_EQ(0, std::memcmp(s.pos.get(), f.pos.get() + off, s.len * 4)) << "layer " << il;
       } else {
         kept += s.len - c.n_sys();
       }
