@@ -9,14 +9,16 @@ namespace kvz {
 
 // q:     [n_rows][d] f32, row stride q_stride (floats)
 // k, v:  [len][d] f16 rows of the head's segment (post-RoPE keys)
-// limit: [n_rows]; row i attends to keys [0, limit[i]) (causality by row index)
+// start: [n_rows] or nullptr (= all 0); limit: [n_rows]. Row i attends to keys
+//        [start[i], limit[i]): limit gives causality by row index, start a sliding window
+//        (each row of a prefill batch has its own window start).
 // out:   [n_rows][d] f32, row stride out_stride
 // scale: softmax scale (1/sqrt(d), or the model's own)
 // d must be a multiple of 8; n_rows <= kAttnMaxRows (callers split larger blocks).
-// A row with limit 0 gets zeros.
+// A row with an empty range (limit <= start) gets zeros.
 constexpr int kAttnMaxRows = 64;
-void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* limit, const uint16_t* k,
-                 const uint16_t* v, int d, float scale, float* out, int64_t out_stride);
+void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
+                 const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride);
 
 // Converts n f16 values to f32 / f32 to f16 (vectorised where the CPU allows).
 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);

@@ -124,40 +124,47 @@ struct Scratch {
   float l[kMaxRows];
 };
 
-inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* limit,
-                             const uint16_t* k, const uint16_t* v, int d, float scale, float* out,
-                             int64_t out_stride) {
+inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* start,
+                             const int64_t* limit, const uint16_t* k, const uint16_t* v, int d, float scale,
+                             float* out, int64_t out_stride) {
   thread_local Scratch sc;
   const int nv = d / 8;
   int64_t max_limit = 0;
+  // Tiles cover [min start, max limit); each row clips them to its own [start, limit).
+  int64_t min_start = start ? std::numeric_limits<int64_t>::max() : 0;
   for (int i = 0; i < n_rows; ++i) {
     max_limit = std::max(max_limit, limit[i]);
+    if (start) min_start = std::min(min_start, start[i]);
     sc.m[i] = -std::numeric_limits<float>::infinity();
     sc.l[i] = 0.0f;
     std::memset(sc.acc + i * d, 0, sizeof(float) * d);
   }
-  for (int64_t r0 = 0; r0 < max_limit; r0 += kTile) {
+  for (int64_t r0 = std::max<int64_t>(min_start, 0); r0 < max_limit; r0 += kTile) {
     const int nt = static_cast<int>(std::min<int64_t>(kTile, max_limit - r0));
     cvt_f16_f32(k + r0 * d, sc.kt, static_cast<int64_t>(nt) * d);
     cvt_f16_f32(v + r0 * d, sc.vt, static_cast<int64_t>(nt) * d);
     for (int i = 0; i < n_rows; ++i) {
-      const int n = static_cast<int>(std::min<int64_t>(nt, limit[i] - r0));
+      // this row's keys in the tile: [lo, lo + n)
+      const int lo = start ? static_cast<int>(std::clamp<int64_t>(start[i] - r0, 0, nt)) : 0;
+      const int n = static_cast<int>(std::min<int64_t>(nt, limit[i] - r0)) - lo;
       if (n <= 0) continue;
       const float* qi = q + i * q_stride;
+      const float* kt = sc.kt + static_cast<int64_t>(lo) * d;
+      const float* vt = sc.vt + static_cast<int64_t>(lo) * d;
       // scores of this tile, eight keys at a time
       float tmax = -std::numeric_limits<float>::infinity();
       int j8 = 0;
       if (n >= 8) {
         v8f vmax = splat(-std::numeric_limits<float>::infinity());
         for (; j8 + 8 <= n; j8 += 8) {
-          const v8f s8 = dot8x8(qi, sc.kt + j8 * d, d) * splat(scale);
+          const v8f s8 = dot8x8(qi, kt + j8 * d, d) * splat(scale);
           store8(sc.s + j8, s8);
           vmax = vmax > s8 ? vmax : s8;
         }
         tmax = hmax(vmax);
       }
       for (int j = j8; j < n; ++j) {
-        const float sj = dot8(qi, sc.kt + j * d, nv) * scale;
+        const float sj = dot8(qi, kt + j * d, nv) * scale;
         sc.s[j] = sj;
         tmax = std::max(tmax, sj);
       }
@@ -177,7 +184,7 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
         psum += sc.s[j];
       }
       sc.l[i] = sc.l[i] * corr + psum;
-      accumulate_pv_all(sc.acc + i * d, corr, sc.s, n, sc.vt, d);
+      accumulate_pv_all(sc.acc + i * d, corr, sc.s, n, vt, d);
     }
   }
   for (int i = 0; i < n_rows; ++i) {

@@ -79,6 +79,66 @@ void KvCache::truncate(const std::vector<int64_t>& lens) {
   for (size_t i = 0; i < segs_.size(); ++i) segs_[i].len = std::min(segs_[i].len, lens[i]);
 }
 
+void KvCache::drop_front(int il, int ih, int64_t n) {
+  HeadSegment& s = seg(il, ih);
+  KVZ_ASSERT(n >= 0 && n <= s.len, "drop_front of {} rows from a head of {} (layer {}, head {})", n, s.len, il, ih);
+  if (n == 0) return;
+  const size_t d = static_cast<size_t>(d_head_);
+  const int64_t rest = s.len - n;
+  std::memmove(s.k.get(), s.k.get() + n * d, rest * d * sizeof(uint16_t));
+  std::memmove(s.v.get(), s.v.get() + n * d, rest * d * sizeof(uint16_t));
+  std::memmove(s.pos.get(), s.pos.get() + n, rest * sizeof(int32_t));
+  s.len = rest;
+}
+
+namespace {
+HeadSegment copy_segment(const HeadSegment& s, int64_t cap, size_t d) {
+  HeadSegment c;
+  c.cap = std::max<int64_t>(cap, 1);
+  c.k.reset(new uint16_t[c.cap * d]);
+  c.v.reset(new uint16_t[c.cap * d]);
+  c.pos.reset(new int32_t[c.cap]);
+  if (s.len > 0) {
+    std::memcpy(c.k.get(), s.k.get(), s.len * d * sizeof(uint16_t));
+    std::memcpy(c.v.get(), s.v.get(), s.len * d * sizeof(uint16_t));
+    std::memcpy(c.pos.get(), s.pos.get(), s.len * sizeof(int32_t));
+  }
+  c.len = s.len;
+  return c;
+}
+}  // namespace
+
+KvCache::Snapshot KvCache::snapshot(const std::vector<uint8_t>& copy_layers) const {
+  Snapshot snap;
+  snap.lens = lengths();
+  for (int il = 0; il < n_layer_ && il < static_cast<int>(copy_layers.size()); ++il) {
+    if (!copy_layers[il]) continue;
+    for (int ih = 0; ih < n_head_kv_; ++ih) {
+      const size_t i = static_cast<size_t>(il) * n_head_kv_ + ih;
+      snap.copied.push_back(i);
+      snap.rows.push_back(copy_segment(segs_[i], segs_[i].len, d_head_));
+    }
+  }
+  return snap;
+}
+
+void KvCache::restore(const Snapshot& snap) {
+  truncate(snap.lens);
+  for (size_t j = 0; j < snap.copied.size(); ++j) {
+    HeadSegment& s = segs_[snap.copied[j]];
+    const HeadSegment& c = snap.rows[j];
+    // Back in place when the rows still fit (no allocation in steady state).
+    if (s.cap < c.len) s = copy_segment(c, c.len + 64, d_head_);
+    const size_t d = static_cast<size_t>(d_head_);
+    if (c.len > 0) {
+      std::memcpy(s.k.get(), c.k.get(), c.len * d * sizeof(uint16_t));
+      std::memcpy(s.v.get(), c.v.get(), c.len * d * sizeof(uint16_t));
+      std::memcpy(s.pos.get(), c.pos.get(), c.len * sizeof(int32_t));
+    }
+    s.len = c.len;
+  }
+}
+
 void KvCache::clear() {
   for (auto& s : segs_) s.len = 0;
 }

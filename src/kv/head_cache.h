@@ -54,6 +54,21 @@ class KvCache {
   void truncate(const std::vector<int64_t>& lens);
   void clear();
 
+  // Drops the first n rows of head (il, ih) (a sliding-window layer's rows that no later
+  // query can see); the rest move to the front, capacity is kept.
+  void drop_front(int il, int ih, int64_t n);
+
+  // A copy of every head's length, and of all rows of the heads of the layers marked in
+  // `copy_layers` ([n_layer]; rows that drop_front may remove). restore() puts the cache back
+  // exactly as it was: copied heads get their rows back, the others are truncated.
+  struct Snapshot {
+    std::vector<int64_t> lens;
+    std::vector<size_t> copied;      // segment indices with a copy
+    std::vector<HeadSegment> rows;   // their rows, parallel to `copied`
+  };
+  Snapshot snapshot(const std::vector<uint8_t>& copy_layers) const;
+  void restore(const Snapshot& s);
+
   // Keeps, for head (il, ih), exactly the rows with keep[r] != 0 (r < len), in order, and
   // reallocates the head to `len_kept + reserve` rows so the evicted memory is freed.
   void compact(int il, int ih, const uint8_t* keep, int64_t reserve);

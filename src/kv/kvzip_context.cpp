@@ -16,8 +16,10 @@ std::string strip(const std::string& s) {
 
 KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
     : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max) {
-  const ChatFamily fam = detect_chat_family(model.tokenizer().vocab().chat_template);
-  tmpl_ = kvzip_template(fam, opt_.task, opt_.think_block);
+  const auto& vocab = model.tokenizer().vocab();
+  const ChatFamily fam = detect_chat_family(vocab.chat_template);
+  const bool has_bos = vocab.add_bos && vocab.bos_id >= 0 && vocab.bos_id < static_cast<int32_t>(vocab.tokens.size());
+  tmpl_ = kvzip_template(fam, opt_.task, opt_.think_block, has_bos ? vocab.tokens[vocab.bos_id] : "");
   sys_ids_ = enc(tmpl_.prefix);
   postfix_ids_ = enc(tmpl_.postfix);
   n_sys_ = static_cast<int64_t>(sys_ids_.size());
@@ -79,6 +81,9 @@ void KvzipContext::restore_full() {
 const HeadScores& KvzipContext::score(Press& press, const std::string& question,
                                       const std::function<void(int64_t, int64_t)>& progress) {
   if (ctx_ids_.empty()) fail("score: no context was prefilled");
+  if (!model_.hp().swa_layers.empty() && !press.supports_sliding_window())
+    fail("this compression method does not support models with sliding-window layers ({}) yet; use kvzip",
+         model_.hp().arch);
   restore_full();
   const std::vector<int32_t> q = question.empty() ? std::vector<int32_t>{} : question_ids(question);
   if (session_.n_pos() + static_cast<int64_t>(q.size()) > session_.n_ctx_max())
@@ -108,14 +113,23 @@ void KvzipContext::set_scores(HeadScores s) {
   scores_ = std::move(s);
 }
 
+std::vector<uint8_t> KvzipContext::evictable_layers() const {
+  const HParams& hp = model_.hp();
+  std::vector<uint8_t> e(hp.n_layer, 1);
+  for (int il = 0; il < hp.n_layer; ++il) e[il] = !hp.is_swa(il);
+  return e;
+}
+
 PruneReport KvzipContext::prune(const SelectOptions& o) {
   if (!has_scores()) fail("prune: no scores; run score() first");
-  return apply_mask(select_pairs(scores_, o), o.ratio);
+  SelectOptions so = o;
+  if (so.evictable.empty()) so.evictable = evictable_layers();
+  return apply_mask(select_pairs(scores_, so), o.ratio);
 }
 
 PruneReport KvzipContext::prune_heads(const std::vector<float>& head_scores, double ratio) {
   const HParams& hp = model_.hp();
-  return apply_mask(select_heads(head_scores, hp.n_layer, hp.n_head_kv, n_ctx(), ratio), ratio);
+  return apply_mask(select_heads(head_scores, hp.n_layer, hp.n_head_kv, n_ctx(), ratio, evictable_layers()), ratio);
 }
 
 PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
@@ -134,7 +148,7 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
   const int64_t n_full = n_sys_ + n_ctx();
   std::vector<uint8_t> rows;
   for (int il = 0; il < cache.n_layer(); ++il)
-    for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
+    for (int ih = 0; ih < cache.n_head_kv() && !model_.hp().is_swa(il); ++ih) {  // local layers keep their window
       const HeadSegment& s = cache.seg(il, ih);
       KVZ_ASSERT(s.len >= n_full, "head ({}, {}) has {} rows, fewer than the context's {}", il, ih, s.len, n_full);
       rows.assign(s.len, 1);  // sys prompt and any turns after the context are always kept
@@ -142,6 +156,7 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
       for (int64_t t = 0; t < n_ctx(); ++t) rows[n_sys_ + t] = k[t];
       cache.compact(il, ih, rows.data(), /*reserve=*/64);
     }
+  session_.shrink_windows();  // sliding-window layers: keep only the rows still visible
   r.kv_bytes_after = cache.bytes_used();
   pruned_ = true;
   return r;
@@ -151,23 +166,18 @@ QueryResult KvzipContext::query(const std::string& question, const GenerateParam
                                 const std::function<bool(int32_t)>& on_token) {
   if (ctx_ids_.empty()) fail("query: no context was prefilled");
   const std::vector<int32_t> ids = question_ids(question);
-  const std::vector<int64_t> lens = session_.cache().lengths();
-  const int64_t n_pos = session_.n_pos();
+  const Session::Checkpoint before = session_.checkpoint();
   QueryResult r;
   const Tokenizer& tok = model_.tokenizer();
   try {
     r.stats = generate(session_, ids, p, on_token, &r.answer_ids);
   } catch (...) {
-    session_.cache().truncate(lens);  // a failed query loses nothing
-    session_.set_n_pos(n_pos);
+    session_.restore(before);  // a failed query loses nothing
     throw;
   }
   if (!r.answer_ids.empty() && tok.is_eog(r.answer_ids.back())) r.answer_ids.pop_back();
   r.answer = tok.decode(r.answer_ids, /*skip_special=*/true);
-  if (!update_cache) {
-    session_.cache().truncate(lens);
-    session_.set_n_pos(n_pos);
-  }
+  if (!update_cache) session_.restore(before);
   return r;
 }
 

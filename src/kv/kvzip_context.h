@@ -71,6 +71,8 @@ class KvzipContext {
 
   // Evicts the least important context pairs; memory of evicted rows is freed. Without
   // retain_full it can run once; with it, each call starts again from the full cache.
+  // Only global-attention layers are pruned, and the ratio is over their pairs; sliding-window
+  // layers (Gemma 3) keep their rolling window (kvzip-spec §3.2, §9.12).
   PruneReport prune(const SelectOptions& o);
   PruneReport prune_heads(const std::vector<float>& head_scores, double ratio);
 
@@ -97,6 +99,7 @@ class KvzipContext {
  private:
   PruneReport apply_mask(const KeepMask& m, double ratio);
   void restore_full();  // back to the unpruned context (retain_full), or throw
+  std::vector<uint8_t> evictable_layers() const;  // [n_layer]: all but sliding-window layers
   std::vector<int32_t> enc(const std::string& s) const;
 
   const Model& model_;

@@ -2,7 +2,7 @@
 
 namespace kvz {
 
-KvzipTemplate kvzip_template(ChatFamily family, const std::string& task, bool think_block) {
+KvzipTemplate kvzip_template(ChatFamily family, const std::string& task, bool think_block, const std::string& bos) {
   KvzipTemplate t;
   switch (family) {
     case ChatFamily::Llama3:
@@ -21,7 +21,7 @@ KvzipTemplate kvzip_template(ChatFamily family, const std::string& task, bool th
       t.postfix = "<end_of_turn>\n<start_of_turn>model\n";
       break;
     case ChatFamily::Unknown:
-      t.prefix = "<|begin_of_text|>";
+      t.prefix = bos;
       t.postfix = "\n\nAnswer: ";
       break;
   }

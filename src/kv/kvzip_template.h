@@ -19,7 +19,10 @@ struct KvzipTemplate {
 };
 
 // task: "qa" (default instruction) or "gsm" (reasoning instruction). think_block: append
-// Qwen3's empty think block to the postfix. Unknown family: the reference's fallback.
-KvzipTemplate kvzip_template(ChatFamily family, const std::string& task = "qa", bool think_block = false);
+// Qwen3's empty think block to the postfix. Unknown family (no chat template, e.g. a base
+// model): the reference's plain fallback ("...\n\nAnswer: "), opened by `bos`, the model's
+// own BOS token text ("" when its vocabulary adds none); the reference writes Llama 3's.
+KvzipTemplate kvzip_template(ChatFamily family, const std::string& task = "qa", bool think_block = false,
+                             const std::string& bos = "<|begin_of_text|>");
 
 }  // namespace kvz

@@ -39,6 +39,43 @@ KeepMask empty_mask(int L, int H, int64_t n) {
   m.n_head_kv = H;
   m.n_ctx = n;
   m.keep.assign(static_cast<size_t>(L) * H * n, 0);
+  m.n_total = static_cast<int64_t>(m.keep.size());
+  return m;
+}
+
+bool all_evictable(const std::vector<uint8_t>& e) {
+  return std::all_of(e.begin(), e.end(), [](uint8_t x) { return x != 0; });
+}
+
+void check_evictable(const std::vector<uint8_t>& e, int L) {
+  if (!e.empty() && e.size() != static_cast<size_t>(L))
+    fail("evictable-layer mask has {} entries for {} layers", e.size(), L);
+  if (!e.empty() && std::none_of(e.begin(), e.end(), [](uint8_t x) { return x != 0; }))
+    fail("no layer is evictable; nothing to prune");
+}
+
+// The layers marked evictable, in order.
+std::vector<int> evictable_layers(const std::vector<uint8_t>& e) {
+  std::vector<int> out;
+  for (size_t il = 0; il < e.size(); ++il)
+    if (e[il]) out.push_back(static_cast<int>(il));
+  return out;
+}
+
+// Runs a selection on the evictable layers only and widens its mask to all layers, the
+// others kept whole; n_kept / n_total stay those of the evictable layers.
+template <class Select>
+KeepMask on_evictable_layers(int L, int H, int64_t n, const std::vector<uint8_t>& e, Select select) {
+  const std::vector<int> layers = evictable_layers(e);
+  const KeepMask sub = select(static_cast<int>(layers.size()));
+  KeepMask m = empty_mask(L, H, n);
+  std::fill(m.keep.begin(), m.keep.end(), 1);
+  const size_t per_layer = static_cast<size_t>(H) * n;
+  for (size_t j = 0; j < layers.size(); ++j)
+    std::copy(sub.keep.begin() + j * per_layer, sub.keep.begin() + (j + 1) * per_layer,
+              m.keep.begin() + layers[j] * per_layer);
+  m.n_kept = sub.n_kept;
+  m.n_total = sub.n_total;
   return m;
 }
 
@@ -60,6 +97,20 @@ void top_k(const float* v, int64_t n, int64_t k, uint8_t* keep) {
 
 KeepMask select_pairs(const HeadScores& s, const SelectOptions& o) {
   check_ratio(o.ratio);
+  check_evictable(o.evictable, s.n_layer);
+  if (!all_evictable(o.evictable)) {
+    return on_evictable_layers(s.n_layer, s.n_head_kv, s.n_ctx, o.evictable, [&](int n_sub) {
+      HeadScores sub;
+      sub.reset(n_sub, s.n_head_kv, s.n_ctx, 0.0f);
+      const size_t per_layer = static_cast<size_t>(s.n_head_kv) * s.n_ctx;
+      int j = 0;
+      for (int il : evictable_layers(o.evictable))
+        std::copy(s.v.begin() + il * per_layer, s.v.begin() + (il + 1) * per_layer, sub.v.begin() + j++ * per_layer);
+      SelectOptions so = o;
+      so.evictable.clear();
+      return select_pairs(sub, so);
+    });
+  }
   KVZ_ASSERT(s.v.size() == static_cast<size_t>(s.n_layer) * s.n_head_kv * s.n_ctx, "score tensor size mismatch");
   for (float x : s.v)
     if (!std::isfinite(x)) fail("scores contain a non-finite value; refusing to prune");
@@ -119,10 +170,19 @@ KeepMask select_pairs(const HeadScores& s, const SelectOptions& o) {
   return m;
 }
 
-KeepMask select_heads(const std::vector<float>& hs, int L, int H, int64_t n_ctx, double ratio) {
+KeepMask select_heads(const std::vector<float>& hs, int L, int H, int64_t n_ctx, double ratio,
+                      const std::vector<uint8_t>& evictable) {
   check_ratio(ratio);
   if (hs.size() != static_cast<size_t>(L) * H)
     fail("head scores have {} entries, the model has {} layers x {} KV heads", hs.size(), L, H);
+  check_evictable(evictable, L);
+  if (!all_evictable(evictable)) {
+    return on_evictable_layers(L, H, n_ctx, evictable, [&](int n_sub) {
+      std::vector<float> sub;
+      for (int il : evictable_layers(evictable)) sub.insert(sub.end(), hs.begin() + il * H, hs.begin() + (il + 1) * H);
+      return select_heads(sub, n_sub, H, n_ctx, ratio);
+    });
+  }
   KeepMask m = empty_mask(L, H, n_ctx);
   const int64_t n_heads = static_cast<int64_t>(L) * H;
   const int64_t k = std::clamp<int64_t>(std::llround(ratio * n_heads), 1, n_heads);

@@ -25,8 +25,9 @@ struct KeepMask {
   int n_layer = 0, n_head_kv = 0;
   int64_t n_ctx = 0;
   std::vector<uint8_t> keep;  // [n_layer][n_head_kv][n_ctx]
-  int64_t n_kept = 0;
-  double ratio_true() const { return keep.empty() ? 1.0 : static_cast<double>(n_kept) / keep.size(); }
+  int64_t n_kept = 0;   // kept pairs of the evictable layers
+  int64_t n_total = 0;  // pairs of the evictable layers (the budget's denominator)
+  double ratio_true() const { return n_total == 0 ? 1.0 : static_cast<double>(n_kept) / n_total; }
   const uint8_t* head(int il, int ih) const { return keep.data() + (static_cast<size_t>(il) * n_head_kv + ih) * n_ctx; }
 };
 
@@ -45,6 +46,9 @@ struct SelectOptions {
   // > 0), n = the layer's per-head budget; the rest of the layer's budget goes to the
   // layer's best remaining pairs regardless of head.
   double ada_alpha = 0.2;
+  // [n_layer]: 1 = the layer's pairs compete for the budget; 0 = always kept and outside
+  // the budget (Gemma 3's sliding-window layers, kvzip-spec §3.2). Empty: every layer.
+  std::vector<uint8_t> evictable;
 };
 
 // Throws kvz::Error for a ratio outside (0, 1] or non-finite scores.
@@ -53,7 +57,9 @@ KeepMask select_pairs(const HeadScores& s, const SelectOptions& o);
 // Head-level selection from [n_layer][n_head_kv] head scores: keeps the best
 // round(ratio * L * H) heads (at least one), ties broken by (layer, head); never drops
 // every head because of ties (kvzip-spec §4.3).
-KeepMask select_heads(const std::vector<float>& head_scores, int n_layer, int n_head_kv, int64_t n_ctx, double ratio);
+// `evictable` as in SelectOptions: heads of other layers are always kept and not counted.
+KeepMask select_heads(const std::vector<float>& head_scores, int n_layer, int n_head_kv, int64_t n_ctx, double ratio,
+                      const std::vector<uint8_t>& evictable = {});
 
 // max over tokens of pair scores: [n_layer][n_head_kv] (kvzip-spec §4.3).
 std::vector<float> head_scores_from_pairs(const HeadScores& s);

@@ -129,6 +129,9 @@ class Press {
   virtual std::vector<double> layer_ratios(int n_layer, int64_t n_ctx, double ratio) const { return {}; }
   // Whether the scores depend on the question (query-aware mode makes a difference).
   virtual bool uses_question() const { return false; }
+  // Whether it handles sliding-window layers (Gemma 3), whose heads hold a rolling window
+  // rather than every context row. Only KVzip does so far; the others are refused there.
+  virtual bool supports_sliding_window() const { return false; }
 };
 
 // One registry entry.

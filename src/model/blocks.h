@@ -16,7 +16,9 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 struct RopeTable {
   std::vector<float> cos, sin;
   int half = 0;
-  void build(const HParams& hp, const std::vector<float>& freq_divisors, const int32_t* pos, int64_t n_pos);
+  // local: the sliding-window layers' table (rope_base_swa, no linear scaling).
+  void build(const HParams& hp, const std::vector<float>& freq_divisors, const int32_t* pos, int64_t n_pos,
+             bool local = false);
 };
 
 // Rotates n_heads heads of d_head floats (contiguous) of one token in place.
@@ -24,5 +26,9 @@ void rope_apply(float* x, int n_heads, int d_head, RopeStyle style, const float*
 
 // out[i] = silu(gate[i]) * up[i]
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
+// out[i] = gelu_tanh(gate[i]) * up[i], gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+void geglu_tanh(const float* gate, const float* up, float* out, int64_t n);
+// x[i] = c * tanh(x[i] / c)
+void softcap(float* x, int64_t n, float c);
 
 }  // namespace kvz

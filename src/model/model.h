@@ -20,10 +20,12 @@ struct LayerWeights {
   const float* bq = nullptr;         // qkv bias (qwen2), [n_head*d_head] / [n_kv*d_head]
   const float* bk = nullptr;
   const float* bv = nullptr;
-  const float* q_norm = nullptr;  // per-head RMSNorm weights (qwen3), [d_head]
+  const float* q_norm = nullptr;  // per-head RMSNorm weights (qwen3, gemma3), [d_head]
   const float* k_norm = nullptr;
+  const float* attn_post_norm = nullptr;  // of the attention output (gemma), [n_embd]
   const float* ffn_norm = nullptr;  // [n_embd]
   WeightView w_gate, w_up, w_down;  // [n_ff x n_embd] x2, [n_embd x n_ff]
+  const float* ffn_post_norm = nullptr;  // of the FFN output (gemma), [n_embd]
 };
 
 struct Weights {
@@ -65,5 +67,6 @@ const std::vector<ArchSpec>& architectures();
 
 void load_llama(const GgufFile& f, HParams& hp, Weights& w);
 void load_qwen2(const GgufFile& f, HParams& hp, Weights& w);
+void load_gemma3(const GgufFile& f, HParams& hp, Weights& w);
 
 }  // namespace kvz

@@ -8,6 +8,7 @@ const std::vector<ArchSpec>& architectures() {
   static const std::vector<ArchSpec> list = {
       {"llama", load_llama},
       {"qwen2", load_qwen2},
+      {"gemma3", load_gemma3},
   };
   return list;
 }

@@ -20,6 +20,45 @@ void Session::reset() {
   n_pos_ = 0;
 }
 
+Session::Checkpoint Session::checkpoint() const { return {n_pos_, cache_.snapshot(model_.hp().swa_layers)}; }
+
+void Session::restore(const Checkpoint& c) {
+  cache_.restore(c.cache);
+  n_pos_ = c.n_pos;
+}
+
+// Sliding-window layers keep a rolling window: the next query (position n_pos_) sees
+// positions > n_pos_ - n_swa, so older rows are dead. They are dropped lazily, once there
+// are n_swa of them, so a decode step moves rows only every n_swa tokens; a local head
+// holds fewer than 2 * n_swa rows between batches (plus the batch while it runs).
+void Session::trim_windows() {
+  const HParams& hp = model_.hp();
+  const int64_t first_visible = n_pos_ - hp.n_swa + 1;
+  for (int il = 0; il < hp.n_layer; ++il) {
+    if (!hp.is_swa(il)) continue;
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      const HeadSegment& s = cache_.seg(il, ih);
+      const int64_t dead = std::lower_bound(s.pos.get(), s.pos.get() + s.len, first_visible) - s.pos.get();
+      if (dead >= hp.n_swa) cache_.drop_front(il, ih, dead);
+    }
+  }
+}
+
+void Session::shrink_windows() {
+  const HParams& hp = model_.hp();
+  const int64_t first_visible = n_pos_ - hp.n_swa + 1;
+  std::vector<uint8_t> keep;
+  for (int il = 0; il < hp.n_layer; ++il) {
+    if (!hp.is_swa(il)) continue;
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      const HeadSegment& s = cache_.seg(il, ih);
+      keep.assign(s.len, 0);
+      for (int64_t r = 0; r < s.len; ++r) keep[r] = s.pos[r] >= first_visible;
+      cache_.compact(il, ih, keep.data(), /*reserve=*/64);
+    }
+  }
+}
+
 void Session::ensure_scratch(int64_t n) {
   if (n <= scratch_n_) return;
   const HParams& hp = model_.hp();
@@ -74,17 +113,22 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
   const int64_t d = hp.n_embd, dh = hp.d_head;
   const int64_t dq = int64_t{hp.n_head} * dh, dkv = int64_t{hp.n_head_kv} * dh;
   ensure_scratch(n);
+  if (hp.n_swa > 0) trim_windows();
   cache_.reserve_extra(n);
 
   for (int64_t t = 0; t < n; ++t) {
     get_row(w.tok_embd, tokens[t], x_.data() + t * d);
     pos_[t] = static_cast<int32_t>(n_pos_ + t);
   }
+  if (hp.embd_scale != 1.0f)
+    for (int64_t i = 0; i < n * d; ++i) x_[i] *= hp.embd_scale;
   rope_.build(hp, w.rope_freqs, pos_.data(), n);
+  if (hp.n_swa > 0) rope_swa_.build(hp, w.rope_freqs, pos_.data(), n, /*local=*/true);
 
   std::vector<int64_t> base_len(hp.n_head_kv);
   for (int il = 0; il < hp.n_layer; ++il) {
     const LayerWeights& l = w.layers[il];
+    const RopeTable& rope = hp.is_swa(il) ? rope_swa_ : rope_;
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.attn_norm, h_.data() + t * d, d, hp.norm_eps);
     {  // one dispatch, activations quantized once for all three
       const WeightView wqkv[3] = {l.wq, l.wk, l.wv};
@@ -104,8 +148,8 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
         for (int h = 0; h < hp.n_head; ++h) rms_norm(qt + h * dh, l.q_norm, qt + h * dh, dh, hp.norm_eps);
         for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(kt + h * dh, l.k_norm, kt + h * dh, dh, hp.norm_eps);
       }
-      const float* c = rope_.cos.data() + t * rope_.half;
-      const float* s = rope_.sin.data() + t * rope_.half;
+      const float* c = rope.cos.data() + t * rope.half;
+      const float* s = rope.sin.data() + t * rope.half;
       rope_apply(qt, hp.n_head, static_cast<int>(dh), hp.rope_style, c, s);
       rope_apply(kt, hp.n_head_kv, static_cast<int>(dh), hp.rope_style, c, s);
     }
@@ -119,6 +163,8 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
     if (observer_) observer_->on_layer(il, q_.data(), n, cache_, pool_);
     attention(il, n, base_len);
     matmul(l.wo, attn_.data(), n, h_.data(), &pool_);
+    if (l.attn_post_norm)
+      for (int64_t t = 0; t < n; ++t) rms_norm(h_.data() + t * d, l.attn_post_norm, h_.data() + t * d, d, hp.norm_eps);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];
 
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.ffn_norm, h_.data() + t * d, d, hp.norm_eps);
@@ -127,8 +173,13 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
       float* const ygu[2] = {gate_.data(), up_.data()};
       matmul_multi(wgu, 2, h_.data(), n, ygu, &pool_);
     }
-    swiglu(gate_.data(), up_.data(), gate_.data(), n * hp.n_ff);
+    if (hp.ffn_act == FfnAct::GeluTanh)
+      geglu_tanh(gate_.data(), up_.data(), gate_.data(), n * hp.n_ff);
+    else
+      swiglu(gate_.data(), up_.data(), gate_.data(), n * hp.n_ff);
     matmul(l.w_down, gate_.data(), n, h_.data(), &pool_);
+    if (l.ffn_post_norm)
+      for (int64_t t = 0; t < n; ++t) rms_norm(h_.data() + t * d, l.ffn_post_norm, h_.data() + t * d, d, hp.norm_eps);
     for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];
   }
   n_pos_ += n;
@@ -138,13 +189,16 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
   const int64_t m = n - first;
   for (int64_t t = first; t < n; ++t) rms_norm(x_.data() + t * d, w.output_norm, h_.data() + (t - first) * d, d, hp.norm_eps);
   matmul(w.output, h_.data(), m, logits, &pool_);
+  if (hp.logit_softcap > 0.0f) softcap(logits, m * hp.n_vocab, hp.logit_softcap);
 }
 
 // Attention of the batch's queries over each KV head's segment. Work items are
 // (KV head, block of tokens); each item reads its head's K/V once for the G query heads
 // of the group and the tokens of the block. Items are claimed dynamically (a worker that
 // is not scheduled never holds up the step), latest blocks first: they attend to the most
-// keys, and longest-first claiming keeps the causal triangle balanced.
+// keys, and longest-first claiming keeps the causal triangle balanced. In a sliding-window
+// layer token t sees the rows with positions > pos_t - n_swa: its first row is found by
+// position, since rows are in increasing position order.
 void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len) {
   const HParams& hp = model_.hp();
   const int G = hp.n_group();
@@ -153,25 +207,32 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
   const int64_t n_blocks = (n + tb - 1) / tb;
   const int64_t n_items = n_blocks * hp.n_head_kv;
   const float scale = hp.softmax_scale();
+  const bool local = hp.is_swa(il);
   pool_.parallel_for(n_items, [&](int64_t begin, int64_t end, int) {
     thread_local std::vector<float> qbuf, obuf;
-    thread_local std::vector<int64_t> limit;
+    thread_local std::vector<int64_t> limit, start;
     qbuf.resize(kAttnMaxRows * dh);
     obuf.resize(kAttnMaxRows * dh);
     limit.resize(kAttnMaxRows);
+    start.resize(kAttnMaxRows);
     for (int64_t item = begin; item < end; ++item) {
       const int ih = static_cast<int>(item % hp.n_head_kv);
       const int64_t t0 = (n_blocks - 1 - item / hp.n_head_kv) * tb;
       const int64_t nt = std::min(tb, n - t0);
       const HeadSegment& s = cache_.seg(il, ih);
       int rows = 0;
-      for (int64_t t = t0; t < t0 + nt; ++t)
+      for (int64_t t = t0; t < t0 + nt; ++t) {
+        const int64_t first = local ? std::lower_bound(s.pos.get(), s.pos.get() + base_len[ih] + t + 1,
+                                                       int64_t{pos_[t]} - hp.n_swa + 1) - s.pos.get()
+                                    : 0;
         for (int g = 0; g < G; ++g, ++rows) {
           std::memcpy(qbuf.data() + rows * dh, q_.data() + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
           limit[rows] = base_len[ih] + (t + 1);
+          start[rows] = first;
         }
-      attend_head(qbuf.data(), dh, rows, limit.data(), s.k.get(), s.v.get(), static_cast<int>(dh), scale,
-                  obuf.data(), dh);
+      }
+      attend_head(qbuf.data(), dh, rows, local ? start.data() : nullptr, limit.data(), s.k.get(), s.v.get(),
+                  static_cast<int>(dh), scale, obuf.data(), dh);
       rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t)
         for (int g = 0; g < G; ++g, ++rows)

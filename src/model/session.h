@@ -51,6 +51,22 @@ class Session {
   // Clears the cache and the position counter.
   void reset();
 
+  // Everything forward() changes: restore(checkpoint()) undoes any number of forward calls
+  // exactly (a query with update_cache=false, a KVzip repeat pass, a benchmark repetition).
+  // Costs the head lengths, plus a copy of the sliding-window layers' rows (at most about
+  // two windows each), which forward() may drop from the front.
+  struct Checkpoint {
+    int64_t n_pos = 0;
+    KvCache::Snapshot cache;
+  };
+  Checkpoint checkpoint() const;
+  void restore(const Checkpoint& c);
+
+  // Sliding-window layers: drops now every row no later query can see (positions <=
+  // n_pos - n_swa) and frees its memory. forward() does this lazily; call it where memory
+  // is measured or given back (after KVzip pruning). Attention results do not change.
+  void shrink_windows();
+
   // Installs (or with nullptr removes) a layer observer; not owned.
   void set_observer(LayerObserver* o) { observer_ = o; }
   ThreadPool& pool() { return pool_; }
@@ -59,6 +75,7 @@ class Session {
   void forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits);
   void attention(int il, int64_t n, const std::vector<int64_t>& base_len);
   void ensure_scratch(int64_t n);
+  void trim_windows();
 
   const Model& model_;
   ThreadPool& pool_;
@@ -73,6 +90,7 @@ class Session {
   std::vector<uint16_t> k16_, v16_;                          // [n][n_kv*d] f16
   std::vector<int32_t> pos_;
   RopeTable rope_;
+  RopeTable rope_swa_;  // sliding-window layers (own base), built only when the model has them
 };
 
 }  // namespace kvz

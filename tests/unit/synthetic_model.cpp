@@ -49,10 +49,11 @@ void add_matrix(GgufWriter& w, const std::string& name, int64_t n_in, int64_t n_
   }
 }
 
-void add_norm(GgufWriter& w, const std::string& name, int64_t n, std::mt19937_64& rng) {
+void add_norm(GgufWriter& w, const std::string& name, int64_t n, std::mt19937_64& rng, const std::string& skip = "") {
   std::uniform_real_distribution<float> ud(0.8f, 1.2f);
   std::vector<float> v(n);
   for (auto& x : v) x = ud(rng);
+  if (name == skip) return;
   w.add_tensor(name, DType::F32, {n}, v.data(), v.size() * 4);
 }
 
@@ -83,6 +84,15 @@ GgufWriter synthetic_llama(const SyntheticSpec& s) {
   w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_u32(a + "rope.dimension_count", d_head);
   w.set_u32(a + "vocab_size", n_vocab);
+  const bool gemma = s.arch == "gemma3";
+  if (gemma) {
+    w.set_u32(a + "attention.sliding_window", s.n_swa);
+    if (s.swa_flags.empty())
+      w.set_u32(a + "attention.sliding_window_pattern", s.swa_pattern);
+    else
+      w.set_i32_array(a + "attention.sliding_window_pattern", s.swa_flags);
+    w.set_f32(a + "rope.freq_base_swa", s.rope_base_swa);
+  }
   w.set_str("tokenizer.ggml.model", "gpt2");
   w.set_str("tokenizer.ggml.pre", "default");
   w.set_str_array("tokenizer.ggml.tokens", tokens);
@@ -105,6 +115,12 @@ GgufWriter synthetic_llama(const SyntheticSpec& s) {
     add_matrix(w, p + "attn_k.weight", s.n_embd, s.n_head_kv * d_head, s.wtype, rng, ws, s.skip_tensor);
     add_matrix(w, p + "attn_v.weight", s.n_embd, s.n_head_kv * d_head, s.wtype, rng, ws, s.skip_tensor);
     add_matrix(w, p + "attn_output.weight", s.n_head * d_head, s.n_embd, s.wtype, rng, ws, s.skip_tensor);
+    if (gemma) {
+      add_norm(w, p + "attn_q_norm.weight", d_head, rng, s.skip_tensor);
+      add_norm(w, p + "attn_k_norm.weight", d_head, rng, s.skip_tensor);
+      add_norm(w, p + "post_attention_norm.weight", s.n_embd, rng, s.skip_tensor);
+      add_norm(w, p + "post_ffw_norm.weight", s.n_embd, rng, s.skip_tensor);
+    }
     add_norm(w, p + "ffn_norm.weight", s.n_embd, rng);
     add_matrix(w, p + "ffn_gate.weight", s.n_embd, s.n_ff, s.wtype, rng, ws, s.skip_tensor);
     add_matrix(w, p + "ffn_up.weight", s.n_embd, s.n_ff, s.wtype, rng, ws, s.skip_tensor);

@@ -26,7 +26,12 @@ struct SyntheticSpec {
   DType wtype = DType::F32;  // matrices; F32 or F16
   bool tied = true;
   uint64_t seed = 1;
-  std::string arch = "llama";  // general.architecture and key prefix
+  std::string arch = "llama";  // general.architecture and key prefix; "gemma3" adds its norms and keys
+  // gemma3 only: sliding window (positions), pattern (every n-th layer global), local RoPE base
+  int n_swa = 8;
+  int swa_pattern = 2;
+  std::vector<int32_t> swa_flags;  // non-empty: written as the pattern key's per-layer array instead
+  float rope_base_swa = 10000.0f;
   std::string skip_tensor;      // leave this tensor out (error tests)
 };
 

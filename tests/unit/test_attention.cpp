@@ -11,8 +11,8 @@
 using namespace kvz;
 
 namespace kvz {
-void attend_head_ref(const float*, int64_t, int, const int64_t*, const uint16_t*, const uint16_t*, int, float, float*,
-                     int64_t);
+void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const uint16_t*, const uint16_t*, int,
+                     float, float*, int64_t);
 }
 
 namespace {
@@ -21,25 +21,27 @@ struct Case {
   int d, len, rows;
 };
 
+// Row i over keys [start[i], limit[i]) (start empty: 0).
 void naive(const std::vector<float>& q, const std::vector<uint16_t>& k, const std::vector<uint16_t>& v, int d,
-           const std::vector<int64_t>& limit, float scale, std::vector<double>& out) {
+           const std::vector<int64_t>& start, const std::vector<int64_t>& limit, float scale,
+           std::vector<double>& out) {
   const int rows = static_cast<int>(limit.size());
   out.assign(static_cast<size_t>(rows) * d, 0.0);
   for (int i = 0; i < rows; ++i) {
-    const int64_t L = limit[i];
-    if (L == 0) continue;
-    std::vector<double> s(L);
+    const int64_t S = start.empty() ? 0 : start[i], L = limit[i];
+    if (L <= S) continue;
+    std::vector<double> s(L - S);
     double mx = -1e300;
-    for (int64_t j = 0; j < L; ++j) {
+    for (int64_t j = S; j < L; ++j) {
       double acc = 0;
       for (int c = 0; c < d; ++c) acc += static_cast<double>(q[i * d + c]) * fp16_to_f32(k[j * d + c]);
-      s[j] = acc * scale;
-      mx = std::max(mx, s[j]);
+      s[j - S] = acc * scale;
+      mx = std::max(mx, s[j - S]);
     }
     double sum = 0;
     for (auto& x : s) sum += x = std::exp(x - mx);
-    for (int64_t j = 0; j < L; ++j)
-      for (int c = 0; c < d; ++c) out[i * d + c] += s[j] / sum * fp16_to_f32(v[j * d + c]);
+    for (int64_t j = S; j < L; ++j)
+      for (int c = 0; c < d; ++c) out[i * d + c] += s[j - S] / sum * fp16_to_f32(v[j * d + c]);
   }
 }
 
@@ -60,13 +62,14 @@ TEST(Attention, MatchesNaiveSoftmaxOnTailShapes) {
     limit[0] = c.len;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
     std::vector<double> want;
-    naive(q, k, v, c.d, limit, scale, want);
+    naive(q, k, v, c.d, {}, limit, scale, want);
     for (int path = 0; path < 2; ++path) {
       std::vector<float> out(q.size(), -1.0f);
       if (path == 0)
-        attend_head(q.data(), c.d, c.rows, limit.data(), k.data(), v.data(), c.d, scale, out.data(), c.d);
+        attend_head(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), c.d, scale, out.data(), c.d);
       else
-        attend_head_ref(q.data(), c.d, c.rows, limit.data(), k.data(), v.data(), c.d, scale, out.data(), c.d);
+        attend_head_ref(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), c.d, scale, out.data(),
+                        c.d);
       // f32 accumulation over up to 4K keys with a 2e-7 exp: 1e-5 absolute on O(1) outputs.
       for (size_t i = 0; i < out.size(); ++i)
         ASSERT_NEAR(out[i], want[i], 1e-5) << "d=" << c.d << " len=" << c.len << " rows=" << c.rows << " i=" << i
@@ -79,8 +82,53 @@ TEST(Attention, EmptyLimitGivesZeros) {
   std::vector<float> q(64, 1.0f), out(64, 5.0f);
   std::vector<uint16_t> k(64, 0), v(64, 0);
   int64_t limit = 0;
-  attend_head(q.data(), 64, 1, &limit, k.data(), v.data(), 64, 0.125f, out.data(), 64);
+  attend_head(q.data(), 64, 1, nullptr, &limit, k.data(), v.data(), 64, 0.125f, out.data(), 64);
   for (float x : out) EXPECT_EQ(x, 0.0f);
+  int64_t start = 1;
+  limit = 1;
+  std::fill(out.begin(), out.end(), 5.0f);
+  attend_head(q.data(), 64, 1, &start, &limit, k.data(), v.data(), 64, 0.125f, out.data(), 64);
+  for (float x : out) EXPECT_EQ(x, 0.0f);
+}
+
+// Sliding window: every row has its own [start, limit), as in a prefill batch of a local
+// layer (row t of the batch sees the `window` keys ending at its own position). Windows
+// start inside tiles, span tile boundaries, and begin past the first rows' limits.
+TEST(Attention, SlidingWindowRowsMatchNaive) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct WCase {
+    int d, len, rows, window;
+  };
+  for (const WCase& c : {WCase{64, 40, 8, 5}, WCase{64, 300, 64, 100}, WCase{256, 700, 16, 512},
+                         WCase{32, 129, 64, 1}, WCase{16, 4097, 3, 2000}}) {
+    std::vector<float> q(static_cast<size_t>(c.rows) * c.d);
+    std::vector<uint16_t> k(static_cast<size_t>(c.len) * c.d), v(k.size());
+    for (auto& x : q) x = 2.0f * nd(rng);
+    for (auto& x : k) x = f32_to_fp16(nd(rng));
+    for (auto& x : v) x = f32_to_fp16(nd(rng));
+    // the last `rows` keys are the rows' own; row i sits at key len - rows + i
+    std::vector<int64_t> start(c.rows), limit(c.rows);
+    for (int i = 0; i < c.rows; ++i) {
+      limit[i] = c.len - c.rows + i + 1;
+      start[i] = std::max<int64_t>(0, limit[i] - c.window);
+    }
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+    std::vector<double> want;
+    naive(q, k, v, c.d, start, limit, scale, want);
+    for (int path = 0; path < 2; ++path) {
+      std::vector<float> out(q.size(), -1.0f);
+      if (path == 0)
+        attend_head(q.data(), c.d, c.rows, start.data(), limit.data(), k.data(), v.data(), c.d, scale, out.data(),
+                    c.d);
+      else
+        attend_head_ref(q.data(), c.d, c.rows, start.data(), limit.data(), k.data(), v.data(), c.d, scale,
+                        out.data(), c.d);
+      for (size_t i = 0; i < out.size(); ++i)
+        ASSERT_NEAR(out[i], want[i], 1e-5) << "d=" << c.d << " len=" << c.len << " window=" << c.window
+                                           << " i=" << i << " path=" << path;
+    }
+  }
 }
 
 TEST(Attention, F16RowConversionRoundTrips) {

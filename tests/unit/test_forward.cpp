@@ -43,7 +43,13 @@ std::vector<double> rmsn(const std::vector<double>& x, const float* w, double ep
 
 double f16r(double x) { return fp16_to_f32(f32_to_fp16(static_cast<float>(x))); }
 
-// Reference: logits [n][n_vocab] for tokens at positions 0..n-1.
+double gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+// Reference: logits [n][n_vocab] for tokens at positions 0..n-1. Covers the llama dataflow
+// and Gemma 3's additions, written from the model card formulas: embeddings * sqrt(n_embd),
+// per-head q/k RMSNorm, NeoX rotation, local layers that see positions (t - n_swa, t] with
+// their own RoPE base, post-attention / post-FFN norms, GeGLU (tanh GELU), softcapping.
+
 std::vector<std::vector<double>> reference_logits(const Model& m, const std::vector<int32_t>& toks) {
   const HParams& hp = m.hp();
   const Weights& w = m.w();
@@ -51,23 +57,39 @@ std::vector<std::vector<double>> reference_logits(const Model& m, const std::vec
   const int n = static_cast<int>(toks.size());
   std::vector<std::vector<double>> x(n);
   const auto emb = dense(w.tok_embd);
-  for (int t = 0; t < n; ++t) x[t].assign(emb.begin() + toks[t] * d, emb.begin() + (toks[t] + 1) * d);
+  for (int t = 0; t < n; ++t) {
+    x[t].assign(emb.begin() + toks[t] * d, emb.begin() + (toks[t] + 1) * d);
+    for (auto& e : x[t]) e *= hp.embd_scale;
+  }
   for (int il = 0; il < hp.n_layer; ++il) {
     const LayerWeights& l = w.layers[il];
     const auto Wq = dense(l.wq), Wk = dense(l.wk), Wv = dense(l.wv), Wo = dense(l.wo);
     const auto Wg = dense(l.w_gate), Wu = dense(l.w_up), Wd = dense(l.w_down);
     std::vector<std::vector<double>> q(n), k(n), v(n);
+    const bool local = hp.is_swa(il);
+    const double base = local ? hp.rope_base_swa : hp.rope_base;
+    auto head_norm = [&](std::vector<double>& z, int nh, const float* wn) {
+      if (!wn) return;
+      for (int hh = 0; hh < nh; ++hh) {
+        std::vector<double> part(z.begin() + hh * dh, z.begin() + (hh + 1) * dh);
+        part = rmsn(part, wn, hp.norm_eps);
+        std::copy(part.begin(), part.end(), z.begin() + hh * dh);
+      }
+    };
     for (int t = 0; t < n; ++t) {
       const auto h = rmsn(x[t], l.attn_norm, hp.norm_eps);
       q[t] = mv(Wq, h, d, hp.n_head * dh);
       k[t] = mv(Wk, h, d, hp.n_head_kv * dh);
       v[t] = mv(Wv, h, d, hp.n_head_kv * dh);
+      head_norm(q[t], hp.n_head, l.q_norm);
+      head_norm(k[t], hp.n_head_kv, l.k_norm);
+      const bool neox = hp.rope_style == RopeStyle::Neox;
       auto rope = [&](std::vector<double>& z, int nh) {
         for (int hh = 0; hh < nh; ++hh)
           for (int i = 0; i < dh / 2; ++i) {
-            const double th = t * std::pow(static_cast<double>(hp.rope_base), -2.0 * i / dh);
-            double& a = z[hh * dh + 2 * i];
-            double& b = z[hh * dh + 2 * i + 1];
+            const double th = t * std::pow(base, -2.0 * i / dh);
+            double& a = z[hh * dh + (neox ? i : 2 * i)];
+            double& b = z[hh * dh + (neox ? i + dh / 2 : 2 * i + 1)];
             const double a0 = a, b0 = b;
             a = a0 * std::cos(th) - b0 * std::sin(th);
             b = a0 * std::sin(th) + b0 * std::cos(th);
@@ -82,32 +104,40 @@ std::vector<std::vector<double>> reference_logits(const Model& m, const std::vec
       std::vector<double> att(hp.n_head * dh, 0.0);
       for (int hq = 0; hq < hp.n_head; ++hq) {
         const int hk = hq / G;
-        std::vector<double> s(t + 1);
+        const int j0 = local ? std::max(0, t - hp.n_swa + 1) : 0;
+        std::vector<double> s(t + 1, 0.0);
         double mx = -1e300;
-        for (int j = 0; j <= t; ++j) {
+        for (int j = j0; j <= t; ++j) {
           double acc = 0;
           for (int c = 0; c < dh; ++c) acc += q[t][hq * dh + c] * k[j][hk * dh + c];
-          s[j] = acc / std::sqrt(static_cast<double>(dh));
+          s[j] = acc * hp.softmax_scale();
           mx = std::max(mx, s[j]);
         }
         double sum = 0;
-        for (auto& e : s) sum += e = std::exp(e - mx);
-        for (int j = 0; j <= t; ++j)
+        for (int j = j0; j <= t; ++j) sum += s[j] = std::exp(s[j] - mx);
+        for (int j = j0; j <= t; ++j)
           for (int c = 0; c < dh; ++c) att[hq * dh + c] += s[j] / sum * v[j][hk * dh + c];
       }
-      const auto o = mv(Wo, att, hp.n_head * dh, d);
+      auto o = mv(Wo, att, hp.n_head * dh, d);
+      if (l.attn_post_norm) o = rmsn(o, l.attn_post_norm, hp.norm_eps);
       for (int i = 0; i < d; ++i) x[t][i] += o[i];
       const auto h2 = rmsn(x[t], l.ffn_norm, hp.norm_eps);
       auto g = mv(Wg, h2, d, hp.n_ff);
       const auto u = mv(Wu, h2, d, hp.n_ff);
-      for (int i = 0; i < hp.n_ff; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
-      const auto dn = mv(Wd, g, hp.n_ff, d);
+      for (int i = 0; i < hp.n_ff; ++i)
+        g[i] = (hp.ffn_act == FfnAct::GeluTanh ? gelu_tanh(g[i]) : g[i] / (1.0 + std::exp(-g[i]))) * u[i];
+      auto dn = mv(Wd, g, hp.n_ff, d);
+      if (l.ffn_post_norm) dn = rmsn(dn, l.ffn_post_norm, hp.norm_eps);
       for (int i = 0; i < d; ++i) x[t][i] += dn[i];
     }
   }
   const auto Wout = dense(w.output);
   std::vector<std::vector<double>> out(n);
-  for (int t = 0; t < n; ++t) out[t] = mv(Wout, rmsn(x[t], w.output_norm, hp.norm_eps), d, hp.n_vocab);
+  for (int t = 0; t < n; ++t) {
+    out[t] = mv(Wout, rmsn(x[t], w.output_norm, hp.norm_eps), d, hp.n_vocab);
+    if (hp.logit_softcap > 0)
+      for (auto& e : out[t]) e = hp.logit_softcap * std::tanh(e / hp.logit_softcap);
+  }
   return out;
 }
 
@@ -192,4 +222,143 @@ TEST(ModelLoad, UnknownArchitectureAndMissingTensorAreErrors) {
     EXPECT_NE(std::string(e.what()).find("'blk.1.ffn_up.weight' is missing"), std::string::npos) << e.what();
   }
   std::remove(p.c_str());
+}
+
+// ---- Gemma 3 (synthetic: 4 layers, layers 0 and 2 local with a window of 8 positions) ----
+
+namespace {
+
+class Gemma3ForwardTest : public ::testing::Test {
+ protected:
+  static test::SyntheticSpec spec() {
+    test::SyntheticSpec s;
+    s.arch = "gemma3";
+    s.n_layer = 4;
+    s.n_swa = 8;
+    s.swa_pattern = 2;
+    s.rope_base_swa = 500.0f;  // differs from the global 10000: a mixed-up table shows
+    return s;
+  }
+  static void SetUpTestSuite() {
+    path_ = test::write_synthetic_llama(spec(), "gemma3-fwd");
+    model_ = Model::load(path_).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    std::remove(path_.c_str());
+  }
+  static inline std::string path_;
+  static inline Model* model_ = nullptr;
+};
+
+bool same_segment(const HeadSegment& a, const HeadSegment& b, int d) {
+  return a.len == b.len && std::memcmp(a.k.get(), b.k.get(), a.len * d * 2) == 0 &&
+         std::memcmp(a.v.get(), b.v.get(), a.len * d * 2) == 0 && std::memcmp(a.pos.get(), b.pos.get(), a.len * 4) == 0;
+}
+
+}  // namespace
+
+TEST_F(Gemma3ForwardTest, LoaderMapsTheGemmaKeys) {
+  const HParams& hp = model_->hp();
+  EXPECT_EQ(hp.rope_style, RopeStyle::Neox);
+  EXPECT_EQ(hp.ffn_act, FfnAct::GeluTanh);
+  EXPECT_FLOAT_EQ(hp.embd_scale, 8.0f);  // sqrt(64)
+  EXPECT_FLOAT_EQ(hp.softmax_scale(), 0.25f);
+  EXPECT_EQ(hp.n_swa, 8);
+  EXPECT_FLOAT_EQ(hp.rope_base_swa, 500.0f);
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 0, 1, 0}));  // every 2nd layer global
+  EXPECT_TRUE(model_->w().layers[0].attn_post_norm && model_->w().layers[3].ffn_post_norm);
+
+  test::SyntheticSpec s = spec();
+  s.skip_tensor = "blk.2.post_ffw_norm.weight";
+  std::string p = test::write_synthetic_llama(s, "gemma3-missing");
+  EXPECT_THROW(Model::load(p), Error);
+  std::remove(p.c_str());
+
+  s = spec();
+  s.swa_flags = {0, 1, 1, 0};  // the pattern key as per-layer flags
+  p = test::write_synthetic_llama(s, "gemma3-flags");
+  EXPECT_EQ(Model::load(p)->hp().swa_layers, (std::vector<uint8_t>{0, 1, 1, 0}));
+  std::remove(p.c_str());
+  s.swa_flags = {0, 1, 1};  // one per layer, or an error
+  p = test::write_synthetic_llama(s, "gemma3-flags-bad");
+  EXPECT_THROW(Model::load(p), Error);
+  std::remove(p.c_str());
+  s = spec();
+  s.swa_pattern = 9;  // more than the 4 layers
+  p = test::write_synthetic_llama(s, "gemma3-pattern-bad");
+  EXPECT_THROW(Model::load(p), Error);
+  std::remove(p.c_str());
+}
+
+// 40 tokens with a window of 8: one batch where each row has its own window start, batches
+// of 7 (windows span batch boundaries) and token by token (the rolling cache drops rows).
+TEST_F(Gemma3ForwardTest, MatchesDoublePrecisionReferenceInEveryBatching) {
+  const auto toks = some_tokens(40);
+  const auto want = reference_logits(*model_, toks);
+  const int V = model_->hp().n_vocab;
+  ThreadPool pool(2);
+  for (int64_t n_batch : {64, 7, 1}) {
+    Session s(*model_, pool);
+    std::vector<float> got, one;
+    if (n_batch == 1) {
+      for (size_t t = 0; t < toks.size(); ++t) {
+        s.forward(std::span<const int32_t>(&toks[t], 1), LogitsMode::Last, &one);
+        got.insert(got.end(), one.begin(), one.end());
+      }
+    } else {
+      s.forward(toks, LogitsMode::All, &got, n_batch);
+    }
+    double max_err = 0, max_ref = 0;
+    for (size_t t = 0; t < toks.size(); ++t)
+      for (int i = 0; i < V; ++i) {
+        max_err = std::max(max_err, std::abs(got[t * V + i] - want[t][i]));
+        max_ref = std::max(max_ref, std::abs(want[t][i]));
+      }
+    EXPECT_LT(max_err, 1e-4 * max_ref) << "n_batch " << n_batch << ": max |err| " << max_err << " of " << max_ref;
+  }
+}
+
+TEST_F(Gemma3ForwardTest, LocalLayersKeepABoundedRollingWindow) {
+  ThreadPool pool(1);
+  Session s(*model_, pool);
+  std::vector<float> l;
+  const auto toks = some_tokens(100);
+  for (size_t t = 0; t < toks.size(); ++t) {
+    s.forward(std::span<const int32_t>(&toks[t], 1), LogitsMode::None, nullptr);
+    for (int il = 0; il < 4; ++il) {
+      const HeadSegment& seg = s.cache().seg(il, 0);
+      if (il % 2 == 1) {
+        ASSERT_EQ(seg.len, static_cast<int64_t>(t + 1));  // global layers keep every row
+        continue;
+      }
+      // rows (t - 2 * n_swa, t] at most, and always the last n_swa positions
+      ASSERT_LT(seg.len, 2 * 8 + 1) << "layer " << il << " after token " << t;
+      ASSERT_EQ(seg.pos[seg.len - 1], static_cast<int32_t>(t));
+      ASSERT_GE(seg.len, std::min<int64_t>(t + 1, 8));
+    }
+  }
+  EXPECT_EQ(s.n_pos(), 100);
+}
+
+TEST_F(Gemma3ForwardTest, CheckpointRestoresRolledWindowsExactly) {
+  ThreadPool pool(2);
+  Session s(*model_, pool);
+  const auto toks = some_tokens(60);
+  s.forward(std::span<const int32_t>(toks.data(), 30), LogitsMode::None, nullptr);
+  const KvCache before = s.cache().clone();
+  const Session::Checkpoint cp = s.checkpoint();
+  std::vector<float> a, b;
+  s.forward(std::span<const int32_t>(toks.data() + 30, 1), LogitsMode::Last, &a);
+  s.restore(cp);
+  // 30 more tokens, one by one and as a batch: the local layers roll far past their window
+  for (int t = 30; t < 45; ++t) s.forward(std::span<const int32_t>(&toks[t], 1), LogitsMode::None, nullptr);
+  s.forward(std::span<const int32_t>(toks.data() + 45, 15), LogitsMode::None, nullptr);
+  s.restore(cp);
+  EXPECT_EQ(s.n_pos(), 30);
+  for (int il = 0; il < 4; ++il)
+    EXPECT_TRUE(same_segment(s.cache().seg(il, 0), before.seg(il, 0), model_->hp().d_head)) << "layer " << il;
+  s.forward(std::span<const int32_t>(toks.data() + 30, 1), LogitsMode::Last, &b);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "same state, same logits, bit for bit";
 }

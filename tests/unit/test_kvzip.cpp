@@ -109,13 +109,16 @@ TEST(KvzipKernel, ScoreHeadMatchesNaive) {
   for (int t = 0; t < n_chunk; ++t) EXPECT_NEAR(cm[t], want[t], 1e-6 + 1e-5 * want[t]) << t;
 }
 
-TEST_F(KvzipTest, DriverMatchesTheSpecComputedNaively) {
-  // Context of 50 tokens in chunks of 20 (last chunk 10), cue of 8 tokens: build every
-  // repeat input here from the spec, capture q/K with a recorder, compute the scores in
-  // double, and compare with kvzip_score.
-  const HParams& hp = model_->hp();
+namespace {
+
+// Context of 50 tokens in chunks of 20 (last chunk 10), cue of 8 tokens: build every
+// repeat input here from the spec, capture q/K with a recorder, compute the scores in
+// double with the model's softmax scale, and compare with kvzip_score. Sliding-window
+// layers must be left unscored (0) and, like every layer, restored exactly.
+void check_driver_against_naive(const Model& model) {
+  const HParams& hp = model.hp();
   ThreadPool pool(2);
-  Session s(*model_, pool);
+  Session s(model, pool);
   const auto sys = ids_of(5, 1), ctx = ids_of(50, 2);
   KvzipRepeatPrompt rp{ids_of(4, 3), ids_of(6, 4), ids_of(3, 5), 8};
   std::vector<int32_t> all = sys;
@@ -133,7 +136,11 @@ TEST_F(KvzipTest, DriverMatchesTheSpecComputedNaively) {
       const HeadSegment &a = s.cache().seg(il, ih), &b = before.seg(il, ih);
       ASSERT_EQ(a.len, b.len);
       EXPECT_EQ(0, std::memcmp(a.k.get(), b.k.get(), a.len * hp.d_head * 2));
+      EXPECT_EQ(0, std::memcmp(a.v.get(), b.v.get(), a.len * hp.d_head * 2));
       EXPECT_EQ(0, std::memcmp(a.pos.get(), b.pos.get(), a.len * 4));
+      if (hp.is_swa(il)) {
+        for (int t = 0; t < 50; ++t) EXPECT_EQ(got.head(il, ih)[t], 0.0f) << "local layer " << il << " was scored";
+      }
     }
 
   const int G = hp.n_group(), dh = hp.d_head;
@@ -147,13 +154,12 @@ TEST_F(KvzipTest, DriverMatchesTheSpecComputedNaively) {
     Recorder rec;
     rec.n_group = G;
     s.set_observer(&rec);
-    const auto lens = s.cache().lengths();
+    const Session::Checkpoint cp = s.checkpoint();
     s.forward(x, LogitsMode::None, nullptr, q_len);
     s.set_observer(nullptr);
-    s.cache().truncate(lens);
-    s.set_n_pos(55);
+    s.restore(cp);
     for (int il = 0; il < hp.n_layer; ++il)
-      for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      for (int ih = 0; ih < hp.n_head_kv && !hp.is_swa(il); ++ih) {
         const auto& K = rec.keys[static_cast<size_t>(il) * hp.n_head_kv + ih];
         ASSERT_EQ(static_cast<int>(K.size()), 55 + q_len);
         std::vector<std::vector<float>> ks(K.begin(), K.begin() + 5), kc(K.begin() + 5 + start, K.begin() + 5 + start + m),
@@ -166,13 +172,17 @@ TEST_F(KvzipTest, DriverMatchesTheSpecComputedNaively) {
             qr.emplace_back(p, p + dh);
             lim.push_back(t + 1);
           }
-        const auto want = naive_colmax(qr, lim, ks, kc, kr, 1.0 / std::sqrt(static_cast<double>(dh)));
+        const auto want = naive_colmax(qr, lim, ks, kc, kr, hp.softmax_scale());
         for (int t = 0; t < m; ++t)
           ASSERT_NEAR(got.head(il, ih)[start + t], want[t], 1e-6 + 1e-4 * want[t])
               << "layer " << il << " head " << ih << " token " << start + t;
       }
   }
 }
+
+}  // namespace
+
+TEST_F(KvzipTest, DriverMatchesTheSpecComputedNaively) { check_driver_against_naive(*model_); }
 
 TEST_F(KvzipTest, RatioOneIsBitIdenticalAndPruneKeepsPositions) {
   ThreadPool pool(2);
@@ -403,4 +413,135 @@ TEST_F(KvzipTest, HeadScoreFileRoundTripAndHeadLevelPrune) {
   }
   EXPECT_THROW(load_head_scores(path, *model_), Error);
   std::remove(path.c_str());
+}
+
+// ---- Gemma 3: only global layers are scored and pruned (kvzip-spec §3.2, §9.12) ----
+
+namespace {
+
+class KvzipGemma3Test : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    test::SyntheticSpec s;
+    s.arch = "gemma3";
+    s.n_layer = 4;
+    s.n_swa = 8;  // layers 0, 2 local (window 8), 1, 3 global
+    s.swa_pattern = 2;
+    path_ = test::write_synthetic_llama(s, "kvzip-gemma3");
+    model_ = Model::load(path_).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    std::remove(path_.c_str());
+  }
+  static inline std::string path_;
+  static inline Model* model_ = nullptr;
+};
+
+bool same_rows(const HeadSegment& a, const HeadSegment& b, int d) {
+  return a.len == b.len && std::memcmp(a.k.get(), b.k.get(), a.len * d * 2) == 0 &&
+         std::memcmp(a.v.get(), b.v.get(), a.len * d * 2) == 0 && std::memcmp(a.pos.get(), b.pos.get(), a.len * 4) == 0;
+}
+
+}  // namespace
+
+TEST_F(KvzipGemma3Test, DriverScoresGlobalLayersOnlyAndRestoresWindows) { check_driver_against_naive(*model_); }
+
+TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
+  const HParams& hp = model_->hp();
+  const int d = hp.d_head;
+  ThreadPool pool(2);
+  ContextOptions co;
+  co.scoring.chunk = 16;
+  co.retain_full = true;
+  KvzipContext c(*model_, pool, co);
+  c.prefill_ids(ids_of(40, 7));
+  c.score();
+  const KvCache full = c.session().cache().clone();
+  GenerateParams gp;
+  gp.n_predict = 12;  // query + answer roll the local windows (8) several times
+  gp.stop_at_eog = false;
+  const QueryResult a_full = c.query("ab ab", gp, false);
+
+  const std::vector<int32_t> probe = ids_of(12, 9);  // longer than the window
+  std::vector<float> l_full, l_keep;
+  {
+    const Session::Checkpoint cp = c.session().checkpoint();
+    c.session().forward(probe, LogitsMode::All, &l_full);
+    c.session().restore(cp);
+  }
+  SelectOptions so;
+  so.ratio = 1.0;
+  EXPECT_DOUBLE_EQ(c.prune(so).ratio_true, 1.0);  // also drops the local layers' dead rows
+  {
+    const Session::Checkpoint cp = c.session().checkpoint();
+    c.session().forward(probe, LogitsMode::All, &l_keep);
+    c.session().restore(cp);
+  }
+  ASSERT_EQ(l_full.size(), l_keep.size());
+  EXPECT_EQ(0, std::memcmp(l_full.data(), l_keep.data(), l_full.size() * sizeof(float))) << "ratio 1: bit-identical";
+  const QueryResult a_keep = c.query("ab ab", gp, false);
+  EXPECT_EQ(a_full.answer_ids, a_keep.answer_ids) << "ratio 1 answers as the unpruned cache";
+
+  so.ratio = 0.3;
+  const PruneReport r = c.prune(so);
+  // the budget is over the global layers' pairs only: 2 layers x 1... x 40 tokens
+  const int64_t n_global_pairs = 2 * hp.n_head_kv * 40;
+  EXPECT_NEAR(r.ratio_true, 0.3, 1.0 / n_global_pairs);
+  int64_t kept = 0;
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      const HeadSegment& s = c.session().cache().seg(il, ih);
+      if (hp.is_swa(il)) {
+        // not pruned: exactly the rows still visible (the last n_swa - 1 positions), unchanged
+        const HeadSegment& f = full.seg(il, ih);
+        ASSERT_EQ(s.len, hp.n_swa - 1) << "layer " << il;
+        const int64_t off = f.len - s.len;
+        EXPECT_EQ(0, std::memcmp(s.k.get(), f.k.get() + off * d, s.len * d * 2)) << "layer " << il;
+        EXPECT_EQ(0, std::memcmp(s.v.get(), f.v.get() + off * d, s.len * d * 2)) << "layer " << il;
+        EXPECT_EQ(0, std::memcmp(s.pos.get(), f.pos.get() + off, s.len * 4)) << "layer " << il;
+      } else {
+        kept += s.len - c.n_sys();
+      }
+    }
+  EXPECT_EQ(kept, static_cast<int64_t>(std::floor(0.3 * n_global_pairs)));
+
+  // a non-updating query leaves every head, local windows included, exactly as it was
+  const KvCache pruned = c.session().cache().clone();
+  const int64_t pos0 = c.session().n_pos();
+  const QueryResult q1 = c.query("hello there", gp, false);
+  EXPECT_EQ(c.session().n_pos(), pos0);
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (int ih = 0; ih < hp.n_head_kv; ++ih)
+      EXPECT_TRUE(same_rows(c.session().cache().seg(il, ih), pruned.seg(il, ih), d)) << "layer " << il;
+  const QueryResult q2 = c.query("hello there", gp, false);
+  EXPECT_EQ(q1.answer_ids, q2.answer_ids);
+}
+
+TEST(KvzipPolicy, LayersOutsideTheBudgetAreKeptWhole) {
+  HeadScores s;
+  s.reset(3, 2, 10, 0.0f);
+  for (size_t i = 0; i < s.v.size(); ++i) s.v[i] = static_cast<float>((i * 7) % 13);
+  SelectOptions o;
+  o.ratio = 0.25;
+  o.evictable = {1, 0, 1};  // layer 1 is a sliding-window layer
+  for (PruneLevel lv : {PruneLevel::Pair, PruneLevel::PairUniform, PruneLevel::Head}) {
+    o.level = lv;
+    const KeepMask m = select_pairs(s, o);
+    EXPECT_EQ(m.n_total, 2 * 2 * 10) << prune_level_name(lv);
+    for (int ih = 0; ih < 2; ++ih)
+      for (int t = 0; t < 10; ++t) EXPECT_EQ(m.head(1, ih)[t], 1) << prune_level_name(lv);
+    int64_t kept = 0;
+    for (int il : {0, 2})
+      for (int ih = 0; ih < 2; ++ih)
+        for (int t = 0; t < 10; ++t) kept += m.head(il, ih)[t];
+    EXPECT_EQ(kept, m.n_kept) << prune_level_name(lv);
+    if (lv == PruneLevel::Pair) {
+      EXPECT_EQ(m.n_kept, 10);  // floor(40 * 0.25)
+    }
+  }
+  o.evictable = {0, 0, 0};
+  EXPECT_THROW(select_pairs(s, o), Error);
+  o.evictable = {1, 1};
+  EXPECT_THROW(select_pairs(s, o), Error);
 }

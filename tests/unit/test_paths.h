@@ -16,6 +16,7 @@ inline std::string models_dir() {
 }
 
 inline std::string smollm2_path() { return models_dir() + "/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+inline std::string gemma3_path() { return models_dir() + "/gemma3-270m/gemma-3-270m-q4_k_m.gguf"; }
 
 inline bool file_exists(const std::string& p) { return std::ifstream(p).good(); }
 

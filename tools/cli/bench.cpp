@@ -300,8 +300,7 @@ class Bench {
   // restoring that state after each repetition. Logits of the last token are computed (as in
   // real decoding) but not sampled; the next input is a synthetic id.
   void time_decode(Session& s, int64_t n_gen, Result& r) {
-    const auto lens = s.cache().lengths();
-    const int64_t pos0 = s.n_pos();
+    const Session::Checkpoint start = s.checkpoint();
     r.kv_bytes = s.cache().bytes_used();
     r.weight_read_per_tok = static_cast<double>(m_.weight_bytes_per_token());
     const auto ids = synthetic_ids(n_gen, m_.hp().n_vocab, spec_.seed + 1);
@@ -312,8 +311,7 @@ class Bench {
       for (int64_t it = 0; it < n_gen; ++it) s.forward(std::span<const int32_t>(&ids[it], 1), LogitsMode::Last, &logits);
       const double dt = secs_since(t0);
       kv_end = static_cast<double>(s.cache().bytes_used());
-      s.cache().truncate(lens);
-      s.set_n_pos(pos0);
+      s.restore(start);
       r.samples_s.push_back(dt);
       r.samples_rate.push_back(static_cast<double>(n_gen) / dt);
     }

@@ -87,9 +87,16 @@ int cmd_info(const std::string& path, bool show_tensors) {
     const HParams& hp = m->hp();
     fmt::print("model:\n  layers {}  embd {}  heads {} (kv {}, d_head {})  ffn {}  vocab {}  ctx {}\n", hp.n_layer,
                hp.n_embd, hp.n_head, hp.n_head_kv, hp.d_head, hp.n_ff, hp.n_vocab, hp.n_ctx_train);
-    fmt::print("  rope base {}  eps {}  tied embeddings {}\n", hp.rope_base, hp.norm_eps, hp.tied_embeddings);
-    fmt::print("  KV cache per token: {} (f16 K+V, all layers)\n",
-               human_bytes(2.0 * hp.n_layer * hp.n_head_kv * hp.d_head * 2));
+    fmt::print("  rope base {}  eps {}  tied embeddings {}  softmax scale {}\n", hp.rope_base, hp.norm_eps,
+               hp.tied_embeddings, hp.softmax_scale());
+    int n_local = 0;
+    for (int il = 0; il < hp.n_layer; ++il) n_local += hp.is_swa(il);
+    if (n_local > 0)
+      fmt::print("  sliding window {} on {} of {} layers (rope base {}); KVzip scores and prunes the other {}\n",
+                 hp.n_swa, n_local, hp.n_layer, hp.rope_base_swa, hp.n_layer - n_local);
+    fmt::print("  KV cache per token: {} (f16 K+V, {})\n",
+               human_bytes(2.0 * (hp.n_layer - n_local) * hp.n_head_kv * hp.d_head * 2),
+               n_local ? "global layers; local layers hold at most ~2 windows" : "all layers");
     fmt::print("  weights read per generated token: {}\n", human_bytes(static_cast<double>(m->weight_bytes_per_token())));
     const auto& vocab = m->tokenizer().vocab();
     fmt::print("tokenizer:     {} / pre '{}', {} tokens, bos {} eos {}\n", vocab.model, vocab.pre, vocab.tokens.size(),

@@ -5,6 +5,9 @@
 //   S[l,h,t] = max over the G query heads of h and all q repeat rows i of
 //              softmax_i over {sys rows, chunk rows, repeat rows <= i} evaluated at chunk row t
 // (kvzip-spec §3.2) in fp32, via kernels/kvzip_score (no score matrix beyond a row block).
+// The softmax scale is the model's own (Gemma 3: query_pre_attn_scalar^-0.5; the reference
+// hard-codes 1/sqrt(d), kvzip-spec §9.12). Sliding-window layers (Gemma 3) are skipped:
+// they keep a rolling window and are never evicted; their scores are left at 0.
 #include "kv/presses/kvzip.h"
 
 #include <algorithm>
@@ -33,6 +36,10 @@ class KvzipObserver final : public LayerObserver {
 
   void on_layer(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) override {
     KVZ_ASSERT(n == q_, "repeat input arrived in {} of {} tokens; it must run as one batch", n, q_);
+    if (hp_.is_swa(il)) {  // sliding-window layers are never evicted, so never scored (scores stay 0)
+      filled_[il] += m_;
+      return;
+    }
     const int G = hp_.n_group(), H = hp_.n_head_kv;
     const int64_t dh = hp_.d_head, dq = int64_t{hp_.n_head} * dh;
     const int64_t tb = std::max<int64_t>(1, kAttnMaxRows / G);
@@ -93,11 +100,13 @@ HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ct
   const int64_t n_full = n_sys + n_ctx;
   if (opt.chunk < 1) fail("KVzip chunk size must be positive, got {}", opt.chunk);
   if (n_ctx == 0) fail("KVzip: the context is empty, nothing to score");
-  const std::vector<int64_t> lens = s.cache().lengths();
-  for (int64_t len : lens)
-    if (len != n_full) fail("KVzip scoring needs a freshly prefilled, unpruned context ({} rows expected, a head has {})",
-                            n_full, len);
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (int ih = 0; ih < hp.n_head_kv && !hp.is_swa(il); ++ih)
+      if (s.cache().seg(il, ih).len != n_full)
+        fail("KVzip scoring needs a freshly prefilled, unpruned context ({} rows expected, a head has {})", n_full,
+             s.cache().seg(il, ih).len);
   KVZ_ASSERT(s.n_pos() == n_full, "position counter {} != cache length {}", s.n_pos(), n_full);
+  const Session::Checkpoint prefilled = s.checkpoint();
 
   HeadScores out;
   out.reset(hp.n_layer, hp.n_head_kv, n_ctx, 0.0f);
@@ -124,9 +133,9 @@ HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ct
     const int64_t q = static_cast<int64_t>(x.size());
     obs.begin_chunk(n_sys + start, m, q);
     s.forward(x, LogitsMode::None, nullptr, /*n_batch=*/q);
-    // Back to the prefilled context: drop the repeat rows, rewind positions.
-    s.cache().truncate(lens);
-    s.set_n_pos(n_full);
+    // Back to the prefilled context: drop the repeat rows, rewind positions, give the
+    // sliding-window layers back the rows the pass rolled out.
+    s.restore(prefilled);
     if (progress) progress(start + m, n_ctx);
   }
   for (int il = 0; il < hp.n_layer; ++il)
