@@ -12,7 +12,7 @@ namespace kvz {
 
 namespace {
 
-int checked_int(const GgufFile& f, const std::string& key, int64_t lo, int64_t hi) {
+int checked_int(const TensorSource& f, const std::string& key, int64_t lo, int64_t hi) {
   const int64_t v = f.get_int(key);
   if (v < lo || v > hi) fail("{}: metadata '{}' = {} is outside [{}, {}]", f.path(), key, v, lo, hi);
   return static_cast<int>(v);
@@ -20,7 +20,7 @@ int checked_int(const GgufFile& f, const std::string& key, int64_t lo, int64_t h
 
 }  // namespace
 
-void load_llama(const GgufFile& f, HParams& hp, Weights& w) {
+void load_llama(const TensorSource& f, HParams& hp, Weights& w) {
   const std::string a = hp.arch + ".";
   hp.n_layer = checked_int(f, a + "block_count", 1, 1024);
   hp.n_embd = checked_int(f, a + "embedding_length", 8, 1 << 16);
@@ -41,7 +41,9 @@ void load_llama(const GgufFile& f, HParams& hp, Weights& w) {
                                                   : hp.d_head;
   if (hp.rope_dim != hp.d_head)
     fail("{}: partial rotary embedding ({} of {} dims) is not supported", f.path(), hp.rope_dim, hp.d_head);
-  hp.rope_style = RopeStyle::Interleaved;
+  // GGUF's converter permutes llama q/k rows so RoPE rotates adjacent pairs; HF keeps the
+  // original rotate-half layout (transformers' GGUF loader undoes the permutation).
+  hp.rope_style = f.format() == "hf" ? RopeStyle::Neox : RopeStyle::Interleaved;
   const std::string scaling = f.get_str_opt(a + "rope.scaling.type").value_or("none");
   if (scaling == "linear") {
     hp.rope_linear_scale = static_cast<float>(f.get_float(a + "rope.scaling.factor"));
@@ -50,10 +52,16 @@ void load_llama(const GgufFile& f, HParams& hp, Weights& w) {
     fail("{}: rope scaling '{}' is not supported for {}", f.path(), scaling, hp.arch);
   }
 
-  const int64_t n_tok = f.get_str_array("tokenizer.ggml.tokens").size();
-  hp.n_vocab = static_cast<int>(f.get_int_opt(a + "vocab_size").value_or(n_tok));
-  if (hp.n_vocab != n_tok)
-    fail("{}: vocab_size {} differs from the {} tokenizer tokens", f.path(), hp.n_vocab, n_tok);
+  // HF folders carry vocab_size (the embedding rows, possibly more than the tokenizer's
+  // tokens); GGUF files carry the token list, one per embedding row.
+  if (f.has("tokenizer.ggml.tokens")) {
+    const int64_t n_tok = f.get_str_array("tokenizer.ggml.tokens").size();
+    hp.n_vocab = static_cast<int>(f.get_int_opt(a + "vocab_size").value_or(n_tok));
+    if (hp.n_vocab != n_tok)
+      fail("{}: vocab_size {} differs from the {} tokenizer tokens", f.path(), hp.n_vocab, n_tok);
+  } else {
+    hp.n_vocab = checked_int(f, a + "vocab_size", 1, 1 << 24);
+  }
 
   const int64_t d = hp.n_embd, dq = int64_t{hp.n_head} * hp.d_head, dkv = int64_t{hp.n_head_kv} * hp.d_head;
   w.tok_embd = weight_2d(f, "token_embd.weight", d, hp.n_vocab);
@@ -84,5 +92,9 @@ void load_llama(const GgufFile& f, HParams& hp, Weights& w) {
     l.w_down = weight_2d(f, p + "ffn_down.weight", hp.n_ff, d);
   }
 }
+
+// HF: LlamaForCausalLM (SmolLM2, Llama 2/3 without llama3 rope scaling) uses the common
+// names as they are.
+HfNames hf_names_llama() { return {{"llama"}, {}, {}, false}; }
 
 }  // namespace kvz

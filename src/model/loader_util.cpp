@@ -14,7 +14,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 }  // namespace
 
-WeightView weight_2d_opt(const GgufFile& f, const std::string& name, int64_t n_in, int64_t n_out) {
+WeightView weight_2d_opt(const TensorSource& f, const std::string& name, int64_t n_in, int64_t n_out) {
   const GgufTensor* t = f.tensor(name);
   if (!t) return {};
   if (t->shape.size() != 2 || t->shape[0] != n_in || t->shape[1] != n_out)
@@ -24,13 +24,13 @@ WeightView weight_2d_opt(const GgufFile& f, const std::string& name, int64_t n_i
   return WeightView{t->type, n_in, n_out, t->data};
 }
 
-WeightView weight_2d(const GgufFile& f, const std::string& name, int64_t n_in, int64_t n_out) {
+WeightView weight_2d(const TensorSource& f, const std::string& name, int64_t n_in, int64_t n_out) {
   WeightView w = weight_2d_opt(f, name, n_in, n_out);
   if (!w.data) fail("{}: required tensor '{}' is missing", f.path(), name);
   return w;
 }
 
-const float* vec_f32_opt(const GgufFile& f, const std::string& name, int64_t n) {
+const float* vec_f32_opt(const TensorSource& f, const std::string& name, int64_t n) {
   const GgufTensor* t = f.tensor(name);
   if (!t) return nullptr;
   if (t->shape.size() != 1 || t->shape[0] != n)
@@ -41,7 +41,7 @@ const float* vec_f32_opt(const GgufFile& f, const std::string& name, int64_t n) 
   return reinterpret_cast<const float*>(t->data);
 }
 
-const float* vec_f32(const GgufFile& f, const std::string& name, int64_t n) {
+const float* vec_f32(const TensorSource& f, const std::string& name, int64_t n) {
   const float* p = vec_f32_opt(f, name, n);
   if (!p) fail("{}: required tensor '{}' is missing", f.path(), name);
   return p;

@@ -6,7 +6,7 @@ namespace kvz {
 
 const std::vector<ArchSpec>& architectures() {
   static const std::vector<ArchSpec> list = {
-      {"llama", load_llama},
+      {"llama", load_llama, hf_names_llama()},
   };
   return list;
 }
