@@ -22,6 +22,11 @@ qwen2.5-coder-0.5b qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf bf
 gemma3-270m gemma3-270m/gemma-3-270m-q4_k_m.gguf float32"
 
 want=("$@")
+# The tiny random Qwen3 (HF folder + GGUF) needs the smollm2-135m folder's tokenizer.
+need_qwen3=0
+if { ((${#want[@]} == 0)) || [[ " ${want[*]} " == *" qwen3-tiny "* ]]; } && [[ ! -f "$hf/qwen3-tiny/config.json" || ! -f "$hf/qwen3-tiny.gguf" ]]; then
+  need_qwen3=1
+fi
 todo=()
 while read -r name gguf dtype; do
   if ((${#want[@]})) && [[ ! " ${want[*]} " == *" $name "* ]]; then continue; fi
@@ -29,7 +34,7 @@ while read -r name gguf dtype; do
   if [[ ! -f "$models/$gguf" ]]; then echo "make-hf-models: $models/$gguf absent, skipping $name" >&2; continue; fi
   todo+=("$name $models/$gguf $dtype")
 done <<<"$table"
-((${#todo[@]})) || exit 0
+((${#todo[@]} + need_qwen3)) || exit 0
 
 ok() { [[ -x "$1" ]] && "$1" -c "import torch, transformers, gguf" 2>/dev/null; }
 py=${KVZ_HF_PYTHON:-}
@@ -54,3 +59,11 @@ for t in "${todo[@]}"; do
     "$py" tests/golden/gen/make_hf_copy.py "$gguf" "$hf/$name" "$dtype" >/dev/null
   fi
 done
+if ((need_qwen3)); then
+  if [[ -f "$hf/smollm2-135m/kvzip_tokenizer.txt" ]]; then
+    echo "make-hf-models: qwen3-tiny (random weights, HF folder + GGUF)" >&2
+    "$py" tests/golden/gen/gen_qwen3_tiny.py
+  else
+    echo "make-hf-models: qwen3-tiny needs the smollm2-135m folder, skipping" >&2
+  fi
+fi

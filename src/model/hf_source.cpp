@@ -157,6 +157,13 @@ void HfSource::load_config(const std::string& dir) {
   // RoPE: transformers < 5 writes rope_theta and rope_scaling; 5.x writes rope_parameters
   // {rope_type, rope_theta, factor, ...}.
   json rope = c.contains("rope_parameters") && c["rope_parameters"].is_object() ? c["rope_parameters"] : json::object();
+  // Per-layer-type parameters (Gemma 3 in transformers 5.x): full attention is the main
+  // rope, sliding-window layers get their own base.
+  if (rope.contains("full_attention") && rope["full_attention"].is_object()) {
+    if (rope.contains("sliding_attention") && rope["sliding_attention"].contains("rope_theta"))
+      set(pre + "rope.freq_base_swa", value_of(rope["sliding_attention"]["rope_theta"], cpath + ": rope_theta"));
+    rope = json(rope["full_attention"]);
+  }
   if (c.contains("rope_scaling") && c["rope_scaling"].is_object())
     for (auto& [k, v] : c["rope_scaling"].items()) rope[k] = v;
   if (c.contains("rope_theta") && !c["rope_theta"].is_null()) rope["rope_theta"] = c["rope_theta"];

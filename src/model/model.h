@@ -93,5 +93,10 @@ const std::vector<ArchSpec>& architectures();
 
 void load_llama(const TensorSource& f, HParams& hp, Weights& w);
 HfNames hf_names_llama();
+void load_qwen3(const TensorSource& f, HParams& hp, Weights& w);
+HfNames hf_names_qwen3();
+// Tables ready for the qwen2 and gemma3 loaders (model/hf_names.cpp).
+HfNames hf_names_qwen2();
+HfNames hf_names_gemma3();
 
 }  // namespace kvz

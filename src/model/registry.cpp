@@ -7,6 +7,7 @@ namespace kvz {
 const std::vector<ArchSpec>& architectures() {
   static const std::vector<ArchSpec> list = {
       {"llama", load_llama, hf_names_llama()},
+      {"qwen3", load_qwen3, hf_names_qwen3()},
   };
   return list;
 }
