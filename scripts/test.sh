@@ -7,6 +7,10 @@ scripts/setup.sh
 # The default model carries the parity tests; the other two carry the Gemma 3 and Qwen2.5
 # tokenizer tests (they skip, saying so, when a model is absent).
 for m in smollm2-135m gemma3-270m qwen2.5-coder-0.5b; do scripts/pull-model.sh "$m" >/dev/null; done
+# Hugging Face copies of those models (and the tiny random Qwen3) for the safetensors,
+# tokenizer.json and transformers-parity tests; cached in ~/.cache/kvzip/hf. Needs a Python
+# with torch: if that cannot be set up, those tests skip (saying so) instead of failing here.
+scripts/make-hf-models.sh || echo "test.sh: WARNING: scripts/make-hf-models.sh failed; the HF-folder tests will skip" >&2
 scripts/build.sh
 cd build
 ctest --output-on-failure -j"$(nproc 2>/dev/null || echo 2)" --timeout 900

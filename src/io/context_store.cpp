@@ -70,7 +70,7 @@ class Reader {
 }  // namespace
 
 uint64_t model_fingerprint(const Model& m) {
-  const GgufFile& f = m.file();
+  const TensorSource& f = m.file();
   uint64_t h = fnv1a(m.hp().arch.data(), m.hp().arch.size());
   for (const auto& [k, v] : f.metadata()) {
     h = fnv1a(k.data(), k.size(), h);

@@ -23,9 +23,6 @@ constexpr uint64_t kMaxStringLen = 1ull << 30;
 constexpr uint64_t kMaxDims = 4;
 constexpr uint64_t kMaxArrayLen = 1ull << 28;
 
-const char* kTypeNames[] = {"u8",  "i8",     "u16",   "i16", "u32", "i32", "f32",
-                            "bool", "string", "array", "u64", "i64", "f64"};
-
 // Sequential reader over [data, data+size) that checks every read.
 class Cursor {
  public:
@@ -163,30 +160,6 @@ GgufValue read_value(Cursor& c, GgufType type, const std::string& key) {
 
 }  // namespace
 
-const char* gguf_type_name(GgufType t) {
-  const auto i = static_cast<uint32_t>(t);
-  return i < std::size(kTypeNames) ? kTypeNames[i] : "?";
-}
-
-size_t GgufValue::array_size() const {
-  return std::visit(
-      [](const auto& x) -> size_t {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<double>> ||
-                      std::is_same_v<T, std::vector<bool>> || std::is_same_v<T, std::vector<std::string>>)
-          return x.size();
-        else
-          return 0;
-      },
-      v);
-}
-
-int64_t GgufTensor::n_elements() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
@@ -211,6 +184,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   if (m == MAP_FAILED) fail("{}: mmap of {} bytes failed: {}", path, size, std::strerror(e));
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = path;
+  f->format_ = "gguf";
   f->base_ = static_cast<const uint8_t*>(m);
   f->size_ = size;
   f->map_ = m;
@@ -221,6 +195,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
 std::unique_ptr<GgufFile> GgufFile::from_memory(const uint8_t* data, size_t size, std::string name) {
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = std::move(name);
+  f->format_ = "gguf";
   f->base_ = data;
   f->size_ = size;
   f->parse();
@@ -314,93 +289,6 @@ void GgufFile::parse() {
       fail("{}: tensors '{}' and '{}' overlap in the data section (0x{:x}+{} > 0x{:x})", path_, a->name, b->name,
            a->offset, a->n_bytes, b->offset);
   }
-}
-
-const GgufValue* GgufFile::find(std::string_view key) const {
-  auto it = kv_.find(std::string(key));
-  return it == kv_.end() ? nullptr : &it->second;
-}
-
-const GgufTensor* GgufFile::tensor(std::string_view name) const {
-  auto it = tensor_index_.find(name);
-  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
-}
-
-namespace {
-[[noreturn]] void type_error(const std::string& path, std::string_view key, const GgufValue& v, const char* want) {
-  const std::string have = v.is_array() ? fmt::format("array of {}", gguf_type_name(v.elem_type))
-                                        : std::string(gguf_type_name(v.type));
-  fail("{}: metadata key '{}' has type {}, expected {}", path, key, have, want);
-}
-}  // namespace
-
-std::optional<std::string> GgufFile::get_str_opt(std::string_view key) const {
-  const GgufValue* v = find(key);
-  if (!v) return std::nullopt;
-  if (const auto* s = std::get_if<std::string>(&v->v)) return *s;
-  type_error(path_, key, *v, "string");
-}
-
-std::string GgufFile::get_str(std::string_view key) const {
-  auto s = get_str_opt(key);
-  if (!s) fail("{}: required metadata key '{}' is missing", path_, key);
-  return *s;
-}
-
-std::optional<int64_t> GgufFile::get_int_opt(std::string_view key) const {
-  const GgufValue* v = find(key);
-  if (!v) return std::nullopt;
-  if (const auto* i = std::get_if<int64_t>(&v->v)) return *i;
-  type_error(path_, key, *v, "integer");
-}
-
-int64_t GgufFile::get_int(std::string_view key) const {
-  auto i = get_int_opt(key);
-  if (!i) fail("{}: required metadata key '{}' is missing", path_, key);
-  return *i;
-}
-
-std::optional<double> GgufFile::get_float_opt(std::string_view key) const {
-  const GgufValue* v = find(key);
-  if (!v) return std::nullopt;
-  if (const auto* d = std::get_if<double>(&v->v)) return *d;
-  if (const auto* i = std::get_if<int64_t>(&v->v)) return static_cast<double>(*i);
-  type_error(path_, key, *v, "float");
-}
-
-double GgufFile::get_float(std::string_view key) const {
-  auto d = get_float_opt(key);
-  if (!d) fail("{}: required metadata key '{}' is missing", path_, key);
-  return *d;
-}
-
-std::optional<bool> GgufFile::get_bool_opt(std::string_view key) const {
-  const GgufValue* v = find(key);
-  if (!v) return std::nullopt;
-  if (const auto* b = std::get_if<bool>(&v->v)) return *b;
-  type_error(path_, key, *v, "bool");
-}
-
-std::vector<std::string> GgufFile::get_str_array(std::string_view key) const {
-  const GgufValue* v = find(key);
-  if (!v) fail("{}: required metadata key '{}' is missing", path_, key);
-  if (const auto* a = std::get_if<std::vector<std::string>>(&v->v)) return *a;
-  type_error(path_, key, *v, "array of string");
-}
-
-std::vector<int64_t> GgufFile::get_int_array(std::string_view key) const {
-  const GgufValue* v = find(key);
-  if (!v) fail("{}: required metadata key '{}' is missing", path_, key);
-  if (const auto* a = std::get_if<std::vector<int64_t>>(&v->v)) return *a;
-  type_error(path_, key, *v, "array of integer");
-}
-
-std::vector<double> GgufFile::get_float_array(std::string_view key) const {
-  const GgufValue* v = find(key);
-  if (!v) fail("{}: required metadata key '{}' is missing", path_, key);
-  if (const auto* a = std::get_if<std::vector<double>>(&v->v)) return *a;
-  if (const auto* a = std::get_if<std::vector<int64_t>>(&v->v)) return std::vector<double>(a->begin(), a->end());
-  type_error(path_, key, *v, "array of float");
 }
 
 }  // namespace kvz

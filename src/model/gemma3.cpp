@@ -20,7 +20,7 @@
 
 namespace kvz {
 
-void load_gemma3(const GgufFile& f, HParams& hp, Weights& w) {
+void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
   load_llama(f, hp, w);  // shared keys and tensors: sizes, eps, rope base, q/k/v/o, gate/up/down
   const std::string a = hp.arch + ".";
   hp.rope_style = RopeStyle::Neox;

@@ -7,9 +7,15 @@
 
 namespace kvz {
 
-void load_llama(const GgufFile& f, HParams& hp, Weights& w) {
+void load_llama(const TensorSource& f, HParams& hp, Weights& w) {
   load_decoder(f, hp, w);
-  hp.rope_style = RopeStyle::Interleaved;
+  // GGUF's converter permutes llama q/k rows so RoPE rotates adjacent pairs; HF keeps the
+  // original rotate-half layout (transformers' GGUF loader undoes the permutation).
+  hp.rope_style = f.format() == "hf" ? RopeStyle::Neox : RopeStyle::Interleaved;
 }
+
+// HF: LlamaForCausalLM (SmolLM2, Llama 2/3 without llama3 rope scaling) uses the common
+// names as they are.
+HfNames hf_names_llama() { return {{"llama"}, {}, {}, false}; }
 
 }  // namespace kvz

@@ -15,7 +15,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 }  // namespace
 
-WeightView weight_2d_opt(const GgufFile& f, const std::string& name, int64_t n_in, int64_t n_out) {
+WeightView weight_2d_opt(const TensorSource& f, const std::string& name, int64_t n_in, int64_t n_out) {
   const GgufTensor* t = f.tensor(name);
   if (!t) return {};
   if (t->shape.size() != 2 || t->shape[0] != n_in || t->shape[1] != n_out)
@@ -25,13 +25,13 @@ WeightView weight_2d_opt(const GgufFile& f, const std::string& name, int64_t n_i
   return WeightView{t->type, n_in, n_out, t->data};
 }
 
-WeightView weight_2d(const GgufFile& f, const std::string& name, int64_t n_in, int64_t n_out) {
+WeightView weight_2d(const TensorSource& f, const std::string& name, int64_t n_in, int64_t n_out) {
   WeightView w = weight_2d_opt(f, name, n_in, n_out);
   if (!w.data) fail("{}: required tensor '{}' is missing", f.path(), name);
   return w;
 }
 
-const float* vec_f32_opt(const GgufFile& f, const std::string& name, int64_t n) {
+const float* vec_f32_opt(const TensorSource& f, const std::string& name, int64_t n) {
   const GgufTensor* t = f.tensor(name);
   if (!t) return nullptr;
   if (t->shape.size() != 1 || t->shape[0] != n)
@@ -42,7 +42,7 @@ const float* vec_f32_opt(const GgufFile& f, const std::string& name, int64_t n) 
   return reinterpret_cast<const float*>(t->data);
 }
 
-const float* vec_f32(const GgufFile& f, const std::string& name, int64_t n) {
+const float* vec_f32(const TensorSource& f, const std::string& name, int64_t n) {
   const float* p = vec_f32_opt(f, name, n);
   if (!p) fail("{}: required tensor '{}' is missing", f.path(), name);
   return p;
@@ -50,7 +50,7 @@ const float* vec_f32(const GgufFile& f, const std::string& name, int64_t n) {
 
 namespace {
 
-int checked_int(const GgufFile& f, const std::string& key, int64_t lo, int64_t hi) {
+int checked_int(const TensorSource& f, const std::string& key, int64_t lo, int64_t hi) {
   const int64_t v = f.get_int(key);
   if (v < lo || v > hi) fail("{}: metadata '{}' = {} is outside [{}, {}]", f.path(), key, v, lo, hi);
   return static_cast<int>(v);
@@ -58,7 +58,7 @@ int checked_int(const GgufFile& f, const std::string& key, int64_t lo, int64_t h
 
 }  // namespace
 
-void load_decoder(const GgufFile& f, HParams& hp, Weights& w) {
+void load_decoder(const TensorSource& f, HParams& hp, Weights& w) {
   const std::string a = hp.arch + ".";
   hp.n_layer = checked_int(f, a + "block_count", 1, 1024);
   hp.n_embd = checked_int(f, a + "embedding_length", 8, 1 << 16);
@@ -87,10 +87,16 @@ void load_decoder(const GgufFile& f, HParams& hp, Weights& w) {
     fail("{}: rope scaling '{}' is not supported for {}", f.path(), scaling, hp.arch);
   }
 
-  const int64_t n_tok = f.get_str_array("tokenizer.ggml.tokens").size();
-  hp.n_vocab = static_cast<int>(f.get_int_opt(a + "vocab_size").value_or(n_tok));
-  if (hp.n_vocab != n_tok)
-    fail("{}: vocab_size {} differs from the {} tokenizer tokens", f.path(), hp.n_vocab, n_tok);
+  // HF folders carry vocab_size (the embedding rows, possibly more than the tokenizer's
+  // tokens); GGUF files carry the token list, one per embedding row.
+  if (f.has("tokenizer.ggml.tokens")) {
+    const int64_t n_tok = f.get_str_array("tokenizer.ggml.tokens").size();
+    hp.n_vocab = static_cast<int>(f.get_int_opt(a + "vocab_size").value_or(n_tok));
+    if (hp.n_vocab != n_tok)
+      fail("{}: vocab_size {} differs from the {} tokenizer tokens", f.path(), hp.n_vocab, n_tok);
+  } else {
+    hp.n_vocab = checked_int(f, a + "vocab_size", 1, 1 << 24);
+  }
 
   const int64_t d = hp.n_embd, dq = int64_t{hp.n_head} * hp.d_head, dkv = int64_t{hp.n_head_kv} * hp.d_head;
   w.tok_embd = weight_2d(f, "token_embd.weight", d, hp.n_vocab);

@@ -13,17 +13,17 @@ namespace kvz {
 
 // A 2-D weight [n_out x n_in] (GGUF shape {n_in, n_out}); throws naming the tensor when
 // missing, of the wrong shape, or of a type we cannot multiply.
-WeightView weight_2d(const GgufFile& f, const std::string& name, int64_t n_in, int64_t n_out);
+WeightView weight_2d(const TensorSource& f, const std::string& name, int64_t n_in, int64_t n_out);
 // As above, nullptr-data view when absent.
-WeightView weight_2d_opt(const GgufFile& f, const std::string& name, int64_t n_in, int64_t n_out);
+WeightView weight_2d_opt(const TensorSource& f, const std::string& name, int64_t n_in, int64_t n_out);
 // A 1-D F32 vector of length n (norm weights, biases).
-const float* vec_f32(const GgufFile& f, const std::string& name, int64_t n);
-const float* vec_f32_opt(const GgufFile& f, const std::string& name, int64_t n);
+const float* vec_f32(const TensorSource& f, const std::string& name, int64_t n);
+const float* vec_f32_opt(const TensorSource& f, const std::string& name, int64_t n);
 
 // The decoder most families share (llama, qwen2, qwen3): reads <arch>.* hyper-parameters
 // (counts, eps, rope base and scaling) and the standard tensors (token_embd, output_norm,
 // output or tied, rope_freqs, blk.N.{attn_norm, attn_q/k/v/output, ffn_norm,
 // ffn_gate/up/down}), every shape checked. The family file then sets what differs.
-void load_decoder(const GgufFile& f, HParams& hp, Weights& w);
+void load_decoder(const TensorSource& f, HParams& hp, Weights& w);
 
 }  // namespace kvz

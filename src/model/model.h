@@ -3,11 +3,13 @@
 #pragma once
 
 #include <functional>
+#include <optional>
+#include <utility>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "io/gguf.h"
+#include "io/tensor_source.h"
 #include "kernels/types.h"
 #include "model/hparams.h"
 #include "tokenizer/tokenizer.h"
@@ -36,37 +38,68 @@ struct Weights {
   std::vector<LayerWeights> layers;
 };
 
+struct LoadOptions {
+  // Quantize HF float weight matrices to this type at load time (only Q8_0 so far);
+  // unset = use them in place. GGUF files are always used as they are.
+  std::optional<DType> convert;
+};
+
 class Model {
  public:
-  // Loads a GGUF model. progress(fraction) is called while the weights are touched.
-  static std::unique_ptr<Model> load(const std::string& path, const std::function<void(double)>& progress = {});
+  // Loads a GGUF file, or a Hugging Face folder (config.json, tokenizer.json,
+  // model.safetensors or a sharded index). progress(fraction) is called while the weights
+  // are touched.
+  static std::unique_ptr<Model> load(const std::string& path, const std::function<void(double)>& progress = {},
+                                     const LoadOptions& opt = {});
 
   const HParams& hp() const { return hp_; }
   const Weights& w() const { return w_; }
   const Tokenizer& tokenizer() const { return *tok_; }
-  const GgufFile& file() const { return *file_; }
+  const TensorSource& file() const { return *file_; }
   // Bytes of weights read per generated token (all layer weights + output head + one
   // embedding row): the decode bandwidth denominator.
   size_t weight_bytes_per_token() const;
 
  private:
-  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<TensorSource> file_;
   HParams hp_;
   Weights w_;
   std::unique_ptr<Tokenizer> tok_;
 };
 
+// How a family's Hugging Face folder maps onto the GGUF vocabulary its loader reads
+// (model/hf_source.cpp applies it). The common part, shared by every family, is the
+// llama naming: config keys num_hidden_layers, hidden_size, ... and per-layer tensors
+// input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm, mlp.*_proj;
+// a family lists only what it adds or names differently.
+struct HfNames {
+  std::vector<std::string> model_types;  // config.json "model_type" values
+  // config key -> GGUF key suffix (prefixed with "<arch>."), beyond the common ones
+  std::vector<std::pair<std::string, std::string>> keys;
+  // per-layer tensor suffix, HF -> GGUF ("self_attn.q_proj.bias" -> "attn_q.bias"); an
+  // entry here overrides the common table
+  std::vector<std::pair<std::string, std::string>> tensors;
+  // HF stores RMSNorm weights as w and multiplies by (1 + w) (Gemma); GGUF stores 1 + w.
+  bool norm_plus_one = false;
+};
+
 // An architecture's loader: maps its GGUF keys to HParams and its tensor names to
 // Weights, checking every shape. One per family file (model/llama.cpp, ...), listed in
-// model/registry.cpp.
+// model/registry.cpp with its HF name table.
 struct ArchSpec {
   const char* name;  // general.architecture
-  void (*load)(const GgufFile& f, HParams& hp, Weights& w);
+  void (*load)(const TensorSource& f, HParams& hp, Weights& w);
+  HfNames hf;
 };
 const std::vector<ArchSpec>& architectures();
 
-void load_llama(const GgufFile& f, HParams& hp, Weights& w);
-void load_qwen2(const GgufFile& f, HParams& hp, Weights& w);
-void load_gemma3(const GgufFile& f, HParams& hp, Weights& w);
+void load_llama(const TensorSource& f, HParams& hp, Weights& w);
+HfNames hf_names_llama();
+void load_qwen2(const TensorSource& f, HParams& hp, Weights& w);
+HfNames hf_names_qwen2();  // model/hf_names.cpp
+void load_qwen3(const TensorSource& f, HParams& hp, Weights& w);
+HfNames hf_names_qwen3();
+void load_gemma3(const TensorSource& f, HParams& hp, Weights& w);
+HfNames hf_names_gemma3();  // model/hf_names.cpp
 
 }  // namespace kvz

@@ -5,7 +5,7 @@
 
 namespace kvz {
 
-void load_qwen2(const GgufFile& f, HParams& hp, Weights& w) {
+void load_qwen2(const TensorSource& f, HParams& hp, Weights& w) {
   load_decoder(f, hp, w);
   hp.rope_style = RopeStyle::Neox;
   hp.qkv_bias = true;

@@ -10,21 +10,28 @@
 namespace kvz {
 
 MergeTable MergeTable::build(const std::vector<std::string>& merges, const TokenIndex& index) {
-  MergeTable t;
-  t.map.reserve(merges.size() * 2);
+  std::vector<std::pair<std::string, std::string>> pairs;
+  pairs.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const std::string& m = merges[rank];
     const size_t sp = m.find(' ', 1);  // a part is never empty; a leading ' ' would be part 1
     if (sp == std::string::npos || sp + 1 >= m.size())
       fail("tokenizer.ggml.merges[{}] = '{}': expected two space-separated tokens", rank, m);
-    const std::string_view a(m.data(), sp), b(m.data() + sp + 1, m.size() - sp - 1);
+    pairs.emplace_back(m.substr(0, sp), m.substr(sp + 1));
+  }
+  return build(pairs, index);
+}
+
+MergeTable MergeTable::build(const std::vector<std::pair<std::string, std::string>>& merges, const TokenIndex& index) {
+  MergeTable t;
+  t.map.reserve(merges.size() * 2);
+  std::string joined;
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const auto& [a, b] = merges[rank];
     auto ia = index.find(a), ib = index.find(b);
     if (ia == index.end() || ib == index.end())
-      fail("tokenizer.ggml.merges[{}] = '{}': part '{}' is not in the vocabulary", rank, m,
-           ia == index.end() ? a : b);
-    std::string joined;
-    joined.reserve(m.size());
-    joined.append(a).append(b);
+      fail("merges[{}] = '{} {}': part '{}' is not in the vocabulary", rank, a, b, ia == index.end() ? a : b);
+    joined.assign(a).append(b);
     auto ij = index.find(joined);
     if (ij == index.end()) continue;
     // The first occurrence of a pair wins (a later duplicate has a worse rank).

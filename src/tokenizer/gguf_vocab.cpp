@@ -14,7 +14,7 @@ namespace {
 constexpr const char* kEogTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                      "<|eom_id|>", "<EOT>", "<|end_of_text|>", "<|return|>", "<|call|>"};
 
-int32_t opt_id(const GgufFile& f, const char* key, size_t n_vocab) {
+int32_t opt_id(const TensorSource& f, const char* key, size_t n_vocab) {
   auto v = f.get_int_opt(key);
   if (!v) return -1;
   // Some converters write -1 (or UINT32_MAX) for "none".
@@ -26,7 +26,7 @@ int32_t opt_id(const GgufFile& f, const char* key, size_t n_vocab) {
 
 }  // namespace
 
-VocabData vocab_from_gguf(const GgufFile& f) {
+VocabData vocab_from_gguf(const TensorSource& f) {
   VocabData v;
   v.model = f.get_str("tokenizer.ggml.model");
   v.pre = f.get_str_opt("tokenizer.ggml.pre").value_or("default");
@@ -66,7 +66,13 @@ VocabData vocab_from_gguf(const GgufFile& f) {
   v.add_space_prefix = f.get_bool_opt("tokenizer.ggml.add_space_prefix").value_or(spm);
   v.chat_template = f.get_str_opt("tokenizer.chat_template").value_or("");
 
-  for (int32_t id : {v.eos_id, v.eot_id, opt_id(f, "tokenizer.ggml.eom_token_id", n)})
+  if (const int32_t eom = opt_id(f, "tokenizer.ggml.eom_token_id", n); eom >= 0) v.eog_ids.push_back(eom);
+  add_default_eog(v);
+  return v;
+}
+
+void add_default_eog(VocabData& v) {
+  for (int32_t id : {v.eos_id, v.eot_id})
     if (id >= 0) v.eog_ids.push_back(id);
   for (const char* text : kEogTexts) {
     auto it = std::find(v.tokens.begin(), v.tokens.end(), text);
@@ -77,7 +83,6 @@ VocabData vocab_from_gguf(const GgufFile& f) {
   }
   std::sort(v.eog_ids.begin(), v.eog_ids.end());
   v.eog_ids.erase(std::unique(v.eog_ids.begin(), v.eog_ids.end()), v.eog_ids.end());
-  return v;
 }
 
 }  // namespace kvz

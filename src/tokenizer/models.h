@@ -42,6 +42,8 @@ struct MergeTable {
   // one whose parts are not tokens; a rule whose result is not a token is skipped, as HF
   // does not accept it either.
   static MergeTable build(const std::vector<std::string>& merges, const TokenIndex& index);
+  // Same from (left, right) pairs (tokenizer.json); parts may contain spaces.
+  static MergeTable build(const std::vector<std::pair<std::string, std::string>>& merges, const TokenIndex& index);
 };
 
 // Applies merges to `ids` in place: repeatedly merge the adjacent pair with the lowest
@@ -93,6 +95,31 @@ class SpmBpe {
   const VocabData* v_;
   const TokenIndex* index_;
   int32_t byte_id_[256];
+};
+
+// Hugging Face tokenizer.json BPE (tokenizers models/bpe/model.rs merge_word + word.rs
+// merge_all) behind the HfPipeline normalizer / pre-tokenizer: each piece is split into
+// characters (bytes mapped to the GPT-2 alphabet first when byte_level); a character
+// that is not a token becomes its <0xHH> tokens (byte_fallback) or unk (fused when
+// fuse_unk) or is dropped (no unk); then the lowest-rank merges apply.
+class HfBpe {
+ public:
+  HfBpe(const VocabData& v, const TokenIndex& index);
+  // at_text_start: the fragment begins the text (Metaspace prepend_scheme "first").
+  void encode(std::string_view fragment, bool at_text_start, std::vector<int32_t>& out) const;
+
+ private:
+  void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
+
+  const HfPipeline* hf_;
+  const TokenIndex* index_;
+  int32_t unk_id_;
+  PreTokenizer pre_;
+  MergeTable merges_;
+  int32_t byte_id_[256];  // <0xHH> tokens, -1 when absent
+  static constexpr size_t kCacheMax = 1 << 16;
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
 };
 
 }  // namespace kvz

@@ -30,7 +30,7 @@ std::string expand(std::string pat) {
     if (pat[i] == '\\' && i + 1 < pat.size() && (pat[i + 1] == 's' || pat[i + 1] == 'S')) {
       const bool in_class = !out.empty() && (out.back() == '^' || out.back() == '[');
       if (in_class) {
-        KVZ_ASSERT(pat[i + 1] == 's', "\\S inside a class in {}", pat);
+        if (pat[i + 1] != 's') fail("pre-tokenizer regex '{}': \\S inside a character class is not supported", pat);
         out += kWs;
       } else {
         out += pat[i + 1] == 's' ? "[" : "[^";
@@ -110,7 +110,19 @@ PreTokenizer::PreTokenizer(const std::string& name) {
     for (const auto& [k, v] : reg) names += (names.empty() ? "" : ", ") + k;
     fail("tokenizer.ggml.pre '{}' is not supported (supported: {})", name, names);
   }
-  for (const auto& pat : it->second) {
+  for (const auto& pat : it->second) add_stage(pat);
+}
+
+PreTokenizer PreTokenizer::from_patterns(const std::vector<std::string>& patterns) {
+  PreTokenizer p;
+  for (const auto& pat : patterns) p.add_stage(pat);
+  return p;
+}
+
+const char* PreTokenizer::gpt2_pattern() { return kGpt2; }
+
+void PreTokenizer::add_stage(const std::string& pat) {
+  {
     const std::string full = expand(pat);
     int err = 0;
     PCRE2_SIZE err_off = 0;

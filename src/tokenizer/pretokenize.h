@@ -14,6 +14,9 @@ class PreTokenizer {
  public:
   // Throws kvz::Error for an unknown name (the message lists the supported ones).
   explicit PreTokenizer(const std::string& name);
+  // Explicit stages (HF tokenizer.json Split / Digits / ByteLevel regexes, Oniguruma
+  // syntax), each an Isolated split applied to the pieces of the previous one.
+  static PreTokenizer from_patterns(const std::vector<std::string>& patterns);
   ~PreTokenizer();
   PreTokenizer(PreTokenizer&&) noexcept;
   PreTokenizer& operator=(PreTokenizer&&) noexcept;
@@ -26,8 +29,12 @@ class PreTokenizer {
   static bool known(const std::string& name);
   // The HF regexes of each stage, for diagnostics and tests.
   const std::vector<std::string>& patterns() const { return patterns_; }
+  // The GPT-2 ByteLevel(use_regex=true) pattern.
+  static const char* gpt2_pattern();
 
  private:
+  PreTokenizer() = default;
+  void add_stage(const std::string& pat);
   struct Stage;
   std::vector<std::string> patterns_;
   std::vector<std::unique_ptr<Stage>> stages_;

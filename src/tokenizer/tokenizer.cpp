@@ -70,6 +70,7 @@ struct Tokenizer::Impl {
   SpecialMatcher specials;
   std::unique_ptr<ByteLevelBpe> bpe;
   std::unique_ptr<SpmBpe> spm;
+  std::unique_ptr<HfBpe> hf;
 
   TokenType type(int32_t id) const { return v.types.empty() ? TokenType::Normal : v.types[id]; }
 };
@@ -94,8 +95,10 @@ Tokenizer::Tokenizer(VocabData vocab) : impl_(std::make_unique<Impl>()) {
     m.bpe = std::make_unique<ByteLevelBpe>(v, m.index);
   } else if (v.model == "llama") {
     m.spm = std::make_unique<SpmBpe>(v, m.index);
+  } else if (v.model == "hf-bpe") {
+    m.hf = std::make_unique<HfBpe>(v, m.index);
   } else {
-    fail("tokenizer.ggml.model '{}' is not supported (supported: gpt2, llama)", v.model);
+    fail("tokenizer.ggml.model '{}' is not supported (supported: gpt2, llama, hf-bpe)", v.model);
   }
 
   m.bytes.resize(n);
@@ -107,6 +110,9 @@ Tokenizer::Tokenizer(VocabData vocab) : impl_(std::make_unique<Impl>()) {
       // Added tokens render as their text in both models (HF decodes added tokens
       // verbatim); SPM user-defined pieces still spell spaces as U+2581.
       m.bytes[i] = (m.spm && t == TokenType::UserDefined) ? SpmBpe::token_bytes(text, t) : text;
+    } else if (m.hf) {
+      // HF decoders: ByteLevel maps the alphabet back; otherwise ByteFallback + Replace('▁', ' ').
+      m.bytes[i] = v.hf.byte_level ? ByteLevelBpe::token_bytes(text) : SpmBpe::token_bytes(text, t);
     } else {
       m.bytes[i] = m.bpe ? ByteLevelBpe::token_bytes(text) : SpmBpe::token_bytes(text, t);
     }
@@ -138,6 +144,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     const auto frag = text.substr(b, e - b);
     if (m.bpe)
       m.bpe->encode(frag, out);
+    else if (m.hf)
+      m.hf->encode(frag, b == 0, out);
     else
       m.spm->encode(frag, b == 0, out);
   };
@@ -178,6 +186,9 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   if (m.spm && m.v.add_space_prefix && !out.empty() && out[0] == ' ' && !ids.empty() &&
       m.type(ids[0]) != TokenType::Control)
     out.erase(0, 1);
+  // HF Strip / Metaspace decoders drop the prefix space the normalizer added.
+  if (m.hf)
+    for (int k = 0; k < m.v.hf.decode_strip_start && !out.empty() && out[0] == ' '; ++k) out.erase(0, 1);
   return out;
 }
 

@@ -8,11 +8,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kvz {
 
-class GgufFile;
+class TensorSource;
 
 // GGUF token types (tokenizer.ggml.token_type).
 enum class TokenType : int32_t {
@@ -25,9 +26,31 @@ enum class TokenType : int32_t {
   Byte = 6,
 };
 
+// A Hugging Face tokenizer.json BPE pipeline (VocabData::model == "hf-bpe"), reduced to
+// the pieces SmolLM2, Qwen2.5/3, Llama 3 and Gemma 3 files use. Applied in this order to
+// each stretch of text between added tokens, as HF `tokenizers` does.
+struct HfPipeline {
+  // normalizer
+  bool nfc = false;
+  std::vector<std::pair<std::string, std::string>> replace;  // literal pattern -> content, in order
+  std::string prepend;                                      // Prepend(...) normalizer
+  // pre-tokenizer: Metaspace (spaces -> replacement, optional prefix), then regex stages
+  // (Split Isolated, Digits, ByteLevel use_regex), then the byte-level alphabet.
+  std::string metaspace;            // replacement char; empty = no Metaspace
+  std::string metaspace_prepend;    // "always", "first" or "never"
+  bool metaspace_split = false;
+  std::vector<std::string> split_patterns;
+  bool byte_level = false;
+  // model (BPE)
+  bool byte_fallback = false, ignore_merges = false, fuse_unk = false;
+  std::vector<std::pair<std::string, std::string>> merges;  // rank = index
+  // decoder: strip this many leading spaces (Strip decoder / Metaspace prefix)
+  int decode_strip_start = 0;
+};
+
 // Everything a tokenizer needs, independent of the file format it came from.
 struct VocabData {
-  std::string model;                // "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE)
+  std::string model;                // "gpt2" (byte-level BPE), "llama" (SentencePiece BPE), "hf-bpe"
   std::string pre;                  // pre-tokenizer name: "smollm", "llama-bpe", "qwen2", "default", ...
   std::vector<std::string> tokens;  // id -> token text (byte-level alphabet for gpt2)
   std::vector<float> scores;        // id -> score (SentencePiece), may be empty
@@ -37,10 +60,16 @@ struct VocabData {
   bool add_bos = false, add_eos = false, add_space_prefix = false;
   std::vector<int32_t> eog_ids;     // every id that ends generation (eos, eot, <|im_end|>, ...)
   std::string chat_template;        // Jinja text from the model, may be empty
+  HfPipeline hf;                    // model == "hf-bpe" only
 };
 
 // Reads tokenizer.ggml.* from a GGUF file. Throws kvz::Error naming the missing/bad key.
-VocabData vocab_from_gguf(const GgufFile& f);
+VocabData vocab_from_gguf(const TensorSource& f);
+// Reads tokenizer.json, tokenizer_config.json (bos/eos, chat_template), chat_template.jinja
+// and generation_config.json (eos ids) from a Hugging Face model folder.
+VocabData vocab_from_hf(const std::string& dir);
+// Adds eos/eot and the control tokens llama.cpp treats as end-of-generation to eog_ids.
+void add_default_eog(VocabData& v);
 
 class Tokenizer {
  public:

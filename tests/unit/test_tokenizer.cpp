@@ -3,6 +3,8 @@
 // tests/golden/gen/gen_tokenizer_fixture.py) when the model file is present.
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -501,6 +503,80 @@ TEST_F(Gemma3Tokenizer, EncodesAndDecodes16kTokens) {
   const Ids ids = tok_->encode(text);
   EXPECT_GE(ids.size(), 16000u);
   EXPECT_EQ(tok_->decode(ids), text);
+}
+
+// ---------------------------------------------------------------- HF tokenizer.json
+// The HF folders made by scripts/make-hf-models.sh carry each model's tokenizer.json in
+// its original shape, serialized from the very `tokenizers` objects that produced the
+// golden fixtures above; so the same ids are the HF reference for the tokenizer.json path.
+std::string hf_dir(const std::string& name) {
+  const char* dir = std::getenv("KVZ_HF_DIR");
+  return std::string(dir ? dir : "/root/.cache/kvzip/hf") + "/" + name;
+}
+
+struct HfCase {
+  const char* folder;
+  const char* fixture;
+};
+class HfTokenizerJson : public ::testing::TestWithParam<HfCase> {};
+
+TEST_P(HfTokenizerJson, GoldenIdsMatchHfTokenizers) {
+  const std::string dir = hf_dir(GetParam().folder);
+  if (!std::filesystem::exists(dir + "/tokenizer.json") || !std::filesystem::exists(dir + "/kvzip_tokenizer.txt"))
+    GTEST_SKIP() << dir << " not found (scripts/make-hf-models.sh makes it)";
+  const Tokenizer tok(vocab_from_hf(dir));
+  EXPECT_EQ(tok.vocab().model, "hf-bpe");
+  expect_golden(tok, GetParam().fixture);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, HfTokenizerJson,
+                         ::testing::Values(HfCase{"smollm2-135m", "tokenizer_smollm2.json"},
+                                           HfCase{"smollm2-135m-bf16", "tokenizer_smollm2.json"},
+                                           HfCase{"qwen2.5-coder-0.5b", "tokenizer_qwen25.json"},
+                                           HfCase{"gemma3-270m", "tokenizer_gemma3.json"}),
+                         [](const auto& info) {
+                           std::string n = info.param.folder;
+                           for (char& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+TEST(HfTokenizerJson, MergesInBothFormsAndHostileFiles) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "kvz_hf_tok_test";
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) { std::ofstream(dir / name) << text; };
+  // Byte-level BPE over a tiny alphabet: "a b" string merges vs [a, b] array merges.
+  const std::string head = R"({"model": {"type": "BPE", "unk_token": null, "vocab": {"a": 0, "b": 1, "ab": 2, "Ġ": 3, "Ġab": 4},
+      "merges": )";
+  const std::string tail = R"(}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+      "added_tokens": [{"id": 5, "content": "<s>", "special": true}]})";
+  for (const std::string merges : {R"(["a b", "Ġ ab"])", R"([["a", "b"], ["Ġ", "ab"]])"}) {
+    write("tokenizer.json", head + merges + tail);
+    const Tokenizer tok(vocab_from_hf(dir.string()));
+    EXPECT_EQ(tok.encode("ab ab<s>"), (Ids{2, 4, 5})) << merges;
+    EXPECT_EQ(tok.decode({2, 4, 5}), "ab ab<s>");
+  }
+  auto error_of = [&](const std::string& json) -> std::string {
+    write("tokenizer.json", json);
+    try {
+      vocab_from_hf(dir.string());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of("{").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of(R"({"model": {"type": "Unigram", "vocab": []}})").find("'Unigram' is not supported"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"model": {"type": "BPE", "vocab": {"a": -4}, "merges": []}})").find("outside"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [3]}})").find("neither"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                         "normalizer": {"type": "NFKC"}})").find("normalizer 'NFKC' is not supported"),
+            std::string::npos);
+  fs::remove_all(dir);
 }
 
 }  // namespace

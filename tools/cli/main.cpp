@@ -15,7 +15,9 @@
 #include "io/head_scores_file.h"
 #include "kv/kvzip_context.h"
 #include "kv/press.h"
+#include "io/gguf.h"
 #include "model/generate.h"
+#include "model/hf_source.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "tokenizer/chat_template.h"
@@ -42,16 +44,25 @@ std::string default_model_path() {
   return base + "/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
-std::unique_ptr<Model> load_model(const std::string& path) {
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& opt) {
   ProgressBar bar("loading", "%", stderr_is_tty());
-  auto m = Model::load(path, [&](double f) { bar.update(100.0 * f, 100.0); });
+  auto m = Model::load(path, [&](double f) { bar.update(100.0 * f, 100.0); }, opt);
   bar.finish();
   return m;
 }
 
-int cmd_info(const std::string& path, bool show_tensors) {
-  auto f = GgufFile::open(path);
-  fmt::print("file:          {} ({}, GGUF v{})\n", path, human_bytes(f->file_size()), f->version());
+int cmd_info(const std::string& path, bool show_tensors, const LoadOptions& opt) {
+  std::unique_ptr<TensorSource> f;
+  std::string format;
+  if (is_model_dir(path)) {
+    f = HfSource::open(path, opt);
+    format = "Hugging Face folder, safetensors";
+  } else {
+    auto g = GgufFile::open(path);
+    format = fmt::format("GGUF v{}", g->version());
+    f = std::move(g);
+  }
+  fmt::print("file:          {} ({}, {})\n", path, human_bytes(f->file_size()), format);
   fmt::print("architecture:  {}\n", f->get_str_opt("general.architecture").value_or("?"));
   fmt::print("name:          {}\n", f->get_str_opt("general.name").value_or("?"));
   std::map<std::string, std::pair<int, uint64_t>> by_type;
@@ -83,7 +94,7 @@ int cmd_info(const std::string& path, bool show_tensors) {
   }
   // Model-level view: what the engine makes of it.
   try {
-    auto m = Model::load(path);
+    auto m = Model::load(path, {}, opt);
     const HParams& hp = m->hp();
     fmt::print("model:\n  layers {}  embd {}  heads {} (kv {}, d_head {})  ffn {}  vocab {}  ctx {}\n", hp.n_layer,
                hp.n_embd, hp.n_head, hp.n_head_kv, hp.d_head, hp.n_ff, hp.n_vocab, hp.n_ctx_train);
@@ -128,10 +139,11 @@ struct GenOpts {
   float top_p = 0.95f;
   uint64_t seed = 0;
   int64_t n_ctx = 0;
+  LoadOptions load;
 };
 
 int cmd_generate(const GenOpts& o) {
-  auto m = load_model(o.model);
+  auto m = load_model(o.model, o.load);
   const Tokenizer& tok = m->tokenizer();
   std::string text = o.prompt;
   if (o.chat) {
@@ -191,6 +203,7 @@ struct AskOpts {
   int n_predict = 64;
   bool strict = false;
   std::string save_path, load_path;
+  LoadOptions load;
   std::string head_scores;  // --level head: file from `kvzip score-heads`
 };
 
@@ -215,7 +228,7 @@ std::string one_line(std::string s) {
 // number of questions whose compressed answer equals the full-cache answer.
 // Answers from a context saved earlier with --save: no prefill, no scoring.
 int answer_from_saved(const AskOpts& o) {
-  auto m = load_model(o.model);
+  auto m = load_model(o.model, o.load);
   ThreadPool pool(o.threads);
   KvzipContext ctx(*m, pool);
   ctx.load(o.load_path);
@@ -239,7 +252,7 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   if (!o.level.empty()) parse_prune_level(o.level);
   if (o.query_aware && !o.compress_for.empty()) fail("--query-aware and --compress-for exclude each other");
   if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
-  auto m = load_model(o.model);
+  auto m = load_model(o.model, o.load);
   ThreadPool pool(o.threads);
   ContextOptions co;
   co.retain_full = o.query_aware;  // query-aware: every question rebuilds from the full cache
@@ -358,22 +371,29 @@ int run_bench_command(const CLI::App& app);
 int main(int argc, char** argv) {
   CLI::App app{
       "kvzip — an LLM inference engine with query-agnostic KV-cache compression (KVzip).\n"
-      "Models are GGUF files; get the default one with: scripts/pull-model.sh smollm2-135m"};
+      "Models are GGUF files or Hugging Face folders (config.json, tokenizer.json, *.safetensors); get the default\n"
+      "one with: scripts/pull-model.sh smollm2-135m"};
   app.require_subcommand(1);
+  app.fallthrough();
+  std::string convert;
+  app.add_option("--convert", convert,
+                 "Hugging Face folders: quantize the float weight matrices at load time (q8_0); default: use them "
+                 "in place")
+      ->check(CLI::IsMember({"q8_0"}));
   app.set_help_all_flag("--help-all", "show help for every command");
 
   std::string info_model = default_model_path();
   bool info_tensors = false;
   auto* info = app.add_subcommand("info", "print a model file's architecture, hyper-parameters, tensor types, "
                                           "tokenizer and chat template");
-  info->add_option("model", info_model, "GGUF file")->capture_default_str();
+  info->add_option("model", info_model, "GGUF file or Hugging Face folder")->capture_default_str();
   info->add_flag("--tensors", info_tensors, "also list every tensor");
 
   GenOpts g;
   g.model = default_model_path();
   auto* gen = app.add_subcommand("generate", "generate text from a prompt, streaming tokens to stdout; a summary "
                                              "line (prefill and decode tokens/s, KV bytes) goes to stderr");
-  gen->add_option("-m,--model", g.model, "GGUF model file")->capture_default_str();
+  gen->add_option("-m,--model", g.model, "GGUF model file or Hugging Face folder")->capture_default_str();
   gen->add_option("-p,--prompt", g.prompt, "prompt text")->required();
   gen->add_flag("--chat", g.chat, "wrap the prompt in the model's chat template as a user turn (special tokens "
                                   "in the prompt are parsed only in this mode)");
@@ -391,7 +411,7 @@ int main(int argc, char** argv) {
   auto* ask = app.add_subcommand(
       "ask", "load a context once, compress its KV cache with KVzip, and answer questions from it; prints the "
              "full-cache and compressed answers side by side, KV bytes and timings");
-  ask->add_option("-m,--model", a.model, "GGUF model file")->capture_default_str();
+  ask->add_option("-m,--model", a.model, "GGUF model file or Hugging Face folder")->capture_default_str();
   ask->add_option("--context", a.context_file, "text file holding the context");
   ask->add_option("--save", a.save_path, "save the compressed context to this file (reuse it with --load)");
   ask->add_option("--load", a.load_path, "answer from a context saved with --save (no prefill, no scoring)");
@@ -416,7 +436,7 @@ int main(int argc, char** argv) {
   int demo_records = 16;
   auto* demo = app.add_subcommand("demo", "the KVzip demo: a generated registry document full of facts, "
                                           "questions answered from the full and from the compressed cache");
-  demo->add_option("-m,--model", d.model, "GGUF model file")->capture_default_str();
+  demo->add_option("-m,--model", d.model, "GGUF model file or Hugging Face folder")->capture_default_str();
   demo->add_option("--ratio", d.ratio, "fraction of context KV pairs to keep, in (0, 1]")->capture_default_str();
   demo->add_option("--method", d.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
   demo->add_option("--param", d.params, "method parameters, key=value[,key=value...]");
@@ -435,7 +455,7 @@ int main(int argc, char** argv) {
   auto* sh = app.add_subcommand("score-heads", "compute context-independent head scores [layers x KV heads] "
                                                "(max over tokens of KVzip pair scores) from one sample context; "
                                                "use them with `ask --level head --head-scores FILE`");
-  sh->add_option("-m,--model", sh_model, "GGUF model file")->capture_default_str();
+  sh->add_option("-m,--model", sh_model, "GGUF model file or Hugging Face folder")->capture_default_str();
   sh->add_option("--context", sh_context, "sample context text file (default: the demo document)");
   sh->add_option("-o,--out", sh_out, "output file")->capture_default_str();
   sh->add_option("-t,--threads", sh_threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
@@ -445,8 +465,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  LoadOptions lopt;
+  if (convert == "q8_0") lopt.convert = DType::Q8_0;
+  g.load = a.load = d.load = lopt;
   try {
-    if (*info) return cmd_info(info_model, info_tensors);
+    if (*info) return cmd_info(info_model, info_tensors, lopt);
     if (*methods) return cmd_methods();
     if (*gen) return cmd_generate(g);
     if (*ask) {
@@ -458,7 +481,7 @@ int main(int argc, char** argv) {
     }
     if (app.got_subcommand("bench")) return run_bench_command(app);
     if (*sh) {
-      auto m = load_model(sh_model);
+      auto m = load_model(sh_model, lopt);
       ThreadPool pool(sh_threads);
       KvzipContext ctx(*m, pool);
       const std::string text = sh_context.empty() ? make_demo_document().context : read_file(sh_context);

@@ -1,0 +1,248 @@
+// HF folders: the synthetic llama written as a sharded safetensors folder (HF names, HF
+// shapes, q/k rows un-permuted to HF's rotate-half layout) must give the same logits as
+// the GGUF it came from; --convert q8_0 stays close; hostile folders give clear errors.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "io/context_store.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "model/hf_source.h"
+#include "model/session.h"
+#include "synthetic_model.h"
+
+using namespace kvz;
+namespace fs = std::filesystem;
+
+namespace {
+
+// GGUF name -> HF name (the inverse of the common table in model/hf_source.cpp).
+std::string hf_name(const std::string& g) {
+  if (g == "token_embd.weight") return "model.embed_tokens.weight";
+  if (g == "output_norm.weight") return "model.norm.weight";
+  if (g == "output.weight") return "lm_head.weight";
+  const std::pair<const char*, const char*> layer[] = {
+      {"attn_norm", "input_layernorm"}, {"attn_q", "self_attn.q_proj"},  {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},       {"ffn_down", "mlp.down_proj"}};
+  const size_t a = g.find('.'), b = g.find('.', a + 1);
+  const std::string il = g.substr(a + 1, b - a - 1), rest = g.substr(b + 1, g.rfind('.') - b - 1);
+  for (const auto& [gg, hh] : layer)
+    if (rest == gg) return "model.layers." + il + "." + hh + ".weight";
+  throw std::runtime_error("unmapped " + g);
+}
+
+// llama.cpp's convert permutes q/k rows within each head: GGUF row 2i+j <- HF row j*d/2+i.
+std::vector<uint8_t> unpermute(const GgufTensor& t, int n_head) {
+  const int64_t n_in = t.shape[0], n_out = t.shape[1], d = n_out / n_head;
+  const size_t rb = row_bytes(t.type, n_in);
+  std::vector<uint8_t> out(t.n_bytes);
+  for (int64_t h = 0; h < n_head; ++h)
+    for (int64_t i = 0; i < d / 2; ++i)
+      for (int64_t j = 0; j < 2; ++j)
+        std::memcpy(out.data() + (h * d + j * d / 2 + i) * rb, t.data + (h * d + 2 * i + j) * rb, rb);
+  return out;
+}
+
+struct Folder {
+  fs::path dir;
+  std::string gguf_path;
+  explicit Folder(const std::string& tag) : dir(fs::temp_directory_path() / ("kvz_hf_" + tag)) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  ~Folder() {
+    fs::remove_all(dir);
+    if (!gguf_path.empty()) std::remove(gguf_path.c_str());
+  }
+  void write(const std::string& name, const std::string& text) const { std::ofstream(dir / name, std::ios::binary) << text; }
+  void write(const std::string& name, const std::vector<uint8_t>& b) const {
+    std::ofstream(dir / name, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+};
+
+// Writes the synthetic model as an HF folder with two shards and an index.
+void write_hf_copy(const test::SyntheticSpec& spec, Folder& f) {
+  f.gguf_path = test::write_synthetic_llama(spec, "hfsrc");
+  auto g = GgufFile::open(f.gguf_path);
+  std::vector<SafetensorsEntry> shard[2];
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (const auto& t : g->tensors()) {
+    SafetensorsEntry e;
+    e.name = hf_name(t.name);
+    e.dtype = t.type == DType::F32 ? "F32" : t.type == DType::F16 ? "F16" : "BF16";
+    e.shape.assign(t.shape.rbegin(), t.shape.rend());
+    const bool is_q = t.name.find("attn_q.") != std::string::npos, is_k = t.name.find("attn_k.") != std::string::npos;
+    e.bytes = is_q ? unpermute(t, spec.n_head) : is_k ? unpermute(t, spec.n_head_kv)
+                                                       : std::vector<uint8_t>(t.data, t.data + t.n_bytes);
+    const int s = t.name.rfind("blk.1.", 0) == 0 ? 1 : 0;
+    weight_map[e.name] = s ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+    shard[s].push_back(std::move(e));
+  }
+  f.write("model-00001-of-00002.safetensors", safetensors_bytes(shard[0]));
+  f.write("model-00002-of-00002.safetensors", safetensors_bytes(shard[1]));
+  f.write("model.safetensors.index.json", nlohmann::json{{"weight_map", weight_map}}.dump());
+  const nlohmann::json config = {{"model_type", "llama"},
+                                 {"num_hidden_layers", spec.n_layer},
+                                 {"hidden_size", spec.n_embd},
+                                 {"num_attention_heads", spec.n_head},
+                                 {"num_key_value_heads", spec.n_head_kv},
+                                 {"intermediate_size", spec.n_ff},
+                                 {"max_position_embeddings", spec.n_ctx},
+                                 {"rms_norm_eps", 1e-5},
+                                 {"rope_theta", 10000.0},
+                                 {"vocab_size", g->get_str_array("tokenizer.ggml.tokens").size()},
+                                 {"tie_word_embeddings", spec.tied}};
+  f.write("config.json", config.dump());
+  // tokenizer.json: the same byte-level vocabulary.
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  const auto tokens = g->get_str_array("tokenizer.ggml.tokens");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i].rfind("<|", 0) == 0)
+      added.push_back({{"id", i}, {"content", tokens[i]}, {"special", true}});
+    else
+      vocab[tokens[i]] = i;
+  }
+  const nlohmann::json tok = {
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array({nlohmann::json::array({"a", "b"})})}, {"unk_token", nullptr}}},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"added_tokens", added}};
+  f.write("tokenizer.json", tok.dump());
+  f.write("tokenizer_config.json", nlohmann::json{{"eos_token", "<|im_end|>"}}.dump());
+}
+
+std::vector<float> run(const Model& m, const std::vector<int32_t>& ids) {
+  ThreadPool pool(1);
+  Session s(m, pool);
+  std::vector<float> logits;
+  s.forward(ids, LogitsMode::All, &logits);
+  return logits;
+}
+
+}  // namespace
+
+TEST(HfSource, ShardedFolderMatchesGguf) {
+  for (const DType wt : {DType::F32, DType::F16}) {
+    test::SyntheticSpec spec;
+    spec.wtype = wt;
+    spec.tied = wt == DType::F32;
+    Folder f(std::string("sharded_") + type_name(wt));
+    write_hf_copy(spec, f);
+    auto mg = Model::load(f.gguf_path);
+    auto mh = Model::load(f.dir.string());
+    EXPECT_EQ(mh->hp().rope_style, RopeStyle::Neox);
+    EXPECT_EQ(mg->hp().rope_style, RopeStyle::Interleaved);
+    EXPECT_EQ(mh->hp().tied_embeddings, spec.tied);
+    EXPECT_EQ(mh->tokenizer().encode("ab ab<|im_end|>"), mg->tokenizer().encode("ab ab<|im_end|>"));
+    EXPECT_TRUE(mh->tokenizer().is_eog(mh->tokenizer().find("<|im_end|>")));
+    const std::vector<int32_t> ids = {3, 70, 256, 1, 99, 42, 42, 7, 200, 13};
+    const auto lg = run(*mg, ids), lh = run(*mh, ids);
+    ASSERT_EQ(lg.size(), lh.size());
+    double max_err = 0;
+    for (size_t i = 0; i < lg.size(); ++i) max_err = std::max<double>(max_err, std::abs(lg[i] - lh[i]));
+    // Same weights, same arithmetic; only which rows RoPE pairs differs, so the results are
+    // identical up to f32 summation order.
+    EXPECT_LT(max_err, 1e-4) << type_name(wt);
+    // Saved contexts are keyed by the fingerprint: stable per folder, distinct from the GGUF.
+    EXPECT_EQ(model_fingerprint(*mh), model_fingerprint(*Model::load(f.dir.string())));
+    EXPECT_NE(model_fingerprint(*mh), model_fingerprint(*mg));
+
+    // --convert q8_0: every weight within half a quantization step d = amax / 127 per block
+    // of 32, plus 127 times the fp16 rounding of d (2^-11 d), and logits within a few
+    // percent of their range.
+    LoadOptions q8;
+    q8.convert = DType::Q8_0;
+    auto mq = Model::load(f.dir.string(), {}, q8);
+    const WeightView& wq8 = mq->w().layers[0].w_up;
+    const WeightView& wf = mh->w().layers[0].w_up;
+    ASSERT_EQ(wq8.type, DType::Q8_0);
+    std::vector<float> rq(wf.n_in), rf(wf.n_in);
+    for (int64_t r = 0; r < wf.n_out; ++r) {
+      dequantize_row(DType::Q8_0, static_cast<const uint8_t*>(wq8.data) + r * row_bytes(DType::Q8_0, wq8.n_in), rq.data(),
+                     wq8.n_in);
+      dequantize_row(wf.type, static_cast<const uint8_t*>(wf.data) + r * row_bytes(wf.type, wf.n_in), rf.data(), wf.n_in);
+      for (int64_t b = 0; b < wf.n_in; b += 32) {
+        float amax = 0;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(rf[b + i]));
+        for (int i = 0; i < 32; ++i) ASSERT_LE(std::abs(rq[b + i] - rf[b + i]), amax / 127 * (0.5f + 127.0f / 2048) + 1e-7f);
+      }
+    }
+    const auto lq = run(*mq, ids);
+    double q_err = 0, range = 0;
+    for (size_t i = 0; i < lg.size(); ++i) {
+      q_err = std::max<double>(q_err, std::abs(lg[i] - lq[i]));
+      range = std::max<double>(range, std::abs(lg[i]));
+    }
+    std::printf("%s: q8_0 |dlogit| max %.3f of logit range %.1f\n", type_name(wt), q_err, range);
+    EXPECT_LT(q_err, 0.05 * range);
+  }
+}
+
+TEST(HfSource, HostileFolders) {
+  test::SyntheticSpec spec;
+  Folder f("hostile");
+  write_hf_copy(spec, f);
+  auto error_of = [&]() -> std::string {
+    try {
+      Model::load(f.dir.string());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  ASSERT_EQ(error_of(), "");
+  const std::string config = std::ifstream(f.dir / "config.json").rdbuf() ? [&] {
+    std::ifstream in(f.dir / "config.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }() : "";
+  auto cfg = nlohmann::json::parse(config);
+
+  auto with_config = [&](nlohmann::json c, const std::string& want) {
+    f.write("config.json", c.dump());
+    const std::string e = error_of();
+    EXPECT_NE(e.find(want), std::string::npos) << e;
+    f.write("config.json", config);
+  };
+  auto c = cfg;
+  c["model_type"] = "mamba";
+  with_config(c, "model_type 'mamba' is not supported");
+  c = cfg;
+  c["tie_word_embeddings"] = false;
+  with_config(c, "no lm_head.weight");
+  c = cfg;
+  c["num_hidden_layers"] = "two";
+  with_config(c, "block_count");
+  c = cfg;
+  c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  with_config(c, "rope scaling 'yarn' is not supported");
+
+  // Index naming a file outside the folder, or a missing shard.
+  const std::string index = [&] {
+    std::ifstream in(f.dir / "model.safetensors.index.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  auto ix = nlohmann::json::parse(index);
+  ix["weight_map"]["model.norm.weight"] = "../../etc/passwd";
+  f.write("model.safetensors.index.json", ix.dump());
+  EXPECT_NE(error_of().find("not a plain file name"), std::string::npos);
+  ix["weight_map"]["model.norm.weight"] = "model-00003-of-00002.safetensors";
+  f.write("model.safetensors.index.json", ix.dump());
+  EXPECT_NE(error_of().find("model-00003-of-00002.safetensors: cannot open"), std::string::npos) << error_of();
+  f.write("model.safetensors.index.json", index);
+
+  // An unknown tensor, and an integer tensor.
+  f.write("model-00002-of-00002.safetensors",
+          safetensors_bytes({{"model.layers.1.mlp.experts.weight", "F32", {2}, std::vector<uint8_t>(8)}}));
+  EXPECT_NE(error_of().find("has no mapping"), std::string::npos) << error_of();
+  f.write("model-00002-of-00002.safetensors",
+          safetensors_bytes({{"model.layers.1.input_layernorm.weight", "I32", {64}, std::vector<uint8_t>(256)}}));
+  EXPECT_NE(error_of().find("dtype I32"), std::string::npos) << error_of();
+  fs::remove(f.dir / "config.json");
+  EXPECT_NE(error_of().find("no config.json"), std::string::npos);
+}
