@@ -33,6 +33,13 @@ void ProgressBar::update(double done, double total) {
   std::fflush(stderr);
 }
 
+void ProgressBar::clear() {
+  if (!enabled_ || finished_) return;
+  std::fprintf(stderr, "\r\033[K");
+  std::fflush(stderr);
+  last_ = std::chrono::steady_clock::time_point{};  // redraw on the next update
+}
+
 void ProgressBar::finish() {
   if (!enabled_ || finished_) return;
   finished_ = true;

@@ -1,5 +1,8 @@
 #include "kv/kvzip_context.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.h"
 #include "io/context_store.h"
 
@@ -112,8 +115,7 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
 QueryResult KvzipContext::query(const std::string& question, const GenerateParams& p, bool update_cache,
                                 const std::function<bool(int32_t)>& on_token) {
   if (ctx_ids_.empty()) fail("query: no context was prefilled");
-  std::vector<int32_t> ids = enc("\n\n" + strip(question));
-  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
+  const std::vector<int32_t> ids = query_ids(question);
   const std::vector<int64_t> lens = session_.cache().lengths();
   const int64_t n_pos = session_.n_pos();
   QueryResult r;
@@ -125,13 +127,55 @@ QueryResult KvzipContext::query(const std::string& question, const GenerateParam
     session_.set_n_pos(n_pos);
     throw;
   }
-  if (!r.answer_ids.empty() && tok.is_eog(r.answer_ids.back())) r.answer_ids.pop_back();
+  if (!r.answer_ids.empty() && tok.is_eog(r.answer_ids.back())) {
+    r.end_id = r.answer_ids.back();
+    r.answer_ids.pop_back();
+  }
   r.answer = tok.decode(r.answer_ids, /*skip_special=*/true);
   if (!update_cache) {
     session_.cache().truncate(lens);
     session_.set_n_pos(n_pos);
   }
   return r;
+}
+
+std::vector<int32_t> KvzipContext::query_ids(const std::string& question) const {
+  std::vector<int32_t> ids = enc("\n\n" + strip(question));
+  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
+  return ids;
+}
+
+std::vector<float> KvzipContext::answer_logprobs(const std::string& question, const std::vector<int32_t>& targets) {
+  if (ctx_ids_.empty()) fail("answer_logprobs: no context was prefilled");
+  if (targets.empty()) return {};
+  std::vector<int32_t> ids = query_ids(question);
+  const size_t n_query = ids.size();
+  ids.insert(ids.end(), targets.begin(), targets.end() - 1);  // the last target is only predicted
+  const std::vector<int64_t> lens = session_.cache().lengths();
+  const int64_t n_pos = session_.n_pos();
+  std::vector<float> logits;  // [ids.size()][n_vocab]
+  try {
+    session_.forward(ids, LogitsMode::All, &logits);
+  } catch (...) {
+    session_.cache().truncate(lens);
+    session_.set_n_pos(n_pos);
+    throw;
+  }
+  session_.cache().truncate(lens);
+  session_.set_n_pos(n_pos);
+  const size_t n_vocab = static_cast<size_t>(model_.hp().n_vocab);
+  std::vector<float> out(targets.size() * n_vocab);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const float* row = logits.data() + (n_query - 1 + i) * n_vocab;
+    float* o = out.data() + i * n_vocab;
+    float mx = row[0];
+    for (size_t v = 1; v < n_vocab; ++v) mx = std::max(mx, row[v]);
+    double sum = 0;
+    for (size_t v = 0; v < n_vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+    const float lse = mx + static_cast<float>(std::log(sum));
+    for (size_t v = 0; v < n_vocab; ++v) o[v] = row[v] - lse;
+  }
+  return out;
 }
 
 void KvzipContext::save(const std::string& path) const {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "eval.h"
 #include "core/progress.h"
 #include "eval/demo_doc.h"
 #include "io/head_scores_file.h"
@@ -369,6 +370,12 @@ int main(int argc, char** argv) {
 
   add_bench_command(app);
 
+  EvalCliOptions ev;
+  ev.model = default_model_path();
+  CLI::App* eval_cmd = add_eval_command(app, ev);
+  ReportCliOptions rep;
+  CLI::App* report_cmd = add_report_command(app, rep);
+
   std::string sh_model = default_model_path(), sh_out = "head_scores.kvzh", sh_context;
   int sh_threads = 0;
   auto* sh = app.add_subcommand("score-heads", "compute context-independent head scores [layers x KV heads] "
@@ -395,6 +402,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (app.got_subcommand("bench")) return run_bench_command(app);
+    if (*eval_cmd) return run_eval_command(ev, eval_cmd);
+    if (*report_cmd) return run_report_command(rep);
     if (*sh) {
       auto m = load_model(sh_model);
       ThreadPool pool(sh_threads);
