@@ -24,7 +24,7 @@ EvalSample make_gsm(int index, const TaskParams& p) {
     int x = r.range(3, 20);
     std::string story = fmt::format("Story {}: {} has {} {}.", k, who, x, item);
     std::string sol = fmt::format("{} starts with {} {}.", who, x, item);
-    const int steps = p.easy ? r.range(1, 2) : r.range(3, 4);
+    const int steps = p.easy ? 1 : r.range(3, 4);
     for (int st = 0; st < steps; ++st) {
       const int op = p.easy ? static_cast<int>(r.below(2)) : static_cast<int>(r.below(3));
       if (op == 0) {
