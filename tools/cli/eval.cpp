@@ -4,6 +4,7 @@
 #include "eval.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -92,6 +93,8 @@ CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
                                                   "method head; default: each sample's own");
   sub->add_option("-t,--threads", o.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
   sub->add_flag("--list-tasks", o.list_tasks, "list the tasks and exit");
+  sub->add_option("--dump", o.dump, "write the samples (generated or loaded) to this JSON-lines file in the --data "
+                                    "format and exit, without running the model");
   return sub;
 }
 
@@ -129,6 +132,19 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
     std::vector<EvalSample> d = load_jsonl_samples(f, std::filesystem::path(f).stem().string());
     if (static_cast<int>(d.size()) > o.samples) d.resize(static_cast<size_t>(o.samples));
     samples.insert(samples.end(), d.begin(), d.end());
+  }
+
+  if (!o.dump.empty()) {
+    std::ofstream f(o.dump);
+    if (!f) fail("{}: cannot write", o.dump);
+    for (const auto& s : samples) {
+      const nlohmann::json j = {{"task", s.task},         {"index", s.index},     {"info", s.info},
+                                {"context", s.context},   {"questions", s.questions}, {"answers", s.answers},
+                                {"metric", s.metrics},    {"max_new_tokens", s.max_new_tokens}, {"prompt", s.prompt}};
+      f << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    }
+    fmt::print(stderr, "[eval] wrote {} samples to {}\n", samples.size(), o.dump);
+    return 0;
   }
 
   EvalOptions eo;

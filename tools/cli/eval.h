@@ -21,6 +21,7 @@ struct EvalCliOptions {
   std::string head_scores;
   int threads = 0;
   bool list_tasks = false;
+  std::string dump;  // write the samples as JSON lines and exit
 };
 
 struct ReportCliOptions {
