@@ -33,6 +33,7 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail("{}: cannot open", path);
   std::map<std::tuple<std::string, std::string, std::string, double>, Acc> acc;
+  std::map<std::string, int> task_order, method_order;  // first appearance in the file
   std::string line;
   int lineno = 0, bad = 0;
   while (std::getline(in, line)) {
@@ -43,6 +44,8 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
       j = json::parse(line);
       auto& a = acc[{j.at("model").get<std::string>(), j.at("task").get<std::string>(),
                      j.at("method").get<std::string>(), j.at("ratio").get<double>()}];
+      task_order.emplace(j.at("task").get<std::string>(), static_cast<int>(task_order.size()));
+      method_order.emplace(j.at("method").get<std::string>(), static_cast<int>(method_order.size()));
       ++a.n;
       a.score += j.at("score").get<double>();
       a.r_true += j.at("r_true").get<double>();
@@ -77,8 +80,9 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
     r.mean_kl = a.tokens ? a.sum_kl / a.tokens : 0;
     rows.push_back(r);
   }
-  std::sort(rows.begin(), rows.end(), [](const ReportRow& a, const ReportRow& b) {
-    return std::tie(a.model, a.task, a.method, b.ratio) < std::tie(b.model, b.task, b.method, a.ratio);
+  std::sort(rows.begin(), rows.end(), [&](const ReportRow& a, const ReportRow& b) {
+    return std::make_tuple(a.model, task_order[a.task], method_order[a.method], b.ratio) <
+           std::make_tuple(b.model, task_order[b.task], method_order[b.method], a.ratio);
   });
   return rows;
 }
@@ -120,6 +124,21 @@ std::string report_markdown(const std::vector<ReportRow>& rows, const std::strin
         for (const auto& t : tasks)
           if (const ReportRow* r = find(t, m, ratio)) s += r->score, ++n;
         md += n ? fmt::format(" {:.1f} |", s / n) : " |";
+      }
+      md += "\n";
+    }
+    // What each requested ratio really kept: r_true over the context pairs, and the KV
+    // bytes kept including the never-evicted system prompt.
+    md += "\n### Realised kept fraction: r_true of the context pairs / KV bytes kept (system prompt included)\n\n" +
+          header("method");
+    for (const auto& m : methods) {
+      md += "| " + m + " |";
+      for (double ratio : ratios) {
+        double rt = 0, kv = 0;
+        int n = 0;
+        for (const auto& t : tasks)
+          if (const ReportRow* r = find(t, m, ratio)) rt += r->r_true, kv += r->kv_frac, ++n;
+        md += n ? fmt::format(" {:.3f} / {:.3f} |", rt / n, kv / n) : " |";
       }
       md += "\n";
     }

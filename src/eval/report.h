@@ -19,7 +19,8 @@ struct ReportRow {
   double mean_abs_dp = 0, max_abs_dp = 0, flip_rate = 0, mean_kl = 0;  // token-weighted
 };
 
-// Reads a results file; rows sorted by model, task, method, descending ratio.
+// Reads a results file; rows sorted by model, then tasks and methods in order of first
+// appearance, then descending ratio.
 std::vector<ReportRow> aggregate_results(const std::string& jsonl_path);
 std::string report_markdown(const std::vector<ReportRow>& rows, const std::string& source);
 void write_summary_csv(const std::vector<ReportRow>& rows, const std::string& path);

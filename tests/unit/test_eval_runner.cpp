@@ -144,8 +144,9 @@ TEST_F(EvalRunnerTest, RecordsResumeAndReport) {
   EXPECT_EQ(again.back()["questions"], recs.back()["questions"]);
 
   const auto rows = aggregate_results(out);
-  ASSERT_EQ(rows.size(), 3u * 2u);  // tiny x {head, pair, pair-uniform} x {1.0, 0.5}
-  EXPECT_EQ(rows[0].method, "head");
+  ASSERT_EQ(rows.size(), 3u * 2u);  // tiny x {pair, head, pair-uniform} x {1.0, 0.5}, in run order
+  EXPECT_EQ(rows[0].method, "pair");
+  EXPECT_EQ(rows[2].method, "head");
   EXPECT_EQ(rows[0].ratio, 1.0);
   EXPECT_EQ(rows[0].n_samples, 2);
   EXPECT_EQ(rows[0].r_true, 1.0);

@@ -212,7 +212,8 @@ int run_report_command(const ReportCliOptions& o) {
     }
   }
   if (plotted) {
-    md += "\n## Plots\n\n![score vs KV ratio](scores.png)\n\n![mean KL vs KV ratio](fidelity.png)\n\n![argmax flips vs KV ratio](fidelity_flips.png)\n";
+    md += "\n## Plots\n\n![score vs KV ratio](scores.png)\n\n![mean KL vs KV ratio](fidelity.png)\n\n"
+          "![argmax flips vs KV ratio](fidelity_flips.png)\n";
   }
   std::ofstream(md_path) << md;
   fmt::print("wrote {} and {}{} ({} rows)\n", md_path, csv_path, plotted ? " and the plots" : "", rows.size());
