@@ -82,6 +82,12 @@ TEST(EvalTasks, TaskSpecificShapes) {
   // gsm: the reference answer ends with "#### N" and states "The answer is N."
   const EvalSample g = make_task_sample(find_task("gsm"), 1, p);
   EXPECT_EQ(g.prompt, "gsm");
+  EXPECT_EQ(query_text(g, 0).rfind("Reason and answer the question. You must say the answer in the last sentence "
+                                   "beginning with 'The answer is'. Q: In story ",
+                                   0),
+            0u)
+      << "the reference's reasoning prompt (kvzip-spec 6.2)";
+  EXPECT_EQ(query_text(vt, 0), "Q: " + vt.questions[0]);
   for (const auto& a : g.answers) {
     const std::string n = a.substr(a.rfind("#### ") + 5);
     EXPECT_TRUE(has(a, "The answer is " + n + ".")) << a;
