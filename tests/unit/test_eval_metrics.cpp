@@ -3,11 +3,15 @@
 // (sentence_bleu, SmoothingFunction().method4) and rouge 1.0.1 (Rouge().get_scores, avg).
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
+#include <fstream>
 
 #include "core/error.h"
 #include "eval/fidelity.h"
 #include "eval/metrics.h"
+#include "test_paths.h"
 
 using namespace kvz;
 
@@ -118,4 +122,20 @@ TEST(EvalFidelity, IdenticalAndKnownDistributions) {
   const double kl1 = 0.3 * std::log(0.3 / 0.6) + 0.7 * std::log(0.7 / 0.4);
   EXPECT_NEAR(f.mean_kl(), (kl0 + kl1) / 2, 1e-6);
   EXPECT_NEAR(f.max_kl, std::max(kl0, kl1), 1e-6);
+}
+
+// 154 random and code-like cases scored by nltk's sentence_bleu (method4) and the rouge
+// package (tests/golden/gen/eval_metrics.py). Tolerance 1e-9: both sides compute in double.
+TEST(EvalMetrics, GoldenAgainstNltkAndRouge) {
+  std::ifstream in(test::source_dir() + "/tests/golden/data/eval_metrics.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json j = nlohmann::json::parse(in);
+  int n = 0;
+  for (const auto& c : j.at("cases")) {
+    const std::string hyp = c.at("hyp"), ref = c.at("ref");
+    EXPECT_NEAR(sentence_bleu(hyp, ref), c.at("bleu").get<double>(), 1e-9) << hyp << " | " << ref;
+    EXPECT_NEAR(rouge_l(hyp, ref), c.at("rouge_l").get<double>(), 1e-9) << hyp << " | " << ref;
+    ++n;
+  }
+  EXPECT_GE(n, 150);
 }
