@@ -65,6 +65,12 @@ const HeadScores& KvzipContext::score(const std::function<void(int64_t, int64_t)
   return scores_;
 }
 
+std::vector<int32_t> KvzipContext::question_ids(const std::string& question) const {
+  std::vector<int32_t> ids = enc("\n\n" + strip(question));
+  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
+  return ids;
+}
+
 void KvzipContext::set_scores(HeadScores s) {
   const HParams& hp = model_.hp();
   if (s.n_layer != hp.n_layer || s.n_head_kv != hp.n_head_kv || s.n_ctx != n_ctx())
@@ -115,7 +121,7 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
 QueryResult KvzipContext::query(const std::string& question, const GenerateParams& p, bool update_cache,
                                 const std::function<bool(int32_t)>& on_token) {
   if (ctx_ids_.empty()) fail("query: no context was prefilled");
-  const std::vector<int32_t> ids = query_ids(question);
+  const std::vector<int32_t> ids = question_ids(question);
   const std::vector<int64_t> lens = session_.cache().lengths();
   const int64_t n_pos = session_.n_pos();
   QueryResult r;
@@ -139,16 +145,10 @@ QueryResult KvzipContext::query(const std::string& question, const GenerateParam
   return r;
 }
 
-std::vector<int32_t> KvzipContext::query_ids(const std::string& question) const {
-  std::vector<int32_t> ids = enc("\n\n" + strip(question));
-  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
-  return ids;
-}
-
 std::vector<float> KvzipContext::answer_logprobs(const std::string& question, const std::vector<int32_t>& targets) {
   if (ctx_ids_.empty()) fail("answer_logprobs: no context was prefilled");
   if (targets.empty()) return {};
-  std::vector<int32_t> ids = query_ids(question);
+  std::vector<int32_t> ids = question_ids(question);
   const size_t n_query = ids.size();
   ids.insert(ids.end(), targets.begin(), targets.end() - 1);  // the last target is only predicted
   const std::vector<int64_t> lens = session_.cache().lengths();

@@ -52,6 +52,8 @@ class KvzipContext {
 
   // KVzip scores of the context pairs; must run before any prune or query.
   const HeadScores& score(const std::function<void(int64_t, int64_t)>& progress = {});
+  // The ids query() feeds for `question`: enc("\n\n" + question) ++ postfix.
+  std::vector<int32_t> question_ids(const std::string& question) const;
   // Scores from elsewhere (another press, a saved file); shape must match.
   void set_scores(HeadScores s);
   const HeadScores& scores() const { return scores_; }
@@ -92,7 +94,6 @@ class KvzipContext {
  private:
   PruneReport apply_mask(const KeepMask& m, double ratio);
   std::vector<int32_t> enc(const std::string& s) const;
-  std::vector<int32_t> query_ids(const std::string& question) const;  // "\n\n" + q, then the postfix
 
   const Model& model_;
   ContextOptions opt_;
