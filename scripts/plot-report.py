@@ -54,8 +54,9 @@ def grid(rows, field, title, ylabel, out, logy=False, ylim=None):
             pts.sort(key=lambda p: p[2])
             xs = [p[2] for p in pts]
             ys = [p[1] for p in pts]
-            if logy:
-                ys = [max(y, 1e-5) for y in ys]
+            if logy:  # KL is 0 at ratio 1.0 by construction: leave such points out
+                kept = [(x, y) for x, y in zip(xs, ys) if y > 0]
+                xs, ys = [k[0] for k in kept], [k[1] for k in kept]
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
         ax.set_title(task, fontsize=9)
         ax.set_xlim(0, 1.05)
