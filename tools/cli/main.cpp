@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "eval.h"
 #include "core/progress.h"
 #include "eval/demo_doc.h"
 #include "io/head_scores_file.h"
@@ -19,6 +18,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tokenizer/chat_template.h"
+#include "eval.h"  // tools/cli/eval.cpp: `kvzip eval`, `kvzip report`
 
 namespace {
 
