@@ -28,9 +28,22 @@ void ProgressBar::update(double done, double total) {
   bar.resize(width, '.');
   const double rate = el > 0 ? done / el : 0.0;
   const double eta = rate > 0 ? (total - done) / rate : 0.0;
-  std::fprintf(stderr, "\r%s [%s] %5.1f%%  %.0f/%.0f %s  %.1f %s/s  ETA %.1f s   ", label_.c_str(), bar.c_str(),
-               100.0 * frac, done, total, unit_.c_str(), rate, unit_.c_str(), eta);
+  char eta_s[32];
+  if (eta < 90)
+    std::snprintf(eta_s, sizeof eta_s, "%.1f s", eta);
+  else  // long runs (evaluation sweeps): h:mm:ss
+    std::snprintf(eta_s, sizeof eta_s, "%d:%02d:%02d", static_cast<int>(eta) / 3600, static_cast<int>(eta) / 60 % 60,
+                  static_cast<int>(eta) % 60);
+  std::fprintf(stderr, "\r%s [%s] %5.1f%%  %.0f/%.0f %s  %.1f %s/s  ETA %s   ", label_.c_str(), bar.c_str(),
+               100.0 * frac, done, total, unit_.c_str(), rate, unit_.c_str(), eta_s);
   std::fflush(stderr);
+}
+
+void ProgressBar::clear() {
+  if (!enabled_ || finished_) return;
+  std::fprintf(stderr, "\r\033[K");
+  std::fflush(stderr);
+  last_ = std::chrono::steady_clock::time_point{};  // redraw on the next update
 }
 
 void ProgressBar::finish() {

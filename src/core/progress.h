@@ -19,6 +19,8 @@ class ProgressBar {
     return [this](int64_t done, int64_t total) { update(static_cast<double>(done), static_cast<double>(total)); };
   }
   void finish();
+  // Erases the bar so a log line can be printed; the next update() draws it again.
+  void clear();
 
  private:
   std::string label_, unit_;

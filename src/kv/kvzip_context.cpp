@@ -1,5 +1,8 @@
 #include "kv/kvzip_context.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.h"
 #include "io/context_store.h"
 
@@ -175,10 +178,43 @@ QueryResult KvzipContext::query(const std::string& question, const GenerateParam
     session_.restore(before);  // a failed query loses nothing
     throw;
   }
-  if (!r.answer_ids.empty() && tok.is_eog(r.answer_ids.back())) r.answer_ids.pop_back();
+  if (!r.answer_ids.empty() && tok.is_eog(r.answer_ids.back())) {
+    r.end_id = r.answer_ids.back();
+    r.answer_ids.pop_back();
+  }
   r.answer = tok.decode(r.answer_ids, /*skip_special=*/true);
   if (!update_cache) session_.restore(before);
   return r;
+}
+
+std::vector<float> KvzipContext::answer_logprobs(const std::string& question, const std::vector<int32_t>& targets) {
+  if (ctx_ids_.empty()) fail("answer_logprobs: no context was prefilled");
+  if (targets.empty()) return {};
+  std::vector<int32_t> ids = question_ids(question);
+  const size_t n_query = ids.size();
+  ids.insert(ids.end(), targets.begin(), targets.end() - 1);  // the last target is only predicted
+  const Session::Checkpoint before = session_.checkpoint();  // exact, rolled windows included
+  std::vector<float> logits;  // [ids.size()][n_vocab]
+  try {
+    session_.forward(ids, LogitsMode::All, &logits);
+  } catch (...) {
+    session_.restore(before);
+    throw;
+  }
+  session_.restore(before);
+  const size_t n_vocab = static_cast<size_t>(model_.hp().n_vocab);
+  std::vector<float> out(targets.size() * n_vocab);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const float* row = logits.data() + (n_query - 1 + i) * n_vocab;
+    float* o = out.data() + i * n_vocab;
+    float mx = row[0];
+    for (size_t v = 1; v < n_vocab; ++v) mx = std::max(mx, row[v]);
+    double sum = 0;
+    for (size_t v = 0; v < n_vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+    const float lse = mx + static_cast<float>(std::log(sum));
+    for (size_t v = 0; v < n_vocab; ++v) o[v] = row[v] - lse;
+  }
+  return out;
 }
 
 void KvzipContext::save(const std::string& path) const {

@@ -28,6 +28,7 @@ struct PruneReport {
 struct QueryResult {
   std::string answer;           // decoded, without the end-of-turn token
   std::vector<int32_t> answer_ids;
+  int32_t end_id = -1;          // the end-of-generation token that ended the answer, or -1
   GenerateStats stats;          // stats.prefill_* is the query's own prefill
 };
 
@@ -80,6 +81,13 @@ class KvzipContext {
   // exactly afterwards; true keeps the turn (query + answer) in the cache.
   QueryResult query(const std::string& question, const GenerateParams& p, bool update_cache,
                     const std::function<bool(int32_t)>& on_token = {});
+
+  // Teacher-forced next-token log-probabilities of `targets` after the query, from the
+  // current (possibly compressed) cache, without generating; the cache and position are
+  // restored afterwards, as with update_cache=false. Returns [targets.size()][n_vocab]
+  // log-softmax rows, f32: row i is the distribution that predicts targets[i] (row 0 comes
+  // after the query's last token). Used for fidelity metrics (kvzip-spec §6.2, test.py).
+  std::vector<float> answer_logprobs(const std::string& question, const std::vector<int32_t>& targets);
 
   // Persist / restore the context (its current, possibly pruned cache, ids and scores)
   // to a versioned, checksummed, zstd-compressed file (io/context_store.h). Loading a file

@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tokenizer/chat_template.h"
+#include "eval.h"  // tools/cli/eval.cpp: `kvzip eval`, `kvzip report`
 
 namespace {
 
@@ -449,6 +450,11 @@ int main(int argc, char** argv) {
   add_bench_command(app);
 
   auto* methods = app.add_subcommand("methods", "list the compression methods with their parameters and defaults");
+  EvalCliOptions ev;
+  ev.model = default_model_path();
+  CLI::App* eval_cmd = add_eval_command(app, ev);
+  ReportCliOptions rep;
+  CLI::App* report_cmd = add_report_command(app, rep);
 
   std::string sh_model = default_model_path(), sh_out = "head_scores.kvzh", sh_context;
   int sh_threads = 0;
@@ -480,6 +486,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (app.got_subcommand("bench")) return run_bench_command(app);
+    if (*eval_cmd) return run_eval_command(ev, eval_cmd);
+    if (*report_cmd) return run_report_command(rep);
     if (*sh) {
       auto m = load_model(sh_model, lopt);
       ThreadPool pool(sh_threads);

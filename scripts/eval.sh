@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# eval.sh — the evaluation suite in one command (issue 6): builds kvzip, pulls the model,
+# creates ~/.cache/kvzip/bench-venv with matplotlib for the plots (if python3 lacks it),
+# runs `kvzip eval`, then `kvzip report` (Markdown tables, summary.csv, PNG plots).
+#
+# Usage: scripts/eval.sh [--quick] [-o OUT_DIR] [MODEL_NAME] [-- extra `kvzip eval` args]
+#
+#   default suite  ten tasks (needle at 2000 tokens, the others' easy variants at 300-850
+#                  tokens), 2 samples each, methods pair / pair-uniform / head, ratios
+#                  1.0 0.8 0.6 0.4 0.3 0.2 0.1: about 50 minutes for SmolLM2-135M on 2 cores
+#   --quick        the CI smoke test: three tasks, one sample, ratios 1.0 0.5 0.2 (~2 min)
+#
+# Results go to OUT_DIR (default docs/eval/<model>/, or eval-quick/ with --quick):
+# results.jsonl (appended; rerunning resumes), report.md, summary.csv, *.png.
+# Environment: THREADS (default: all cores), PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+QUICK=0
+OUT=""
+NAME=smollm2-135m
+while (($#)); do
+    case "$1" in
+        --quick) QUICK=1; shift ;;
+        -o) OUT="$2"; shift 2 ;;
+        --) shift; break ;;
+        *) NAME="$1"; shift ;;
+    esac
+done
+[[ -n "$OUT" ]] || { if ((QUICK)); then OUT=eval-quick; else OUT="docs/eval/$NAME"; fi; }
+
+log() { printf 'eval.sh: %s\n' "$*" >&2; }
+
+log "building kvzip ..."
+scripts/build.sh >&2
+log "pulling model $NAME ..."
+MODEL="$(scripts/pull-model.sh "$NAME" | tail -n1)"
+
+VENV="$HOME/.cache/kvzip/bench-venv"
+PLOT_PY="$PYTHON"
+if ! "$PYTHON" -c "import matplotlib" 2>/dev/null; then
+    if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import matplotlib" 2>/dev/null; then
+        log "creating $VENV with matplotlib for the plots ..."
+        "$PYTHON" -m venv "$VENV" && "$VENV/bin/pip" install --quiet matplotlib >&2 \
+            || log "could not install matplotlib; the plots will be skipped"
+    fi
+    PLOT_PY="$VENV/bin/python"
+fi
+
+THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
+mkdir -p "$OUT"
+if ((QUICK)); then
+    ARGS=(--quick)
+else
+    ARGS=(--task needle-easy,needle,squad-easy,vt-easy,many-shot-easy,summary-needles-easy,repoqa-easy,kv-easy,prefix-suffix-easy,gsm-easy
+          --samples 2 --methods pair,pair-uniform,head --ratios 1.0,0.8,0.6,0.4,0.3,0.2,0.1 --seed 1)
+fi
+log "running kvzip eval ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) ..."
+build/kvzip eval -m "$MODEL" -t "$THREADS" "${ARGS[@]}" --out "$OUT/results.jsonl" "$@"
+build/kvzip report "$OUT/results.jsonl" -o "$OUT" --python "$PLOT_PY"
+log "done: $OUT/report.md"

@@ -1,0 +1,37 @@
+// The compression methods `kvzip eval` sweeps, resolved by name in one place
+// (resolve_method). A method is a scorer (run once per sample, on the full cache) and a
+// pruning step (run once per ratio, from the full cache again). Methods that share a
+// scorer share its scores: the three KVzip levels cost one scoring pass per sample. Every
+// other press of kv/press.h is available under its registry name (query-agnostic mode).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kv/kvzip_context.h"
+#include "kv/scores.h"
+
+namespace kvz {
+
+using ProgressFn = std::function<void(int64_t, int64_t)>;
+
+struct EvalMethodEnv {
+  // [n_layer][n_head_kv] context-independent head scores (`kvzip score-heads`); when
+  // empty, "head" uses the sample's own max-over-tokens KVzip scores.
+  std::vector<float> head_scores;
+};
+
+struct EvalMethod {
+  std::string name;    // canonical
+  std::string scorer;  // key of the shared scoring pass
+  std::function<HeadScores(KvzipContext&, const ProgressFn&)> score;
+  std::function<PruneReport(KvzipContext&, const HeadScores&, double ratio)> prune;
+};
+
+// Throws kvz::Error listing known_methods() for an unknown name.
+EvalMethod resolve_method(const std::string& name, const EvalMethodEnv& env = {});
+std::vector<std::string> known_methods();  // canonical names with their aliases, for --help
+
+}  // namespace kvz

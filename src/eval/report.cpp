@@ -1,0 +1,185 @@
+#include "eval/report.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "core/error.h"
+
+namespace kvz {
+
+namespace {
+
+using json = nlohmann::json;
+
+struct Acc {
+  int n = 0;
+  double score = 0, r_true = 0, kv_frac = 0;
+  int64_t answers = 0, same = 0;
+  int64_t tokens = 0, flips = 0;
+  double sum_abs_dp = 0, max_abs_dp = 0, sum_kl = 0;
+};
+
+std::string fmt_ratio(double r) { return fmt::format("{:.2f}", r); }
+
+}  // namespace
+
+std::vector<ReportRow> aggregate_results(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open", path);
+  std::map<std::tuple<std::string, std::string, std::string, double>, Acc> acc;
+  std::map<std::string, int> task_order, method_order;  // first appearance in the file
+  std::string line;
+  int lineno = 0, bad = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+      auto& a = acc[{j.at("model").get<std::string>(), j.at("task").get<std::string>(),
+                     j.at("method").get<std::string>(), j.at("ratio").get<double>()}];
+      task_order.emplace(j.at("task").get<std::string>(), static_cast<int>(task_order.size()));
+      method_order.emplace(j.at("method").get<std::string>(), static_cast<int>(method_order.size()));
+      ++a.n;
+      a.score += j.at("score").get<double>();
+      a.r_true += j.at("r_true").get<double>();
+      a.kv_frac += j.at("kv_bytes").get<double>() / std::max(1.0, j.at("kv_bytes_full").get<double>());
+      for (const auto& q : j.at("questions")) {
+        ++a.answers;
+        a.same += q.value("same_as_full", false);
+      }
+      const auto& f = j.at("fidelity");
+      a.tokens += f.at("n_tokens").get<int64_t>();
+      a.flips += f.at("flips").get<int64_t>();
+      a.sum_abs_dp += f.at("sum_abs_dp").get<double>();
+      a.sum_kl += f.at("sum_kl").get<double>();
+      a.max_abs_dp = std::max(a.max_abs_dp, f.at("max_abs_dp").get<double>());
+    } catch (const json::exception&) {
+      ++bad;  // an interrupted write or a foreign line
+    }
+  }
+  if (acc.empty()) fail("{}: no eval records ({} unreadable lines)", path, bad);
+  std::vector<ReportRow> rows;
+  for (const auto& [k, a] : acc) {
+    ReportRow r;
+    std::tie(r.model, r.task, r.method, r.ratio) = k;
+    r.n_samples = a.n;
+    r.score = a.score / a.n;
+    r.r_true = a.r_true / a.n;
+    r.kv_frac = a.kv_frac / a.n;
+    r.same_as_full = a.answers ? static_cast<double>(a.same) / a.answers : 0;
+    r.mean_abs_dp = a.tokens ? a.sum_abs_dp / a.tokens : 0;
+    r.max_abs_dp = a.max_abs_dp;
+    r.flip_rate = a.tokens ? static_cast<double>(a.flips) / a.tokens : 0;
+    r.mean_kl = a.tokens ? a.sum_kl / a.tokens : 0;
+    rows.push_back(r);
+  }
+  std::sort(rows.begin(), rows.end(), [&](const ReportRow& a, const ReportRow& b) {
+    return std::make_tuple(a.model, task_order[a.task], method_order[a.method], b.ratio) <
+           std::make_tuple(b.model, task_order[b.task], method_order[b.method], a.ratio);
+  });
+  return rows;
+}
+
+std::string report_markdown(const std::vector<ReportRow>& rows, const std::string& source) {
+  std::string md = fmt::format("# KV-cache compression evaluation\n\nFrom `{}`. Scores are per-sample means over the "
+                               "sample's questions, averaged over samples, x100 (kvzip-spec §6.3). Ratio = kept "
+                               "fraction of the context's KV pairs; 1.00 is the full cache.\n",
+                               source);
+  std::set<std::string> models;
+  for (const auto& r : rows) models.insert(r.model);
+  for (const auto& model : models) {
+    md += fmt::format("\n## {}\n", model);
+    std::vector<std::string> tasks, methods;
+    std::set<double, std::greater<>> ratios;
+    for (const auto& r : rows)
+      if (r.model == model) {
+        if (std::find(tasks.begin(), tasks.end(), r.task) == tasks.end()) tasks.push_back(r.task);
+        if (std::find(methods.begin(), methods.end(), r.method) == methods.end()) methods.push_back(r.method);
+        ratios.insert(r.ratio);
+      }
+    auto find = [&](const std::string& t, const std::string& m, double ratio) -> const ReportRow* {
+      for (const auto& r : rows)
+        if (r.model == model && r.task == t && r.method == m && r.ratio == ratio) return &r;
+      return nullptr;
+    };
+    auto header = [&](const char* first) {
+      std::string h = fmt::format("| {} |", first), sep = "|---|";
+      for (double r : ratios) h += " " + fmt_ratio(r) + " |", sep += "---:|";
+      return h + "\n" + sep + "\n";
+    };
+    // Overview: the mean over tasks of each method.
+    md += "\n### Mean score over tasks\n\n" + header("method");
+    for (const auto& m : methods) {
+      md += "| " + m + " |";
+      for (double ratio : ratios) {
+        double s = 0;
+        int n = 0;
+        for (const auto& t : tasks)
+          if (const ReportRow* r = find(t, m, ratio)) s += r->score, ++n;
+        md += n ? fmt::format(" {:.1f} |", s / n) : " |";
+      }
+      md += "\n";
+    }
+    // What each requested ratio really kept: r_true over the context pairs, and the KV
+    // bytes kept including the never-evicted system prompt.
+    md += "\n### Realised kept fraction: r_true of the context pairs / KV bytes kept (system prompt included)\n\n" +
+          header("method");
+    for (const auto& m : methods) {
+      md += "| " + m + " |";
+      for (double ratio : ratios) {
+        double rt = 0, kv = 0;
+        int n = 0;
+        for (const auto& t : tasks)
+          if (const ReportRow* r = find(t, m, ratio)) rt += r->r_true, kv += r->kv_frac, ++n;
+        md += n ? fmt::format(" {:.3f} / {:.3f} |", rt / n, kv / n) : " |";
+      }
+      md += "\n";
+    }
+    for (const auto& t : tasks) {
+      md += fmt::format("\n### {}\n\nScore (samples: ", t);
+      int n = 0;
+      for (const auto& r : rows)
+        if (r.model == model && r.task == t) n = std::max(n, r.n_samples);
+      md += fmt::format("{})\n\n", n) + header("method");
+      for (const auto& m : methods) {
+        md += "| " + m + " |";
+        for (double ratio : ratios) {
+          const ReportRow* r = find(t, m, ratio);
+          md += r ? fmt::format(" {:.1f} |", r->score) : " |";
+        }
+        md += "\n";
+      }
+      md += "\nFidelity to the full cache: mean KL(full || compressed) per answer token (nats) / argmax flip "
+            "rate / answers identical to the full cache\n\n" +
+            header("method");
+      for (const auto& m : methods) {
+        md += "| " + m + " |";
+        for (double ratio : ratios) {
+          const ReportRow* r = find(t, m, ratio);
+          md += r ? fmt::format(" {:.3f} / {:.2f} / {:.2f} |", r->mean_kl, r->flip_rate, r->same_as_full) : " |";
+        }
+        md += "\n";
+      }
+    }
+  }
+  return md;
+}
+
+void write_summary_csv(const std::vector<ReportRow>& rows, const std::string& path) {
+  std::ofstream o(path);
+  if (!o) fail("{}: cannot write", path);
+  o << "model,task,method,ratio,n_samples,score,r_true,kv_frac,same_as_full,mean_abs_dp,max_abs_dp,flip_rate,mean_kl\n";
+  for (const auto& r : rows)
+    o << fmt::format("{},{},{},{:.4f},{},{:.4f},{:.6f},{:.6f},{:.4f},{:.6f},{:.6f},{:.6f},{:.6f}\n", r.model, r.task,
+                     r.method, r.ratio, r.n_samples, r.score, r.r_true, r.kv_frac, r.same_as_full, r.mean_abs_dp,
+                     r.max_abs_dp, r.flip_rate, r.mean_kl);
+}
+
+}  // namespace kvz

@@ -1,0 +1,193 @@
+// The eval driver on the tiny synthetic model: records per (sample, method, ratio), the
+// full-cache reuse at ratio 1.0, resume after an interrupted write, and the teacher-forced
+// distributions that the fidelity metrics use.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "eval/report.h"
+#include "eval/runner.h"
+#include "kv/kvzip_context.h"
+#include "synthetic_model.h"
+
+using namespace kvz;
+using EvalRunnerTest = test::SyntheticModelTest;
+
+namespace {
+
+std::vector<EvalSample> tiny_samples() {
+  std::vector<EvalSample> v;
+  for (int i = 0; i < 2; ++i) {
+    EvalSample s;
+    s.task = "tiny";
+    s.index = i;
+    s.seed = 3;
+    s.context = i == 0 ? "ab ab cd ef gh ij kl mn op ab qr st uv wx yz ab ab 12 34 56 78 90 ab cd"
+                       : "the quick brown fox jumps over the lazy dog, again and again, ab ab ab";
+    s.questions = {"what?", "where?"};
+    s.answers = {"ab", "zz"};
+    s.metrics = {"inclusion", "inclusion"};
+    s.max_new_tokens = 6;
+    v.push_back(s);
+  }
+  return v;
+}
+
+std::vector<nlohmann::json> read_lines(const std::string& path) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded()) v.push_back(std::move(j));
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_F(EvalRunnerTest, TeacherForcedRowsPredictTheGreedyAnswerAndRestoreTheCache) {
+  ThreadPool pool(1);
+  ContextOptions co;
+  co.scoring.chunk = 32;
+  co.retain_full = true;
+  KvzipContext c(*model_, pool, co);
+  c.prefill("ab cd ef gh ij kl mn op qr st uv wx yz ab ab 12 34 56");
+  GenerateParams gp;
+  gp.n_predict = 6;
+  gp.stop_at_eog = false;
+  const QueryResult r = c.query("Q: what?", gp, false);
+  ASSERT_EQ(r.answer_ids.size(), 6u);
+  const auto lens = c.session().cache().lengths();
+  const int64_t pos = c.session().n_pos();
+  const std::vector<float> lp = c.answer_logprobs("Q: what?", r.answer_ids);
+  EXPECT_EQ(c.session().cache().lengths(), lens);
+  EXPECT_EQ(c.session().n_pos(), pos);
+  const size_t V = static_cast<size_t>(model_->hp().n_vocab);
+  ASSERT_EQ(lp.size(), r.answer_ids.size() * V);
+  for (size_t i = 0; i < r.answer_ids.size(); ++i) {
+    const float* row = lp.data() + i * V;
+    EXPECT_EQ(std::max_element(row, row + V) - row, r.answer_ids[i]) << "greedy = argmax of the teacher-forced row " << i;
+    double sum = 0;
+    for (size_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]));
+    EXPECT_NEAR(sum, 1.0, 1e-4);
+  }
+  // the same rows again from the restored cache
+  EXPECT_EQ(c.answer_logprobs("Q: what?", r.answer_ids), lp);
+}
+
+TEST_F(EvalRunnerTest, RecordsResumeAndReport) {
+  ThreadPool pool(1);
+  const std::string out = ::testing::TempDir() + "/kvz_eval_runner.jsonl";
+  std::remove(out.c_str());
+  EvalOptions o;
+  o.model_name = "synthetic";
+  o.methods = {"pair", "head", "pair-uniform"};
+  o.ratios = {1.0, 0.5};
+  o.out_path = out;
+  o.score_chunk = 32;
+  o.log_records = false;
+  const auto samples = tiny_samples();
+  EvalRunStats st = run_eval(*model_, pool, samples, o);
+  EXPECT_EQ(st.records_written, 2 * 3 * 2);
+  EXPECT_EQ(st.samples_run, 2);
+  auto recs = read_lines(out);
+  ASSERT_EQ(recs.size(), 12u);
+  for (const auto& r : recs) {
+    const double ratio = r["ratio"];
+    EXPECT_EQ(r["questions"].size(), 2u);
+    if (ratio == 1.0) {
+      EXPECT_EQ(r["r_true"], 1.0);
+      EXPECT_EQ(r["fidelity"]["sum_kl"], 0.0);
+      for (const auto& q : r["questions"]) EXPECT_EQ(q["pred"], q["full"]);
+    } else {
+      EXPECT_NEAR(r["r_true"].get<double>(), 0.5, 0.05) << r["method"];
+      EXPECT_LT(r["kv_bytes"].get<double>(), r["kv_bytes_full"].get<double>());
+      EXPECT_GT(r["fidelity"]["n_tokens"].get<int>(), 0);
+      EXPECT_GE(r["fidelity"]["sum_kl"].get<double>(), 0.0);
+    }
+  }
+  // Everything done: a second run writes nothing.
+  st = run_eval(*model_, pool, samples, o);
+  EXPECT_EQ(st.records_written, 0);
+  EXPECT_EQ(st.records_skipped, 12);
+  EXPECT_EQ(st.samples_run, 0);
+
+  // Interrupted mid-line: drop the last record and half of the one before it.
+  {
+    std::string all;
+    {
+      std::ifstream in(out);
+      all.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    all.pop_back();
+    all.resize(all.rfind('\n'));      // last record gone
+    all.resize(all.size() - 40);      // the one before it cut mid-line
+    std::ofstream(out, std::ios::trunc) << all;
+  }
+  int bad = 0;
+  EXPECT_EQ(done_record_keys(out, &bad).size(), 10u);
+  EXPECT_EQ(bad, 1);
+  st = run_eval(*model_, pool, samples, o);
+  EXPECT_EQ(st.records_written, 2);
+  EXPECT_EQ(st.samples_run, 1);
+  EXPECT_EQ(done_record_keys(out, &bad).size(), 12u);
+  EXPECT_EQ(bad, 1) << "the cut line stays, on its own line";
+
+  // Deterministic: the resumed records equal the first run's.
+  const auto again = read_lines(out);
+  EXPECT_EQ(again.back()["questions"], recs.back()["questions"]);
+
+  const auto rows = aggregate_results(out);
+  ASSERT_EQ(rows.size(), 3u * 2u);  // tiny x {pair, head, pair-uniform} x {1.0, 0.5}, in run order
+  EXPECT_EQ(rows[0].method, "pair");
+  EXPECT_EQ(rows[2].method, "head");
+  EXPECT_EQ(rows[0].ratio, 1.0);
+  EXPECT_EQ(rows[0].n_samples, 2);
+  EXPECT_EQ(rows[0].r_true, 1.0);
+  const std::string md = report_markdown(rows, "x.jsonl");
+  EXPECT_NE(md.find("### tiny"), std::string::npos);
+  EXPECT_NE(md.find("| pair-uniform |"), std::string::npos);
+  std::remove(out.c_str());
+}
+
+TEST_F(EvalRunnerTest, UnknownMethodAndBadRatioThrow) {
+  ThreadPool pool(1);
+  EvalOptions o;
+  o.methods = {"not-a-method"};
+  o.ratios = {0.5};
+  o.out_path = ::testing::TempDir() + "/kvz_eval_never.jsonl";
+  EXPECT_THROW(run_eval(*model_, pool, tiny_samples(), o), Error);
+  o.methods = {"pair"};
+  o.ratios = {1.5};
+  EXPECT_THROW(run_eval(*model_, pool, tiny_samples(), o), Error);
+}
+
+// The other presses run through the same driver under their registry names: one scoring
+// per sample, the realised ratio per method, and PyramidKV's per-layer budgets applied.
+TEST_F(EvalRunnerTest, PressesRunUnderTheirRegistryNames) {
+  ThreadPool pool(1);
+  const std::string out = ::testing::TempDir() + "/kvz_eval_presses.jsonl";
+  std::remove(out.c_str());
+  EvalOptions o;
+  o.model_name = "synthetic";
+  o.methods = {"snapkv", "streaming_llm", "knorm", "pyramidkv"};
+  o.ratios = {0.5};
+  o.out_path = out;
+  o.score_chunk = 32;
+  o.log_records = false;
+  const EvalRunStats st = run_eval(*model_, pool, tiny_samples(), o);
+  EXPECT_EQ(st.records_written, 2 * 4);
+  const auto recs = read_lines(out);
+  ASSERT_EQ(recs.size(), 8u);
+  for (const auto& r : recs) {
+    EXPECT_NEAR(r["r_true"].get<double>(), 0.5, 0.06) << r["method"];
+    EXPECT_LT(r["kv_bytes"].get<double>(), r["kv_bytes_full"].get<double>()) << r["method"];
+  }
+  std::remove(out.c_str());
+}

@@ -1,0 +1,221 @@
+// `kvzip eval` and `kvzip report`: the evaluation harness's command line (issue 6). The
+// work is in src/eval/ (tasks, metrics, runner, report); this file parses options, loads
+// the model, builds the samples and calls the library.
+#include "eval.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/jsonl.h"
+#include "eval/report.h"
+#include "eval/runner.h"
+#include "eval/tasks/registry.h"
+#include "io/head_scores_file.h"
+#include "model/model.h"
+
+namespace {
+
+using namespace kvz;
+
+std::vector<std::string> split_commas(const std::vector<std::string>& in) {
+  std::vector<std::string> out;
+  for (const auto& s : in) {
+    size_t i = 0;
+    while (i <= s.size()) {
+      const size_t j = std::min(s.find(',', i), s.size());
+      if (j > i) out.push_back(s.substr(i, j - i));
+      i = j + 1;
+    }
+  }
+  return out;
+}
+
+std::vector<double> parse_ratios(const std::string& s) {
+  std::vector<double> out;
+  for (const auto& r : split_commas({s})) {
+    char* end = nullptr;
+    const double v = std::strtod(r.c_str(), &end);
+    if (end == r.c_str() || *end != '\0' || !(v > 0 && v <= 1)) fail("--ratios: '{}' is not a number in (0, 1]", r);
+    out.push_back(v);
+  }
+  if (out.empty()) fail("--ratios: empty list");
+  return out;
+}
+
+// "all": every standard task; "easy": every easy variant; otherwise registry names.
+std::vector<std::string> expand_tasks(const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    if (n == "all" || n == "easy") {
+      for (const auto& t : task_registry())
+        if (t.easy == (n == "easy")) out.push_back(t.name);
+    } else {
+      find_task(n);  // throws on an unknown name
+      out.push_back(n);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
+  auto* sub = app.add_subcommand(
+      "eval", "evaluate compression on generated tasks (or your JSON-lines data): one prefill and one scoring per "
+              "sample, a re-prune per ratio, every question answered independently; appends JSON lines to --out "
+              "and resumes an interrupted run");
+  sub->add_option("-m,--model", o.model, "GGUF model file")->capture_default_str();
+  sub->add_option("--task", o.tasks, "task names, comma-separated or repeated; 'all' = the standard tasks, 'easy' = "
+                                     "the easy variants (see --list-tasks)");
+  sub->add_option("--data", o.data_files, "JSON-lines file of your own samples (docs/eval-data.md); repeatable; "
+                                          "the task name is the file's stem");
+  sub->add_option("--methods", o.methods, "compression methods, comma-separated: pair (kvzip), pair-uniform, head")
+      ->capture_default_str();
+  sub->add_option("--ratios", o.ratios, "kept fractions of the context's KV pairs; 1.0 = the full-cache answers")
+      ->capture_default_str();
+  sub->add_option("--samples", o.samples, "samples per task (first N of a --data file)")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  sub->add_option("--seed", o.seed, "seed of the task generators")->capture_default_str();
+  sub->add_option("--ctx-tokens", o.ctx_tokens, "context length in tokens for every task (0: each task's default)")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  sub->add_flag("--quick", o.quick, "smoke test of a few minutes: needle-easy, kv-easy, squad-easy; 1 sample; "
+                                    "~500-token contexts; ratios 1.0,0.5,0.2; method pair (explicit options win)");
+  sub->add_option("-o,--out", o.out, "results file (JSON lines, appended; done records are skipped)")
+      ->capture_default_str();
+  sub->add_flag("--no-fidelity", o.no_fidelity, "skip the teacher-forced comparison with the full cache");
+  sub->add_option("--head-scores", o.head_scores, "context-independent head scores (`kvzip score-heads`) for "
+                                                  "method head; default: each sample's own");
+  sub->add_option("-t,--threads", o.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  sub->add_flag("--list-tasks", o.list_tasks, "list the tasks and exit");
+  sub->add_option("--dump", o.dump, "write the samples (generated or loaded) to this JSON-lines file in the --data "
+                                    "format and exit, without running the model");
+  return sub;
+}
+
+int run_eval_command(EvalCliOptions o, CLI::App* sub) {
+  if (o.list_tasks) {
+    for (const auto& t : task_registry())
+      fmt::print("{:<22} {:>5} tok  {}\n", t.name, t.default_ctx_tokens, t.description);
+    return 0;
+  }
+  auto given = [&](const char* opt) { return sub->get_option(opt)->count() > 0; };
+  if (o.quick) {
+    if (!given("--task") && !given("--data")) o.tasks = {"needle-easy", "kv-easy", "squad-easy"};
+    if (!given("--samples")) o.samples = 1;
+    if (!given("--ratios")) o.ratios = "1.0,0.5,0.2";
+    if (!given("--ctx-tokens")) o.ctx_tokens = 500;
+  }
+  if (o.tasks.empty() && o.data_files.empty()) fail("eval: give --task NAME (or all, easy), --data FILE or --quick");
+  const std::vector<std::string> tasks = expand_tasks(split_commas(o.tasks));
+
+  ProgressBar load_bar("loading", "%", stderr_is_tty());
+  auto model = Model::load(o.model, [&](double f) { load_bar.update(100.0 * f, 100.0); });
+  load_bar.finish();
+  const Tokenizer& tok = model->tokenizer();
+
+  std::vector<EvalSample> samples;
+  TaskParams tp;
+  tp.seed = o.seed;
+  tp.ctx_tokens = o.ctx_tokens;
+  tp.count = [&tok](const std::string& s) {
+    return static_cast<int64_t>(tok.encode(s, /*add_special=*/false, /*parse_special=*/false).size());
+  };
+  for (const auto& name : tasks)
+    for (int i = 0; i < o.samples; ++i) samples.push_back(make_task_sample(find_task(name), i, tp));
+  for (const auto& f : o.data_files) {
+    std::vector<EvalSample> d = load_jsonl_samples(f, std::filesystem::path(f).stem().string());
+    if (static_cast<int>(d.size()) > o.samples) d.resize(static_cast<size_t>(o.samples));
+    samples.insert(samples.end(), d.begin(), d.end());
+  }
+
+  if (!o.dump.empty()) {
+    std::ofstream f(o.dump);
+    if (!f) fail("{}: cannot write", o.dump);
+    for (const auto& s : samples) {
+      const nlohmann::json j = {{"task", s.task},         {"index", s.index},     {"info", s.info},
+                                {"context", s.context},   {"questions", s.questions}, {"answers", s.answers},
+                                {"metric", s.metrics},    {"max_new_tokens", s.max_new_tokens}, {"prompt", s.prompt}};
+      f << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    }
+    fmt::print(stderr, "[eval] wrote {} samples to {}\n", samples.size(), o.dump);
+    return 0;
+  }
+
+  EvalOptions eo;
+  eo.model_name = std::filesystem::path(o.model).filename().string();
+  eo.methods = split_commas({o.methods});
+  eo.ratios = parse_ratios(o.ratios);
+  eo.fidelity = !o.no_fidelity;
+  eo.out_path = o.out;
+  eo.progress_bar = stderr_is_tty();
+  if (!o.head_scores.empty()) eo.method_env.head_scores = load_head_scores(o.head_scores, *model).scores;
+  ThreadPool pool(o.threads);
+  int bad = 0;
+  const size_t done_before = done_record_keys(o.out, &bad).size();
+  fmt::print(stderr, "[eval] {}: {} samples ({} tasks{}), methods {}, ratios {}; {} records already in {}{}\n",
+             eo.model_name, samples.size(), tasks.size(), o.data_files.empty() ? "" : " + data files", o.methods,
+             o.ratios, done_before, o.out, bad ? fmt::format(" ({} unreadable lines ignored)", bad) : "");
+  const auto t0 = std::chrono::steady_clock::now();
+  const EvalRunStats st = run_eval(*model, pool, samples, eo);
+  fmt::print(stderr, "[eval] wrote {} records ({} skipped as done) from {} samples in {:.1f} s -> {}\n",
+             st.records_written, st.records_skipped, st.samples_run,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), o.out);
+  return 0;
+}
+
+CLI::App* add_report_command(CLI::App& app, ReportCliOptions& o) {
+  auto* sub = app.add_subcommand("report", "summarise `kvzip eval` results: a Markdown table per task and method, "
+                                           "summary.csv, and PNG plots of score and fidelity against the KV ratio");
+  sub->add_option("results", o.results, "results file from kvzip eval")->required();
+  sub->add_option("-o,--out-dir", o.out_dir, "directory for report.md, summary.csv and the plots")->capture_default_str();
+  sub->add_option("--python", o.python, "Python with matplotlib for the plots (default: $KVZ_PYTHON, "
+                                        "~/.cache/kvzip/bench-venv/bin/python if present, else python3)");
+  sub->add_option("--plot-script", o.plot_script, "the plot script")->capture_default_str();
+  sub->add_flag("--no-plots", o.no_plots, "write only report.md and summary.csv");
+  return sub;
+}
+
+int run_report_command(const ReportCliOptions& o) {
+  namespace fs = std::filesystem;
+  const std::vector<ReportRow> rows = aggregate_results(o.results);
+  fs::create_directories(o.out_dir);
+  const std::string md_path = (fs::path(o.out_dir) / "report.md").string();
+  const std::string csv_path = (fs::path(o.out_dir) / "summary.csv").string();
+  write_summary_csv(rows, csv_path);
+  std::string md = report_markdown(rows, fs::path(o.results).filename().string());
+  bool plotted = false;
+  if (!o.no_plots) {
+    std::string py = o.python;
+    if (py.empty()) {
+      const char* env = std::getenv("KVZ_PYTHON");
+      const char* home = std::getenv("HOME");
+      const std::string venv = std::string(home ? home : ".") + "/.cache/kvzip/bench-venv/bin/python";
+      py = env ? env : fs::exists(venv) ? venv : "python3";
+    }
+    if (!fs::exists(o.plot_script)) {
+      fmt::print(stderr, "[report] {} not found (run from the repository root or pass --plot-script); no plots\n",
+                 o.plot_script);
+    } else {
+      const std::string cmd = fmt::format("'{}' '{}' '{}' '{}'", py, o.plot_script, csv_path, o.out_dir);
+      const int rc = std::system(cmd.c_str());
+      if (rc != 0)
+        fmt::print(stderr, "[report] the plot script failed (exit {}); is matplotlib installed for {}? "
+                           "scripts/eval.sh sets up a venv\n", rc, py);
+      else
+        plotted = true;
+    }
+  }
+  if (plotted) {
+    md += "\n## Plots\n\n![score vs KV ratio](scores.png)\n\n![mean KL vs KV ratio](fidelity.png)\n\n"
+          "![argmax flips vs KV ratio](fidelity_flips.png)\n";
+  }
+  std::ofstream(md_path) << md;
+  fmt::print("wrote {} and {}{} ({} rows)\n", md_path, csv_path, plotted ? " and the plots" : "", rows.size());
+  return 0;
+}

@@ -1,0 +1,38 @@
+// `kvzip eval` and `kvzip report` (tools/cli/eval.cpp), registered by main.cpp.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+struct EvalCliOptions {
+  std::string model;
+  std::vector<std::string> tasks, data_files;
+  std::string methods = "pair";
+  std::string ratios = "1.0,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1";
+  int samples = 3;
+  uint64_t seed = 1;
+  int64_t ctx_tokens = 0;
+  bool quick = false;
+  std::string out = "results.jsonl";
+  bool no_fidelity = false;
+  std::string head_scores;
+  int threads = 0;
+  bool list_tasks = false;
+  std::string dump;  // write the samples as JSON lines and exit
+};
+
+struct ReportCliOptions {
+  std::string results;
+  std::string out_dir = "eval-report";
+  std::string python;
+  std::string plot_script = "scripts/plot-report.py";
+  bool no_plots = false;
+};
+
+CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o);
+int run_eval_command(EvalCliOptions o, CLI::App* sub);
+CLI::App* add_report_command(CLI::App& app, ReportCliOptions& o);
+int run_report_command(const ReportCliOptions& o);
