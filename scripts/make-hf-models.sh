@@ -6,8 +6,8 @@
 # Usage: scripts/make-hf-models.sh [NAME...]   (default: every model below whose GGUF is pulled)
 #
 # Needs a Python with torch + transformers + gguf: $KVZ_HF_PYTHON, else the first of
-# ~/.cache/kvzip/ref/venv-kvpress and ~/.cache/kvzip/ref/venv-hf that imports them, else
-# torch (CPU wheel) is added to venv-hf (scripts/reference-env.sh makes venv-hf).
+# ~/.cache/kvzip/ref/venv-kvpress and ~/.cache/kvzip/ref/venv-hf that imports them, else a
+# venv of its own (~/.cache/kvzip/ref/venv-hfcopy) with transformers 5.2.0 and torch.
 set -euo pipefail
 export TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 cd "$(dirname "$0")/.."
@@ -44,9 +44,13 @@ if [[ -z "$py" ]]; then
   done
 fi
 if [[ -z "$py" ]]; then
-  scripts/reference-env.sh >/dev/null
-  "$ref/venv-hf/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu
-  py=$ref/venv-hf/bin/python
+  # Only what the copies need, in their own venv: not scripts/reference-env.sh, whose
+  # llama-cpp-python build takes ~15 min on 2 cores. The transformers version the committed
+  # fixtures were made with (5.2.0, as in venv-kvpress); torch from the package index.
+  py_env=$ref/venv-hfcopy
+  [[ -x "$py_env/bin/python" ]] || python3 -m venv "$py_env"
+  "$py_env/bin/pip" install -q "transformers==5.2.0" "gguf==0.17.1" numpy sentencepiece protobuf jinja2 torch
+  py=$py_env/bin/python
 fi
 mkdir -p "$hf"
 for t in "${todo[@]}"; do
