@@ -75,7 +75,7 @@ CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
                                      "the easy variants (see --list-tasks)");
   sub->add_option("--data", o.data_files, "JSON-lines file of your own samples (docs/eval-data.md); repeatable; "
                                           "the task name is the file's stem");
-  sub->add_option("--methods", o.methods, "compression methods, comma-separated: pair (kvzip), pair-uniform, head")
+  sub->add_option("--methods", o.methods, "compression methods, comma-separated: pair (kvzip), pair-uniform, head, or any name of `kvzip methods` (query-agnostic)")
       ->capture_default_str();
   sub->add_option("--ratios", o.ratios, "kept fractions of the context's KV pairs; 1.0 = the full-cache answers")
       ->capture_default_str();
