@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/json_file.h"
 #include "core/fp16.h"
 
 namespace kvz {
@@ -47,16 +48,6 @@ const std::pair<const char*, const char*> kGlobalTensors[] = {
     {"model.norm.weight", "output_norm.weight"},
     {"lm_head.weight", "output.weight"},
 };
-
-json read_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path);
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-}
 
 bool file_exists(const std::string& p) {
   struct stat st {};
