@@ -120,27 +120,9 @@ void ByteLevelBpe::encode(std::string_view fragment, std::vector<int32_t>& out) 
   }
   std::vector<std::string_view> pieces;
   pre_.split(fragment, pieces);
-  std::vector<int32_t> tmp;
-  for (auto piece : pieces) {
-    // Whole-piece vocab hits are common (most English words); they still go through the
-    // merge loop to honour merge order, but the cache makes repeats cheap.
-    {
-      std::lock_guard<std::mutex> lk(cache_mu_);
-      auto it = cache_.find(piece);
-      if (it != cache_.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
-        continue;
-      }
-    }
-    tmp.clear();
-    encode_piece(piece, tmp);
-    out.insert(out.end(), tmp.begin(), tmp.end());
-    if (piece.size() <= 256) {
-      std::lock_guard<std::mutex> lk(cache_mu_);
-      if (cache_.size() >= kCacheMax) cache_.clear();
-      cache_.emplace(std::string(piece), tmp);
-    }
-  }
+  // Whole-piece vocab hits are common (most English words); they still go through the merge
+  // loop to honour merge order, but the cache makes repeats cheap.
+  cache_.encode(pieces, out, [this](std::string_view piece, std::vector<int32_t>& ids) { encode_piece(piece, ids); });
 }
 
 std::string ByteLevelBpe::token_bytes(std::string_view text) {

@@ -97,25 +97,7 @@ void HfBpe::encode(std::string_view fragment, bool at_text_start, std::vector<in
 
   std::vector<std::string_view> pieces;
   pre_.split(s, pieces);
-  std::vector<int32_t> tmp;
-  for (auto piece : pieces) {
-    {
-      std::lock_guard<std::mutex> lk(cache_mu_);
-      auto it = cache_.find(piece);
-      if (it != cache_.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
-        continue;
-      }
-    }
-    tmp.clear();
-    encode_piece(piece, tmp);
-    out.insert(out.end(), tmp.begin(), tmp.end());
-    if (piece.size() <= 256) {
-      std::lock_guard<std::mutex> lk(cache_mu_);
-      if (cache_.size() >= kCacheMax) cache_.clear();
-      cache_.emplace(std::string(piece), tmp);
-    }
-  }
+  cache_.encode(pieces, out, [this](std::string_view piece, std::vector<int32_t>& ids) { encode_piece(piece, ids); });
 }
 
 }  // namespace kvz

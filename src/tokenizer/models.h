@@ -23,6 +23,40 @@ struct StringHash {
 // token text -> id; looked up with string_view (no allocation).
 using TokenIndex = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
+// Per-piece encoding cache (piece bytes -> ids) of the BPE models. Guarded by a mutex so a
+// const encode() can run from several threads; cleared when it reaches kMax entries.
+class PieceCache {
+ public:
+  // Appends the ids of every piece to out, from the cache or from encode(piece, ids).
+  template <typename Encode>
+  void encode(const std::vector<std::string_view>& pieces, std::vector<int32_t>& out, Encode&& encode) const {
+    std::vector<int32_t> tmp;
+    for (auto piece : pieces) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        auto it = map_.find(piece);
+        if (it != map_.end()) {
+          out.insert(out.end(), it->second.begin(), it->second.end());
+          continue;
+        }
+      }
+      tmp.clear();
+      encode(piece, tmp);
+      out.insert(out.end(), tmp.begin(), tmp.end());
+      if (piece.size() <= 256) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (map_.size() >= kMax) map_.clear();
+        map_.emplace(std::string(piece), tmp);
+      }
+    }
+  }
+
+ private:
+  static constexpr size_t kMax = 1 << 16;
+  mutable std::mutex mu_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map_;
+};
+
 // Merge rules as (left id, right id) -> (rank, merged id); rank = index in the merges list.
 struct MergeTable {
   struct Entry {
@@ -72,11 +106,7 @@ class ByteLevelBpe {
   bool ignore_merges_ = false;
   // NFC normalizer before pre-tokenization (Qwen2 tokenizer.json).
   bool nfc_ = false;
-  // Per-piece cache (piece bytes -> ids). Guarded by cache_mu_ so const encode() can run
-  // from several threads; cleared when it reaches kCacheMax entries.
-  static constexpr size_t kCacheMax = 1 << 16;
-  mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
+  PieceCache cache_;
 };
 
 // SentencePiece BPE (sentencepiece bpe_model.cc semantics, as llama.cpp llm_tokenizer_spm):
@@ -117,9 +147,7 @@ class HfBpe {
   PreTokenizer pre_;
   MergeTable merges_;
   int32_t byte_id_[256];  // <0xHH> tokens, -1 when absent
-  static constexpr size_t kCacheMax = 1 << 16;
-  mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
+  PieceCache cache_;
 };
 
 }  // namespace kvz
