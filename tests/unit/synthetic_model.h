@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "io/gguf_writer.h"
+#include "kv/head_cache.h"
 #include "model/model.h"
 
 namespace kvz::test {
@@ -55,5 +57,11 @@ class SyntheticModelTest : public ::testing::Test {
   static inline std::string path_;
   static inline Model* model_ = nullptr;
 };
+
+// Bit-identical rows: same length, K, V and positions (exact-restore checks).
+inline bool same_rows(const HeadSegment& a, const HeadSegment& b, int d) {
+  return a.len == b.len && std::memcmp(a.k.get(), b.k.get(), a.len * d * 2) == 0 &&
+         std::memcmp(a.v.get(), b.v.get(), a.len * d * 2) == 0 && std::memcmp(a.pos.get(), b.pos.get(), a.len * 4) == 0;
+}
 
 }  // namespace kvz::test

@@ -251,11 +251,6 @@ class Gemma3ForwardTest : public ::testing::Test {
   static inline Model* model_ = nullptr;
 };
 
-bool same_segment(const HeadSegment& a, const HeadSegment& b, int d) {
-  return a.len == b.len && std::memcmp(a.k.get(), b.k.get(), a.len * d * 2) == 0 &&
-         std::memcmp(a.v.get(), b.v.get(), a.len * d * 2) == 0 && std::memcmp(a.pos.get(), b.pos.get(), a.len * 4) == 0;
-}
-
 }  // namespace
 
 TEST_F(Gemma3ForwardTest, LoaderMapsTheGemmaKeys) {
@@ -357,7 +352,7 @@ TEST_F(Gemma3ForwardTest, CheckpointRestoresRolledWindowsExactly) {
   s.restore(cp);
   EXPECT_EQ(s.n_pos(), 30);
   for (int il = 0; il < 4; ++il)
-    EXPECT_TRUE(same_segment(s.cache().seg(il, 0), before.seg(il, 0), model_->hp().d_head)) << "layer " << il;
+    EXPECT_TRUE(test::same_rows(s.cache().seg(il, 0), before.seg(il, 0), model_->hp().d_head)) << "layer " << il;
   s.forward(std::span<const int32_t>(toks.data() + 30, 1), LogitsMode::Last, &b);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "same state, same logits, bit for bit";

@@ -438,11 +438,6 @@ class KvzipGemma3Test : public ::testing::Test {
   static inline Model* model_ = nullptr;
 };
 
-bool same_rows(const HeadSegment& a, const HeadSegment& b, int d) {
-  return a.len == b.len && std::memcmp(a.k.get(), b.k.get(), a.len * d * 2) == 0 &&
-         std::memcmp(a.v.get(), b.v.get(), a.len * d * 2) == 0 && std::memcmp(a.pos.get(), b.pos.get(), a.len * 4) == 0;
-}
-
 }  // namespace
 
 TEST_F(KvzipGemma3Test, DriverScoresGlobalLayersOnlyAndRestoresWindows) { check_driver_against_naive(*model_); }
@@ -513,7 +508,7 @@ TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
   EXPECT_EQ(c.session().n_pos(), pos0);
   for (int il = 0; il < hp.n_layer; ++il)
     for (int ih = 0; ih < hp.n_head_kv; ++ih)
-      EXPECT_TRUE(same_rows(c.session().cache().seg(il, ih), pruned.seg(il, ih), d)) << "layer " << il;
+      EXPECT_TRUE(test::same_rows(c.session().cache().seg(il, ih), pruned.seg(il, ih), d)) << "layer " << il;
   const QueryResult q2 = c.query("hello there", gp, false);
   EXPECT_EQ(q1.answer_ids, q2.answer_ids);
 }

@@ -27,6 +27,7 @@
 #include "core/fp16.h"
 #include "kv/kvzip_context.h"
 #include "kv/press.h"
+#include "rank_stats.h"
 #include "test_paths.h"
 
 using namespace kvz;
@@ -83,31 +84,7 @@ const Control kControls[] = {
     {"tova as snapkv window 1 (group mean)", "tova", "snapkv", {{"window", "1"}, {"kernel", "1"}}},
 };
 
-std::vector<double> ranks(const float* x, int64_t n) {
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x[a] < x[b]; });
-  std::vector<double> r(n);
-  for (int64_t i = 0; i < n;) {
-    int64_t j = i;
-    while (j + 1 < n && x[order[j + 1]] == x[order[i]]) ++j;
-    for (int64_t k = i; k <= j; ++k) r[order[k]] = 0.5 * static_cast<double>(i + j);
-    i = j + 1;
-  }
-  return r;
-}
-
-double spearman(const float* a, const float* b, int64_t n) {
-  std::vector<double> ra = ranks(a, n), rb = ranks(b, n);
-  const double mean = 0.5 * static_cast<double>(n - 1);
-  double sab = 0, saa = 0, sbb = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    sab += (ra[i] - mean) * (rb[i] - mean);
-    saa += (ra[i] - mean) * (ra[i] - mean);
-    sbb += (rb[i] - mean) * (rb[i] - mean);
-  }
-  return sab / std::sqrt(saa * sbb);
-}
+using test::spearman;
 
 std::set<int64_t> top(const float* x, int64_t n, int64_t k) {
   std::vector<int64_t> idx(n);

@@ -1,0 +1,40 @@
+// Rank statistics shared by the parity tests against kvpress: score rankings are compared
+// per head with Spearman's rho.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+namespace kvz::test {
+
+// Ranks with ties given their average rank (the fixture generators use the same rule).
+inline std::vector<double> ranks(const float* x, int64_t n) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x[a] < x[b]; });
+  std::vector<double> r(n);
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i;
+    while (j + 1 < n && x[order[j + 1]] == x[order[i]]) ++j;
+    for (int64_t k = i; k <= j; ++k) r[order[k]] = 0.5 * static_cast<double>(i + j);
+    i = j + 1;
+  }
+  return r;
+}
+
+inline double spearman(const float* a, const float* b, int64_t n) {
+  std::vector<double> ra = ranks(a, n), rb = ranks(b, n);
+  const double mean = 0.5 * static_cast<double>(n - 1);
+  double sab = 0, saa = 0, sbb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    sab += (ra[i] - mean) * (rb[i] - mean);
+    saa += (ra[i] - mean) * (ra[i] - mean);
+    sbb += (rb[i] - mean) * (rb[i] - mean);
+  }
+  return sab / std::sqrt(saa * sbb);
+}
+
+}  // namespace kvz::test
