@@ -130,6 +130,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
     const LayerWeights& l = w.layers[il];
     const RopeTable& rope = hp.is_swa(il) ? rope_swa_ : rope_;
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.attn_norm, h_.data() + t * d, d, hp.norm_eps);
+    if (observer_) observer_->on_attn_input(il, h_.data(), n, cache_, pool_);
     {  // one dispatch, activations quantized once for all three
       const WeightView wqkv[3] = {l.wq, l.wk, l.wv};
       float* const yqkv[3] = {q_.data(), k_.data(), v_.data()};

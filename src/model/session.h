@@ -25,6 +25,10 @@ class LayerObserver {
   virtual ~LayerObserver() = default;
   // q: [n][n_head * d_head] post-RoPE (post-QK-norm) queries of the batch, f32.
   virtual void on_layer(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) = 0;
+  // h: [n][n_embd] the attention input of the batch (the residual stream after the layer's
+  // input RMSNorm, before the q/k/v projections; KVzap's surrogate input). Called before
+  // the batch's K/V rows are appended.
+  virtual void on_attn_input(int il, const float* h, int64_t n, const KvCache& cache, ThreadPool& pool) {}
 };
 
 class Session {
