@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     if (score)
       kvz::kvzip_score_head(q.data(), d, rows, r_limit.data(), keys, d, 0.125f, colmax.data());
     else
-      kvz::attend_head(q.data(), d, rows, limit.data(), k.data(), v.data(), d, 0.125f, out.data(), d);
+      kvz::attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), d, 0.125f, out.data(), d);
     if (r >= 5) dt.push_back(cpu_now() - t0);
   }
   std::sort(dt.begin(), dt.end());
