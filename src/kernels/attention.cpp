@@ -8,9 +8,9 @@
 namespace kvz {
 
 void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const uint16_t*, const uint16_t*,
-                     int, float, float*, int64_t);
+                     int, float, float*, int64_t, float*);
 void attend_head_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const uint16_t*, const uint16_t*,
-                      int, float, float*, int64_t);
+                      int, float, float*, int64_t, float*);
 void kvzip_score_head_ref(const float*, int64_t, int, const int64_t*, const uint16_t*, int64_t, const uint16_t*, int64_t,
                           const uint16_t*, int, float, float*);
 void kvzip_score_head_avx2(const float*, int64_t, int, const int64_t*, const uint16_t*, int64_t, const uint16_t*,
@@ -45,10 +45,11 @@ const AttnTable& table() {
 }  // namespace
 
 void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
-                 const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride) {
+                 const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride,
+                 float* lse) {
   KVZ_ASSERT(d % 8 == 0 && d <= 256, "attention head size {} unsupported (multiple of 8, <= 256)", d);
   KVZ_ASSERT(n_rows >= 0 && n_rows <= kAttnMaxRows, "attention block of {} rows", n_rows);
-  table().attend(q, q_stride, n_rows, start, limit, k, v, d, scale, out, out_stride);
+  table().attend(q, q_stride, n_rows, start, limit, k, v, d, scale, out, out_stride, lse);
 }
 
 void kvzip_score_head(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit, const ScoreKeys& keys,

@@ -131,7 +131,7 @@ struct Scratch {
 
 inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* start,
                              const int64_t* limit, const uint16_t* k, const uint16_t* v, int d, float scale,
-                             float* out, int64_t out_stride) {
+                             float* out, int64_t out_stride, float* lse) {
   thread_local Scratch sc;
   const int nv = d / 8;
   int64_t max_limit = 0;
@@ -197,6 +197,7 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
     float* oi = out + i * out_stride;
     const float inv = sc.l[i] > 0.0f ? 1.0f / sc.l[i] : 0.0f;
     for (int c = 0; c < d; ++c) oi[c] = sc.acc[i * d + c] * inv;
+    if (lse) lse[i] = sc.l[i] > 0.0f ? sc.m[i] + std::log(sc.l[i]) : -std::numeric_limits<float>::infinity();
   }
 }
 

@@ -1,6 +1,8 @@
 #include "model/session.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstring>
 
 #include "core/error.h"
@@ -209,6 +211,7 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
   const int64_t n_items = n_blocks * hp.n_head_kv;
   const float scale = hp.softmax_scale();
   const bool local = hp.is_swa(il);
+  if (n_blocks == 1 && pool_.size() > 1 && attention_split(il, n, base_len)) return;
   pool_.parallel_for(n_items, [&](int64_t begin, int64_t end, int) {
     thread_local std::vector<float> qbuf, obuf;
     thread_local std::vector<int64_t> limit, start;
@@ -240,6 +243,91 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
           std::memcpy(attn_.data() + t * dq + (int64_t{ih} * G + g) * dh, obuf.data() + rows * dh, dh * sizeof(float));
     }
   });
+}
+
+// Split-K attention for decode-shaped batches (one block of at most kAttnMaxRows / G
+// tokens). With one work item per KV head the threads would idle: SmolLM2 has 3 KV heads for
+// 2 threads, Gemma 3 270M has 1, and after KVzip pruning the heads differ in length. Here
+// each head's key range is cut into parts of about equal size, each part is a work item
+// (attend_head over [lo, hi) with its log-sum-exp), and the parts of a head are merged:
+// out = sum_p exp(lse_p - LSE) out_p. Returns false (nothing done) when the cache is too
+// short for splitting to pay.
+bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& base_len) {
+  const HParams& hp = model_.hp();
+  const int G = hp.n_group(), H = hp.n_head_kv;
+  const int64_t dh = hp.d_head, dq = int64_t{hp.n_head} * dh;
+  const int rows = static_cast<int>(n) * G;
+  const bool local = hp.is_swa(il);
+  // Per head: the rows' key ranges [first[t], base_len + t + 1), and their union.
+  split_first_.resize(static_cast<size_t>(H) * n);
+  int64_t total = 0;
+  for (int ih = 0; ih < H; ++ih) {
+    const HeadSegment& s = cache_.seg(il, ih);
+    for (int64_t t = 0; t < n; ++t)
+      split_first_[ih * n + t] =
+          local ? std::lower_bound(s.pos.get(), s.pos.get() + base_len[ih] + t + 1, int64_t{pos_[t]} - hp.n_swa + 1) -
+                      s.pos.get()
+                : 0;
+    total += base_len[ih] + n - split_first_[ih * n];
+  }
+  // Parts of at least kMinPart keys, about 4 per thread over all heads (dynamic claiming
+  // evens out what is left).
+  constexpr int64_t kMinPart = 512;
+  const int64_t part = std::max<int64_t>(kMinPart, (total + 4 * pool_.size() - 1) / (4 * pool_.size()));
+  if (total < 2 * kMinPart) return false;
+  split_items_.clear();
+  for (int ih = 0; ih < H; ++ih) {
+    const int64_t lo = split_first_[ih * n], hi = base_len[ih] + n;
+    const int64_t np = std::max<int64_t>(1, (hi - lo + part / 2) / part);
+    for (int64_t p = 0; p < np; ++p) split_items_.push_back({ih, lo + (hi - lo) * p / np, lo + (hi - lo) * (p + 1) / np});
+  }
+  const size_t n_items = split_items_.size();
+  split_out_.resize(n_items * rows * dh);
+  split_lse_.resize(n_items * rows);
+  const float scale = hp.softmax_scale();
+  pool_.parallel_for(static_cast<int64_t>(n_items), [&](int64_t begin, int64_t end, int) {
+    thread_local std::vector<float> qbuf;
+    thread_local std::vector<int64_t> limit, start;
+    qbuf.resize(kAttnMaxRows * dh);
+    limit.resize(kAttnMaxRows);
+    start.resize(kAttnMaxRows);
+    for (int64_t item = begin; item < end; ++item) {
+      const SplitItem& it = split_items_[static_cast<size_t>(item)];
+      const HeadSegment& s = cache_.seg(il, it.ih);
+      int r = 0;
+      for (int64_t t = 0; t < n; ++t)
+        for (int g = 0; g < G; ++g, ++r) {
+          std::memcpy(qbuf.data() + r * dh, q_.data() + t * dq + (int64_t{it.ih} * G + g) * dh, dh * sizeof(float));
+          start[r] = std::max(split_first_[it.ih * n + t], it.lo);
+          limit[r] = std::min(base_len[it.ih] + t + 1, it.hi);
+        }
+      attend_head(qbuf.data(), dh, rows, start.data(), limit.data(), s.k.get(), s.v.get(), static_cast<int>(dh), scale,
+                  split_out_.data() + item * rows * dh, dh, split_lse_.data() + item * rows);
+    }
+  });
+  // Merge the parts of each head (they are consecutive items).
+  for (size_t i0 = 0; i0 < n_items;) {
+    const int ih = split_items_[i0].ih;
+    size_t i1 = i0;
+    while (i1 < n_items && split_items_[i1].ih == ih) ++i1;
+    for (int r = 0; r < rows; ++r) {
+      float m = -std::numeric_limits<float>::infinity();
+      for (size_t i = i0; i < i1; ++i) m = std::max(m, split_lse_[i * rows + r]);
+      float* dst = attn_.data() + (r / G) * dq + (int64_t{ih} * G + r % G) * dh;
+      std::fill(dst, dst + dh, 0.0f);
+      if (m == -std::numeric_limits<float>::infinity()) continue;  // no keys at all: zeros, as attend_head
+      double wsum = 0;
+      for (size_t i = i0; i < i1; ++i) wsum += std::exp(static_cast<double>(split_lse_[i * rows + r] - m));
+      for (size_t i = i0; i < i1; ++i) {
+        const float w = static_cast<float>(std::exp(static_cast<double>(split_lse_[i * rows + r] - m)) / wsum);
+        if (w == 0.0f) continue;
+        const float* src = split_out_.data() + (i * rows + r) * dh;
+        for (int64_t c = 0; c < dh; ++c) dst[c] += w * src[c];
+      }
+    }
+    i0 = i1;
+  }
+  return true;
 }
 
 }  // namespace kvz

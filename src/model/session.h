@@ -78,6 +78,7 @@ class Session {
  private:
   void forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits);
   void attention(int il, int64_t n, const std::vector<int64_t>& base_len);
+  bool attention_split(int il, int64_t n, const std::vector<int64_t>& base_len);
   void ensure_scratch(int64_t n);
   void trim_windows();
 
@@ -93,6 +94,14 @@ class Session {
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;  // [n][...] f32
   std::vector<uint16_t> k16_, v16_;                          // [n][n_kv*d] f16
   std::vector<int32_t> pos_;
+  // Split-K decode attention (attention_split): work items, per-part outputs and lse.
+  struct SplitItem {
+    int ih;
+    int64_t lo, hi;
+  };
+  std::vector<SplitItem> split_items_;
+  std::vector<int64_t> split_first_;
+  std::vector<float> split_out_, split_lse_;
   RopeTable rope_;
   RopeTable rope_swa_;  // sliding-window layers (own base), built only when the model has them
 };

@@ -12,7 +12,7 @@ using namespace kvz;
 
 namespace kvz {
 void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const uint16_t*, const uint16_t*, int,
-                     float, float*, int64_t);
+                     float, float*, int64_t, float*);
 }
 
 namespace {
@@ -66,10 +66,10 @@ TEST(Attention, MatchesNaiveSoftmaxOnTailShapes) {
     for (int path = 0; path < 2; ++path) {
       std::vector<float> out(q.size(), -1.0f);
       if (path == 0)
-        attend_head(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), c.d, scale, out.data(), c.d);
+        attend_head(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), c.d, scale, out.data(), c.d, nullptr);
       else
         attend_head_ref(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), c.d, scale, out.data(),
-                        c.d);
+                        c.d, nullptr);
       // f32 accumulation over up to 4K keys with a 2e-7 exp: 1e-5 absolute on O(1) outputs.
       for (size_t i = 0; i < out.size(); ++i)
         ASSERT_NEAR(out[i], want[i], 1e-5) << "d=" << c.d << " len=" << c.len << " rows=" << c.rows << " i=" << i
@@ -89,6 +89,47 @@ TEST(Attention, EmptyLimitGivesZeros) {
   std::fill(out.begin(), out.end(), 5.0f);
   attend_head(q.data(), 64, 1, &start, &limit, k.data(), v.data(), 64, 0.125f, out.data(), 64);
   for (float x : out) EXPECT_EQ(x, 0.0f);
+}
+
+// Split-K: attention over [0, len) equals the lse-weighted merge of the results over
+// disjoint key ranges (how decode spreads one head over several threads). The ranges cut
+// through tiles, and one range is empty for some rows (their lse is -inf, weight 0).
+TEST(Attention, KeyRangePartsMergeByLogSumExp) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int d = 64, rows = 3;
+  const int64_t len = 1000;
+  std::vector<float> q(rows * d);
+  std::vector<uint16_t> k(len * d), v(len * d);
+  for (auto& x : q) x = nd(rng);
+  for (auto& x : k) x = f32_to_fp16(nd(rng));
+  for (auto& x : v) x = f32_to_fp16(nd(rng));
+  const std::vector<int64_t> limit = {len, len - 7, 300};
+  std::vector<float> whole(rows * d), lse_whole(rows);
+  attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), d, 0.125f, whole.data(), d,
+              lse_whole.data());
+  const int64_t cuts[] = {0, 77, 333, 640, len};
+  std::vector<float> merged(rows * d, 0.0f), lse_tot(rows, -INFINITY);
+  std::vector<std::vector<float>> outs, lses;
+  for (int p = 0; p + 1 < 5; ++p) {
+    std::vector<int64_t> st(rows), li(rows);
+    for (int i = 0; i < rows; ++i) st[i] = cuts[p], li[i] = std::min(limit[i], cuts[p + 1]);
+    outs.emplace_back(rows * d);
+    lses.emplace_back(rows);
+    attend_head(q.data(), d, rows, st.data(), li.data(), k.data(), v.data(), d, 0.125f, outs.back().data(), d,
+                lses.back().data());
+    for (int i = 0; i < rows; ++i)
+      if (lses.back()[i] > -INFINITY) lse_tot[i] = std::max(lse_tot[i], lses.back()[i]) + std::log1p(std::exp(-std::fabs(lse_tot[i] - lses.back()[i])));
+  }
+  EXPECT_EQ(lses[3][2], -INFINITY);  // row 2 ends at 300: nothing in [640, len)
+  for (int i = 0; i < rows; ++i) {
+    EXPECT_NEAR(lse_tot[i], lse_whole[i], 1e-4) << i;
+    for (size_t p = 0; p < outs.size(); ++p) {
+      const float w = std::exp(lses[p][i] - lse_whole[i]);
+      for (int c = 0; c < d; ++c) merged[i * d + c] += w * outs[p][i * d + c];
+    }
+    for (int c = 0; c < d; ++c) EXPECT_NEAR(merged[i * d + c], whole[i * d + c], 1e-5) << i << " " << c;
+  }
 }
 
 // Sliding window: every row has its own [start, limit), as in a prefill batch of a local
@@ -123,7 +164,7 @@ TEST(Attention, SlidingWindowRowsMatchNaive) {
                     c.d);
       else
         attend_head_ref(q.data(), c.d, c.rows, start.data(), limit.data(), k.data(), v.data(), c.d, scale,
-                        out.data(), c.d);
+                        out.data(), c.d, nullptr);
       for (size_t i = 0; i < out.size(); ++i)
         ASSERT_NEAR(out[i], want[i], 1e-5) << "d=" << c.d << " len=" << c.len << " window=" << c.window
                                            << " i=" << i << " path=" << path;

@@ -21,8 +21,9 @@ inline void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n) {
 
 namespace kvz {
 void attend_head_avx2(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
-                      const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride) {
-  attn_avx2::attend_head_impl(q, q_stride, n_rows, start, limit, k, v, d, scale, out, out_stride);
+                      const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride,
+                      float* lse) {
+  attn_avx2::attend_head_impl(q, q_stride, n_rows, start, limit, k, v, d, scale, out, out_stride, lse);
 }
 void f16_to_f32_row_avx2(const uint16_t* src, float* dst, int64_t n) { attn_avx2::cvt_f16_f32(src, dst, n); }
 void f32_to_f16_row_avx2(const float* src, uint16_t* dst, int64_t n) {
