@@ -15,7 +15,8 @@ namespace kvz {
 namespace {
 
 constexpr char kMagic[8] = {'K', 'V', 'Z', 'C', 'T', 'X', '1', '\0'};
-constexpr uint32_t kVersion = 1;
+// 1: f16 rows only; 2: a u8 KvType after the cache shape. Version-1 files still load.
+constexpr uint32_t kVersion = 2;
 constexpr size_t kHeaderBytes = 8 + 4 + 8 + 8 + 8 + 8;
 
 class Writer {
@@ -100,14 +101,15 @@ void save_context(const std::string& path, const Model& m, const StoredContext& 
   w.put<int32_t>(cache.n_layer());
   w.put<int32_t>(cache.n_head_kv());
   w.put<int32_t>(cache.d_head());
-  const size_t d = static_cast<size_t>(cache.d_head());
+  w.put<uint8_t>(static_cast<uint8_t>(cache.type()));
+  const size_t rb = cache.row_bytes();
   for (int il = 0; il < cache.n_layer(); ++il)
     for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
       const HeadSegment& s = cache.seg(il, ih);
       w.put<int64_t>(s.len);
       w.raw(s.pos.get(), s.len * sizeof(int32_t));
-      w.raw(s.k.get(), s.len * d * sizeof(uint16_t));
-      w.raw(s.v.get(), s.len * d * sizeof(uint16_t));
+      w.raw(s.k.get(), s.len * rb);
+      w.raw(s.v.get(), s.len * rb);
     }
   std::vector<uint8_t> z(ZSTD_compressBound(w.buf.size()));
   const size_t zn = ZSTD_compress(z.data(), z.size(), w.buf.data(), w.buf.size(), zstd_level);
@@ -149,7 +151,7 @@ KvCache load_context(const std::string& path, const Model& m, StoredContext& met
   std::memcpy(&n_raw, hdr + 20, 8);
   std::memcpy(&n_z, hdr + 28, 8);
   std::memcpy(&sum, hdr + 36, 8);
-  if (version != kVersion) fail("{}: context file version {} is not supported (this build reads {})", path, version, kVersion);
+  if (version != kVersion && version != 1) fail("{}: context file version {} is not supported (this build reads {})", path, version, kVersion);
   if (fp != model_fingerprint(m))
     fail("{}: this context was saved with a different model (fingerprint {:016x}, loaded model {:016x})", path, fp,
          model_fingerprint(m));
@@ -182,32 +184,37 @@ KvCache load_context(const std::string& path, const Model& m, StoredContext& met
   const int L = r.get<int32_t>(), H = r.get<int32_t>(), D = r.get<int32_t>();
   if (L != hp.n_layer || H != hp.n_head_kv || D != hp.d_head)
     fail("{}: cache shape {}x{}x{} does not match the model's {}x{}x{}", path, L, H, D, hp.n_layer, hp.n_head_kv, hp.d_head);
+  const uint8_t type_id = version >= 2 ? r.get<uint8_t>() : 0;
+  if (type_id > static_cast<uint8_t>(KvType::Q8_0)) fail("{}: unknown KV cache type {} (corrupt file)", path, type_id);
+  const KvType kv_type = static_cast<KvType>(type_id);
+  if (kv_type == KvType::Q8_0 && D % 32 != 0) fail("{}: q8_0 rows with head size {} (corrupt file)", path, D);
+  const size_t rb = kv_row_bytes(kv_type, D);
   if (out.n_sys < 0 || out.n_sys != static_cast<int64_t>(out.sys_ids.size()) || out.n_pos < out.n_sys ||
       out.n_pos > static_cast<int64_t>(max_rows))
     fail("{}: inconsistent context header (corrupt file)", path);
-  KvCache cache(L, H, D);
+  KvCache cache(L, H, D, kv_type);
   std::vector<int32_t> pos;
-  std::vector<uint16_t> k, v;
+  std::vector<uint8_t> k, v;
   for (int il = 0; il < L; ++il)
     for (int ih = 0; ih < H; ++ih) {
       const int64_t len = r.get<int64_t>();
-      if (len < 0 || len > out.n_pos || static_cast<uint64_t>(len) * (4 + 4ull * D) > r.remaining()) fail("{}: head ({}, {}) has {} rows for {} positions (corrupt file)", path, il, ih, len, out.n_pos);
+      if (len < 0 || len > out.n_pos || static_cast<uint64_t>(len) * (4 + 2 * rb) > r.remaining()) fail("{}: head ({}, {}) has {} rows for {} positions (corrupt file)", path, il, ih, len, out.n_pos);
       pos.resize(len);
-      k.resize(len * D);
-      v.resize(len * D);
+      k.resize(len * rb);
+      v.resize(len * rb);
       r.raw(pos.data(), len * 4);
-      r.raw(k.data(), len * D * 2);
-      r.raw(v.data(), len * D * 2);
+      r.raw(k.data(), len * rb);
+      r.raw(v.data(), len * rb);
       for (int64_t i = 0; i < len; ++i)
         if (pos[i] < 0 || pos[i] >= out.n_pos || (i > 0 && pos[i] <= pos[i - 1]))
           fail("{}: head ({}, {}) positions are not increasing within [0, {}) (corrupt file)", path, il, ih, out.n_pos);
       HeadSegment& dst = cache.seg(il, ih);
       const int64_t cap = std::max<int64_t>(len + 64, 1);
-      dst.k.reset(new uint16_t[cap * D]);
-      dst.v.reset(new uint16_t[cap * D]);
+      dst.k.reset(new uint8_t[cap * rb]);
+      dst.v.reset(new uint8_t[cap * rb]);
       dst.pos.reset(new int32_t[cap]);
-      std::memcpy(dst.k.get(), k.data(), len * D * 2);
-      std::memcpy(dst.v.get(), v.data(), len * D * 2);
+      std::memcpy(dst.k.get(), k.data(), len * rb);
+      std::memcpy(dst.v.get(), v.data(), len * rb);
       std::memcpy(dst.pos.get(), pos.data(), len * 4);
       dst.len = len;
       dst.cap = cap;

@@ -1,30 +1,39 @@
 // Entry points of the attention kernels: validate, then call the ISA variant chosen once
 // from the CPU's features.
 #include "kernels/attention.h"
-#include "kernels/kvzip_score.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 
 #include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/kvzip_score.h"
 
 namespace kvz {
 
-void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const uint16_t*, const uint16_t*,
-                     int, float, float*, int64_t, float*);
-void attend_head_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const uint16_t*, const uint16_t*,
+void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType, int,
+                     float, float*, int64_t, float*);
+void attend_head_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType,
                       int, float, float*, int64_t, float*);
-void kvzip_score_head_ref(const float*, int64_t, int, const int64_t*, const uint16_t*, int64_t, const uint16_t*, int64_t,
-                          const uint16_t*, int, float, float*);
-void kvzip_score_head_avx2(const float*, int64_t, int, const int64_t*, const uint16_t*, int64_t, const uint16_t*,
-                           int64_t, const uint16_t*, int, float, float*);
+void kvzip_score_head_ref(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
+                          const void*, KvType, int, float, float*);
+void kvzip_score_head_avx2(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
+                           const void*, KvType, int, float, float*);
 void f16_to_f32_row_ref(const uint16_t*, float*, int64_t);
 void f16_to_f32_row_avx2(const uint16_t*, float*, int64_t);
 void f32_to_f16_row_ref(const float*, uint16_t*, int64_t);
 void f32_to_f16_row_avx2(const float*, uint16_t*, int64_t);
+void q8_0_to_f32_ref(const uint8_t*, float*, int64_t);
+void q8_0_to_f32_avx2(const uint8_t*, float*, int64_t);
 
 namespace {
+
 struct AttnTable {
   decltype(&attend_head_ref) attend;
   decltype(&f16_to_f32_row_ref) to_f32;
   decltype(&f32_to_f16_row_ref) to_f16;
+  decltype(&q8_0_to_f32_ref) q8_to_f32;
   decltype(&kvzip_score_head_ref) score;
 };
 
@@ -32,9 +41,9 @@ AttnTable pick() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    return {attend_head_avx2, f16_to_f32_row_avx2, f32_to_f16_row_avx2, kvzip_score_head_avx2};
+    return {attend_head_avx2, f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2, kvzip_score_head_avx2};
 #endif
-  return {attend_head_ref, f16_to_f32_row_ref, f32_to_f16_row_ref, kvzip_score_head_ref};
+  return {attend_head_ref, f16_to_f32_row_ref, f32_to_f16_row_ref, q8_0_to_f32_ref, kvzip_score_head_ref};
 }
 
 // Chosen once; read-only afterwards (CPU features do not change under us).
@@ -42,22 +51,69 @@ const AttnTable& table() {
   static const AttnTable t = pick();
   return t;
 }
+
+constexpr int kQ8Block = 32;
+constexpr size_t kQ8BlockBytes = 2 + kQ8Block;
+
+// One row to Q8_0 blocks: d = max|x| / 127, q = round(x / d) (GGUF's Q8_0 rule).
+void quantize_row_q8_0(const float* x, uint8_t* dst, int d) {
+  for (int b = 0; b < d / kQ8Block; ++b, x += kQ8Block, dst += kQ8BlockBytes) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQ8Block; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float scale = amax / 127.0f;
+    const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    const uint16_t h = f32_to_fp16(scale);
+    std::memcpy(dst, &h, 2);
+    for (int j = 0; j < kQ8Block; ++j) dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lrintf(x[j] * inv)));
+  }
+}
+
 }  // namespace
 
+size_t kv_row_bytes(KvType t, int d) {
+  return t == KvType::F16 ? static_cast<size_t>(d) * 2 : static_cast<size_t>(d / kQ8Block) * kQ8BlockBytes;
+}
+
+const char* kv_type_name(KvType t) { return t == KvType::F16 ? "f16" : "q8_0"; }
+
+KvType parse_kv_type(const std::string& s) {
+  if (s == "f16") return KvType::F16;
+  if (s == "q8_0" || s == "q8") return KvType::Q8_0;
+  fail("unknown KV cache type '{}' (choices: f16, q8_0)", s);
+}
+
+void kv_rows_to_f32(KvType t, const void* src, float* dst, int64_t n_rows, int d) {
+  if (t == KvType::F16)
+    table().to_f32(static_cast<const uint16_t*>(src), dst, n_rows * d);
+  else
+    table().q8_to_f32(static_cast<const uint8_t*>(src), dst, n_rows * (d / kQ8Block));
+}
+
+void f32_to_kv_rows(KvType t, const float* src, void* dst, int64_t n_rows, int d) {
+  if (t == KvType::F16) {
+    table().to_f16(src, static_cast<uint16_t*>(dst), n_rows * d);
+    return;
+  }
+  KVZ_ASSERT(d % kQ8Block == 0, "q8_0 KV rows need d a multiple of {}, got {}", kQ8Block, d);
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t r = 0; r < n_rows; ++r) quantize_row_q8_0(src + r * d, out + r * kv_row_bytes(t, d), d);
+}
+
 void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
-                 const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride,
+                 const void* k, const void* v, KvType kt, int d, float scale, float* out, int64_t out_stride,
                  float* lse) {
   KVZ_ASSERT(d % 8 == 0 && d <= 256, "attention head size {} unsupported (multiple of 8, <= 256)", d);
+  KVZ_ASSERT(kt == KvType::F16 || d % kQ8Block == 0, "q8_0 KV needs a head size multiple of 32, got {}", d);
   KVZ_ASSERT(n_rows >= 0 && n_rows <= kAttnMaxRows, "attention block of {} rows", n_rows);
-  table().attend(q, q_stride, n_rows, start, limit, k, v, d, scale, out, out_stride, lse);
+  table().attend(q, q_stride, n_rows, start, limit, k, v, kt, d, scale, out, out_stride, lse);
 }
 
 void kvzip_score_head(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit, const ScoreKeys& keys,
                       int d, float scale, float* colmax) {
   KVZ_ASSERT(d % 8 == 0 && d <= 256, "score head size {} unsupported", d);
   KVZ_ASSERT(n_rows >= 0 && n_rows <= kAttnMaxRows, "score block of {} rows", n_rows);
-  table().score(q, q_stride, n_rows, r_limit, keys.sys, keys.n_sys, keys.chunk, keys.n_chunk, keys.rep, d, scale,
-                colmax);
+  table().score(q, q_stride, n_rows, r_limit, keys.sys, keys.n_sys, keys.chunk, keys.n_chunk, keys.rep, keys.type, d,
+                scale, colmax);
 }
 
 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) { table().to_f32(src, dst, n); }

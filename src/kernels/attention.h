@@ -3,12 +3,28 @@
 // prefill several tokens), which is where a compressed cache saves time.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace kvz {
 
+// Storage type of the KV cache rows (one row = one token's key or value for one KV head,
+// d values): F16 (the default, as llama.cpp's), or Q8_0 blocks in GGUF's layout (an f16
+// scale and 32 int8 per 32 values: 34 bytes per 32 values, 53% of f16) for d a multiple
+// of 32. Kernels convert K/V tiles to f32 either way; Q8_0 halves the bytes a long-context
+// decode streams, at the cost of ~0.4% relative rounding per value.
+enum class KvType : uint8_t { F16 = 0, Q8_0 = 1 };
+size_t kv_row_bytes(KvType t, int d);
+const char* kv_type_name(KvType t);
+// "f16" / "q8_0"; anything else is a kvz::Error listing the choices.
+KvType parse_kv_type(const std::string& s);
+// n_rows rows of d values between f32 and the storage type (dst/src: n_rows * kv_row_bytes).
+void kv_rows_to_f32(KvType t, const void* src, float* dst, int64_t n_rows, int d);
+void f32_to_kv_rows(KvType t, const float* src, void* dst, int64_t n_rows, int d);
+
 // q:     [n_rows][d] f32, row stride q_stride (floats)
-// k, v:  [len][d] f16 rows of the head's segment (post-RoPE keys)
+// k, v:  [len] rows of the head's segment (post-RoPE keys), each kv_row_bytes(kt, d) bytes
 // start: [n_rows] or nullptr (= all 0); limit: [n_rows]. Row i attends to keys
 //        [start[i], limit[i]): limit gives causality by row index, start a sliding window
 //        (each row of a prefill batch has its own window start).
@@ -21,7 +37,7 @@ namespace kvz {
 // A row with an empty range (limit <= start) gets zeros.
 constexpr int kAttnMaxRows = 64;
 void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
-                 const uint16_t* k, const uint16_t* v, int d, float scale, float* out, int64_t out_stride,
+                 const void* k, const void* v, KvType kt, int d, float scale, float* out, int64_t out_stride,
                  float* lse = nullptr);
 
 // Converts n f16 values to f32 / f32 to f16 (vectorised where the CPU allows).

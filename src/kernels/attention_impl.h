@@ -4,12 +4,15 @@
 // Flash-style: keys in tiles of tile_rows(d) rows converted to f32 once and shared by every
 // query row; a running max / sum per row (online softmax), memory O(rows * d).
 // Not a standalone header: the includer defines KVZ_ATTN_NS and, inside that namespace
-// before including, `void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n)`.
+// before including, `void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n)` and
+// `void cvt_q8_0_f32(const uint8_t* src, float* dst, int64_t n_blocks)` (GGUF Q8_0 blocks).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+
+#include "kernels/attention.h"
 
 namespace kvz::KVZ_ATTN_NS {
 
@@ -120,6 +123,14 @@ inline void accumulate_pv_all(float* acc, float corr, const float* p, int n, con
   for (; c + 8 <= d; c += 8) accumulate_pv<1>(acc + c, corr, p, n, v + c, d);
 }
 
+// n_rows K/V rows of d values in storage type t -> f32.
+inline void cvt_rows(KvType t, const void* src, float* dst, int64_t n_rows, int d) {
+  if (t == KvType::F16)
+    cvt_f16_f32(static_cast<const uint16_t*>(src), dst, n_rows * d);
+  else
+    cvt_q8_0_f32(static_cast<const uint8_t*>(src), dst, n_rows * (d / 32));
+}
+
 struct Scratch {
   alignas(32) float kt[kTile * kMaxD];
   alignas(32) float vt[kTile * kMaxD];
@@ -130,8 +141,11 @@ struct Scratch {
 };
 
 inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* start,
-                             const int64_t* limit, const uint16_t* k, const uint16_t* v, int d, float scale,
-                             float* out, int64_t out_stride, float* lse) {
+                             const int64_t* limit, const void* k, const void* v, KvType kvt, int d,
+                             float scale, float* out, int64_t out_stride, float* lse) {
+  const size_t rb = kv_row_bytes(kvt, d);
+  const auto* kb = static_cast<const uint8_t*>(k);
+  const auto* vb = static_cast<const uint8_t*>(v);
   thread_local Scratch sc;
   const int nv = d / 8;
   int64_t max_limit = 0;
@@ -147,8 +161,8 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
   const int tile = tile_rows(d);
   for (int64_t r0 = std::max<int64_t>(min_start, 0); r0 < max_limit; r0 += tile) {
     const int nt = static_cast<int>(std::min<int64_t>(tile, max_limit - r0));
-    cvt_f16_f32(k + r0 * d, sc.kt, static_cast<int64_t>(nt) * d);
-    cvt_f16_f32(v + r0 * d, sc.vt, static_cast<int64_t>(nt) * d);
+    cvt_rows(kvt, kb + r0 * rb, sc.kt, nt, d);
+    cvt_rows(kvt, vb + r0 * rb, sc.vt, nt, d);
     for (int i = 0; i < n_rows; ++i) {
       // this row's keys in the tile: [lo, lo + n)
       const int lo = start ? static_cast<int>(std::clamp<int64_t>(start[i] - r0, 0, nt)) : 0;

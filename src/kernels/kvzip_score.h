@@ -10,14 +10,17 @@
 
 #include <cstdint>
 
+#include "kernels/attention.h"
+
 namespace kvz {
 
 struct ScoreKeys {
-  const uint16_t* sys;    // [n_sys][d] f16
+  const void* sys;    // [n_sys] key rows (kv_row_bytes(type, d) bytes each)
   int64_t n_sys;
-  const uint16_t* chunk;  // [n_chunk][d] f16
+  const void* chunk;  // [n_chunk] key rows
   int64_t n_chunk;
-  const uint16_t* rep;    // [max r_limit][d] f16
+  const void* rep;    // [max r_limit] key rows
+  KvType type = KvType::F16;
 };
 
 // q: [n_rows][d] f32 (stride q_stride), n_rows <= 64; colmax: [n_chunk], updated in place.

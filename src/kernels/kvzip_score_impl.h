@@ -9,12 +9,13 @@ namespace kvz::KVZ_ATTN_NS {
 
 // logits of rows [0, n_rows) against n keys (f16, converted per tile), written to
 // out[i * out_stride + j]; rows beyond lim[i] are left untouched (callers ignore them).
-inline void logits_block(const float* q, int64_t q_stride, int n_rows, const uint16_t* k, int64_t n, int d,
+inline void logits_block(const float* q, int64_t q_stride, int n_rows, const void* k, KvType kvt, int64_t n, int d,
                          float scale, float* out, int64_t out_stride, float* kt) {
   const int nv = d / 8;
+  const size_t rb = kv_row_bytes(kvt, d);
   for (int64_t r0 = 0; r0 < n; r0 += kTile) {
     const int nt = static_cast<int>(std::min<int64_t>(kTile, n - r0));
-    cvt_f16_f32(k + r0 * d, kt, static_cast<int64_t>(nt) * d);
+    cvt_rows(kvt, static_cast<const uint8_t*>(k) + r0 * rb, kt, nt, d);
     for (int i = 0; i < n_rows; ++i) {
       const float* qi = q + i * q_stride;
       float* oi = out + i * out_stride + r0;
@@ -26,8 +27,8 @@ inline void logits_block(const float* q, int64_t q_stride, int n_rows, const uin
 }
 
 inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit,
-                             const uint16_t* sys, int64_t n_sys, const uint16_t* chunk, int64_t n_chunk,
-                             const uint16_t* rep, int d, float scale, float* colmax) {
+                             const void* sys, int64_t n_sys, const void* chunk, int64_t n_chunk,
+                             const void* rep, KvType kvt, int d, float scale, float* colmax) {
   int64_t r_max = 0;
   for (int i = 0; i < n_rows; ++i) r_max = std::max(r_max, r_limit[i]);
   const int64_t width = n_sys + n_chunk + r_max;
@@ -36,9 +37,9 @@ inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const
   buf.resize(static_cast<size_t>(n_rows) * width);
   kt.resize(static_cast<size_t>(kTile) * d);
   float* L = buf.data();
-  logits_block(q, q_stride, n_rows, sys, n_sys, d, scale, L, width, kt.data());
-  logits_block(q, q_stride, n_rows, chunk, n_chunk, d, scale, L + n_sys, width, kt.data());
-  logits_block(q, q_stride, n_rows, rep, r_max, d, scale, L + n_sys + n_chunk, width, kt.data());
+  logits_block(q, q_stride, n_rows, sys, kvt, n_sys, d, scale, L, width, kt.data());
+  logits_block(q, q_stride, n_rows, chunk, kvt, n_chunk, d, scale, L + n_sys, width, kt.data());
+  logits_block(q, q_stride, n_rows, rep, kvt, r_max, d, scale, L + n_sys + n_chunk, width, kt.data());
   for (int i = 0; i < n_rows; ++i) {
     float* li = L + static_cast<int64_t>(i) * width;
     const int64_t n = n_sys + n_chunk + r_limit[i];

@@ -7,23 +7,30 @@
 
 namespace kvz {
 
-KvCache::KvCache(int n_layer, int n_head_kv, int d_head)
-    : n_layer_(n_layer), n_head_kv_(n_head_kv), d_head_(d_head), segs_(static_cast<size_t>(n_layer) * n_head_kv) {
+KvCache::KvCache(int n_layer, int n_head_kv, int d_head, KvType type)
+    : n_layer_(n_layer),
+      n_head_kv_(n_head_kv),
+      d_head_(d_head),
+      type_(type),
+      rb_(kv_row_bytes(type, d_head)),
+      segs_(static_cast<size_t>(n_layer) * n_head_kv) {
   KVZ_ASSERT(n_layer > 0 && n_head_kv > 0 && d_head > 0, "bad cache shape {}x{}x{}", n_layer, n_head_kv, d_head);
+  if (type == KvType::Q8_0 && d_head % 32 != 0)
+    fail("a q8_0 KV cache needs a head size that is a multiple of 32 (this model's is {}); use f16", d_head);
 }
 
 KvCache KvCache::clone() const {
-  KvCache c(n_layer_, n_head_kv_, d_head_);
+  KvCache c(n_layer_, n_head_kv_, d_head_, type_);
   for (size_t i = 0; i < segs_.size(); ++i) {
     const HeadSegment& s = segs_[i];
     HeadSegment& d = c.segs_[i];
-    const size_t n = static_cast<size_t>(std::max<int64_t>(s.len, 1)) * d_head_;
-    d.k.reset(new uint16_t[n]);
-    d.v.reset(new uint16_t[n]);
+    const size_t n = static_cast<size_t>(std::max<int64_t>(s.len, 1)) * rb_;
+    d.k.reset(new uint8_t[n]);
+    d.v.reset(new uint8_t[n]);
     d.pos.reset(new int32_t[std::max<int64_t>(s.len, 1)]);
     if (s.len > 0) {
-      std::memcpy(d.k.get(), s.k.get(), s.len * d_head_ * sizeof(uint16_t));
-      std::memcpy(d.v.get(), s.v.get(), s.len * d_head_ * sizeof(uint16_t));
+      std::memcpy(d.k.get(), s.k.get(), s.len * rb_);
+      std::memcpy(d.v.get(), s.v.get(), s.len * rb_);
       std::memcpy(d.pos.get(), s.pos.get(), s.len * sizeof(int32_t));
     }
     d.len = s.len;
@@ -33,14 +40,14 @@ KvCache KvCache::clone() const {
 }
 
 void KvCache::grow(HeadSegment& s, int64_t new_cap) {
-  const size_t d = static_cast<size_t>(d_head_);
-  std::unique_ptr<uint16_t[]> k(new uint16_t[new_cap * d]);
-  std::unique_ptr<uint16_t[]> v(new uint16_t[new_cap * d]);
+  const size_t d = rb_;
+  std::unique_ptr<uint8_t[]> k(new uint8_t[new_cap * d]);
+  std::unique_ptr<uint8_t[]> v(new uint8_t[new_cap * d]);
   std::unique_ptr<int32_t[]> p(new int32_t[new_cap]);
   const int64_t keep = std::min(s.len, new_cap);
   if (keep > 0) {
-    std::memcpy(k.get(), s.k.get(), keep * d * sizeof(uint16_t));
-    std::memcpy(v.get(), s.v.get(), keep * d * sizeof(uint16_t));
+    std::memcpy(k.get(), s.k.get(), keep * d);
+    std::memcpy(v.get(), s.v.get(), keep * d);
     std::memcpy(p.get(), s.pos.get(), keep * sizeof(int32_t));
   }
   s.k = std::move(k);
@@ -57,12 +64,12 @@ void KvCache::reserve_extra(int64_t extra) {
   }
 }
 
-void KvCache::append(int il, int ih, const uint16_t* k_row, const uint16_t* v_row, int32_t pos) {
+void KvCache::append(int il, int ih, const void* k_row, const void* v_row, int32_t pos) {
   HeadSegment& s = seg(il, ih);
   KVZ_ASSERT(s.len < s.cap, "append past reserved capacity (layer {}, head {}, cap {})", il, ih, s.cap);
-  const size_t d = static_cast<size_t>(d_head_);
-  std::memcpy(s.k.get() + s.len * d, k_row, d * sizeof(uint16_t));
-  std::memcpy(s.v.get() + s.len * d, v_row, d * sizeof(uint16_t));
+  const size_t d = rb_;
+  std::memcpy(s.k.get() + s.len * d, k_row, d);
+  std::memcpy(s.v.get() + s.len * d, v_row, d);
   s.pos[s.len] = pos;
   ++s.len;
 }
@@ -83,10 +90,10 @@ void KvCache::drop_front(int il, int ih, int64_t n) {
   HeadSegment& s = seg(il, ih);
   KVZ_ASSERT(n >= 0 && n <= s.len, "drop_front of {} rows from a head of {} (layer {}, head {})", n, s.len, il, ih);
   if (n == 0) return;
-  const size_t d = static_cast<size_t>(d_head_);
+  const size_t d = rb_;
   const int64_t rest = s.len - n;
-  std::memmove(s.k.get(), s.k.get() + n * d, rest * d * sizeof(uint16_t));
-  std::memmove(s.v.get(), s.v.get() + n * d, rest * d * sizeof(uint16_t));
+  std::memmove(s.k.get(), s.k.get() + n * d, rest * d);
+  std::memmove(s.v.get(), s.v.get() + n * d, rest * d);
   std::memmove(s.pos.get(), s.pos.get() + n, rest * sizeof(int32_t));
   s.len = rest;
 }
@@ -95,12 +102,12 @@ namespace {
 HeadSegment copy_segment(const HeadSegment& s, int64_t cap, size_t d) {
   HeadSegment c;
   c.cap = std::max<int64_t>(cap, 1);
-  c.k.reset(new uint16_t[c.cap * d]);
-  c.v.reset(new uint16_t[c.cap * d]);
+  c.k.reset(new uint8_t[c.cap * d]);
+  c.v.reset(new uint8_t[c.cap * d]);
   c.pos.reset(new int32_t[c.cap]);
   if (s.len > 0) {
-    std::memcpy(c.k.get(), s.k.get(), s.len * d * sizeof(uint16_t));
-    std::memcpy(c.v.get(), s.v.get(), s.len * d * sizeof(uint16_t));
+    std::memcpy(c.k.get(), s.k.get(), s.len * d);
+    std::memcpy(c.v.get(), s.v.get(), s.len * d);
     std::memcpy(c.pos.get(), s.pos.get(), s.len * sizeof(int32_t));
   }
   c.len = s.len;
@@ -116,7 +123,7 @@ KvCache::Snapshot KvCache::snapshot(const std::vector<uint8_t>& copy_layers) con
     for (int ih = 0; ih < n_head_kv_; ++ih) {
       const size_t i = static_cast<size_t>(il) * n_head_kv_ + ih;
       snap.copied.push_back(i);
-      snap.rows.push_back(copy_segment(segs_[i], segs_[i].len, d_head_));
+      snap.rows.push_back(copy_segment(segs_[i], segs_[i].len, rb_));
     }
   }
   return snap;
@@ -128,11 +135,11 @@ void KvCache::restore(const Snapshot& snap) {
     HeadSegment& s = segs_[snap.copied[j]];
     const HeadSegment& c = snap.rows[j];
     // Back in place when the rows still fit (no allocation in steady state).
-    if (s.cap < c.len) s = copy_segment(c, c.len + 64, d_head_);
-    const size_t d = static_cast<size_t>(d_head_);
+    if (s.cap < c.len) s = copy_segment(c, c.len + 64, rb_);
+    const size_t d = rb_;
     if (c.len > 0) {
-      std::memcpy(s.k.get(), c.k.get(), c.len * d * sizeof(uint16_t));
-      std::memcpy(s.v.get(), c.v.get(), c.len * d * sizeof(uint16_t));
+      std::memcpy(s.k.get(), c.k.get(), c.len * d);
+      std::memcpy(s.v.get(), c.v.get(), c.len * d);
       std::memcpy(s.pos.get(), c.pos.get(), c.len * sizeof(int32_t));
     }
     s.len = c.len;
@@ -145,18 +152,18 @@ void KvCache::clear() {
 
 void KvCache::compact(int il, int ih, const uint8_t* keep, int64_t reserve) {
   HeadSegment& s = seg(il, ih);
-  const size_t d = static_cast<size_t>(d_head_);
+  const size_t d = rb_;
   int64_t n_keep = 0;
   for (int64_t r = 0; r < s.len; ++r) n_keep += keep[r] != 0;
   HeadSegment out;
   out.cap = n_keep + std::max<int64_t>(reserve, 0);
-  out.k.reset(new uint16_t[std::max<int64_t>(out.cap, 1) * d]);
-  out.v.reset(new uint16_t[std::max<int64_t>(out.cap, 1) * d]);
+  out.k.reset(new uint8_t[std::max<int64_t>(out.cap, 1) * d]);
+  out.v.reset(new uint8_t[std::max<int64_t>(out.cap, 1) * d]);
   out.pos.reset(new int32_t[std::max<int64_t>(out.cap, 1)]);
   for (int64_t r = 0; r < s.len; ++r) {
     if (!keep[r]) continue;
-    std::memcpy(out.k.get() + out.len * d, s.k.get() + r * d, d * sizeof(uint16_t));
-    std::memcpy(out.v.get() + out.len * d, s.v.get() + r * d, d * sizeof(uint16_t));
+    std::memcpy(out.k.get() + out.len * d, s.k.get() + r * d, d);
+    std::memcpy(out.v.get() + out.len * d, s.v.get() + r * d, d);
     out.pos[out.len] = s.pos[r];
     ++out.len;
   }
@@ -166,13 +173,25 @@ void KvCache::compact(int il, int ih, const uint8_t* keep, int64_t reserve) {
 size_t KvCache::bytes_used() const {
   size_t rows = 0;
   for (const auto& s : segs_) rows += static_cast<size_t>(s.len);
-  return rows * 2 * d_head_ * sizeof(uint16_t);
+  return rows * 2 * rb_;
 }
 
 size_t KvCache::bytes_allocated() const {
   size_t b = 0;
-  for (const auto& s : segs_) b += static_cast<size_t>(s.cap) * (2 * d_head_ * sizeof(uint16_t) + sizeof(int32_t));
+  for (const auto& s : segs_) b += static_cast<size_t>(s.cap) * (2 * rb_ + sizeof(int32_t));
   return b;
+}
+
+void KvCache::keys_f32(int il, int ih, int64_t r0, int64_t n, float* dst) const {
+  const HeadSegment& s = seg(il, ih);
+  KVZ_ASSERT(r0 >= 0 && n >= 0 && r0 + n <= s.len, "keys_f32: rows [{}, {}) of {}", r0, r0 + n, s.len);
+  kv_rows_to_f32(type_, s.k.get() + r0 * rb_, dst, n, d_head_);
+}
+
+void KvCache::values_f32(int il, int ih, int64_t r0, int64_t n, float* dst) const {
+  const HeadSegment& s = seg(il, ih);
+  KVZ_ASSERT(r0 >= 0 && n >= 0 && r0 + n <= s.len, "values_f32: rows [{}, {}) of {}", r0, r0 + n, s.len);
+  kv_rows_to_f32(type_, s.v.get() + r0 * rb_, dst, n, d_head_);
 }
 
 int64_t KvCache::total_rows() const {

@@ -13,13 +13,15 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/attention.h"
+
 namespace kvz {
 
-// One (layer, KV head) segment. Storage is f16 for K and V (what llama.cpp uses by
-// default, so logits stay comparable), f32 compute.
+// One (layer, KV head) segment. Rows are stored in the cache's KvType: f16 by default (what
+// llama.cpp uses, so logits stay comparable) or Q8_0 (--kv-type q8_0); compute is f32.
 struct HeadSegment {
-  std::unique_ptr<uint16_t[]> k;    // [cap][d_head] f16, post-RoPE
-  std::unique_ptr<uint16_t[]> v;    // [cap][d_head] f16
+  std::unique_ptr<uint8_t[]> k;     // [cap] rows of KvCache::row_bytes(), post-RoPE keys
+  std::unique_ptr<uint8_t[]> v;     // [cap] value rows
   std::unique_ptr<int32_t[]> pos;   // [cap] absolute RoPE position of each row
   int64_t len = 0;
   int64_t cap = 0;
@@ -27,7 +29,7 @@ struct HeadSegment {
 
 class KvCache {
  public:
-  KvCache(int n_layer, int n_head_kv, int d_head);
+  KvCache(int n_layer, int n_head_kv, int d_head, KvType type = KvType::F16);
   KvCache(KvCache&&) = default;
   KvCache& operator=(KvCache&&) = default;
 
@@ -37,6 +39,8 @@ class KvCache {
   int n_layer() const { return n_layer_; }
   int n_head_kv() const { return n_head_kv_; }
   int d_head() const { return d_head_; }
+  KvType type() const { return type_; }
+  size_t row_bytes() const { return rb_; }
 
   HeadSegment& seg(int il, int ih) { return segs_[static_cast<size_t>(il) * n_head_kv_ + ih]; }
   const HeadSegment& seg(int il, int ih) const { return segs_[static_cast<size_t>(il) * n_head_kv_ + ih]; }
@@ -45,8 +49,11 @@ class KvCache {
   // copies one head's rows (geometric, at most log(n) times); never done inside a batch.
   void reserve_extra(int64_t extra);
 
-  // Appends one row to head (il, ih); capacity must have been reserved.
-  void append(int il, int ih, const uint16_t* k_row, const uint16_t* v_row, int32_t pos);
+  // Appends one row to head (il, ih) (rows in the cache's type); capacity must have been reserved.
+  void append(int il, int ih, const void* k_row, const void* v_row, int32_t pos);
+  // Rows [r0, r0 + n) of head (il, ih) as f32: dst [n][d_head].
+  void keys_f32(int il, int ih, int64_t r0, int64_t n, float* dst) const;
+  void values_f32(int il, int ih, int64_t r0, int64_t n, float* dst) const;
 
   // Per-head lengths, layer-major: [n_layer * n_head_kv].
   std::vector<int64_t> lengths() const;
@@ -83,6 +90,8 @@ class KvCache {
   void grow(HeadSegment& s, int64_t new_cap);
 
   int n_layer_, n_head_kv_, d_head_;
+  KvType type_;
+  size_t rb_;  // bytes per K (or V) row
   std::vector<HeadSegment> segs_;
 };
 

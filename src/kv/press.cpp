@@ -77,7 +77,7 @@ void AttentionSumObserver::on_rows(int il, const float* q, int64_t row0, int64_t
   const int64_t len = cache.seg(il, 0).len;
   KVZ_ASSERT(len == row0 + n && len <= n_seq_, "observer: head has {} rows, expected {} <= {}", len, row0 + n, n_seq_);
   keys_.resize(static_cast<size_t>(H) * len * d);
-  for (int ih = 0; ih < H; ++ih) f16_to_f32_row(cache.seg(il, ih).k.get(), keys_.data() + static_cast<size_t>(ih) * len * d, len * d);
+  for (int ih = 0; ih < H; ++ih) cache.keys_f32(il, ih, 0, len, keys_.data() + static_cast<size_t>(ih) * len * d);
   const int64_t tb = std::max<int64_t>(1, kAttnMaxRows / G);
   const int64_t n_items = (n + tb - 1) / tb * H;
   const int nth = pool.size();

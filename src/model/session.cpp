@@ -11,10 +11,10 @@
 
 namespace kvz {
 
-Session::Session(const Model& model, ThreadPool& pool, int64_t n_ctx_max)
+Session::Session(const Model& model, ThreadPool& pool, int64_t n_ctx_max, KvType kv_type)
     : model_(model),
       pool_(pool),
-      cache_(model.hp().n_layer, model.hp().n_head_kv, model.hp().d_head),
+      cache_(model.hp().n_layer, model.hp().n_head_kv, model.hp().d_head, kv_type),
       n_ctx_max_(n_ctx_max > 0 ? n_ctx_max : model.hp().n_ctx_train) {}
 
 void Session::reset() {
@@ -62,6 +62,12 @@ void Session::shrink_windows() {
 }
 
 void Session::ensure_scratch(int64_t n) {
+  // The cache can be replaced by one of another row type (a loaded context): size its rows here.
+  const size_t kv_rows = static_cast<size_t>(n) * model_.hp().n_head_kv * cache_.row_bytes();
+  if (kq_.size() < kv_rows) {
+    kq_.resize(kv_rows);
+    vq_.resize(kv_rows);
+  }
   if (n <= scratch_n_) return;
   const HParams& hp = model_.hp();
   const size_t dq = static_cast<size_t>(hp.n_head) * hp.d_head, dkv = static_cast<size_t>(hp.n_head_kv) * hp.d_head;
@@ -73,8 +79,6 @@ void Session::ensure_scratch(int64_t n) {
   attn_.resize(n * dq);
   gate_.resize(n * hp.n_ff);
   up_.resize(n * hp.n_ff);
-  k16_.resize(n * dkv);
-  v16_.resize(n * dkv);
   pos_.resize(n);
   scratch_n_ = n;
 }
@@ -156,12 +160,16 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
       rope_apply(qt, hp.n_head, static_cast<int>(dh), hp.rope_style, c, s);
       rope_apply(kt, hp.n_head_kv, static_cast<int>(dh), hp.rope_style, c, s);
     }
-    f32_to_f16_row(k_.data(), k16_.data(), n * dkv);
-    f32_to_f16_row(v_.data(), v16_.data(), n * dkv);
+    // K/V rows to the cache's storage type: [n][n_head_kv] rows of rb bytes.
+    const size_t rb = cache_.row_bytes();
+    f32_to_kv_rows(cache_.type(), k_.data(), kq_.data(), n * hp.n_head_kv, static_cast<int>(dh));
+    f32_to_kv_rows(cache_.type(), v_.data(), vq_.data(), n * hp.n_head_kv, static_cast<int>(dh));
     for (int ih = 0; ih < hp.n_head_kv; ++ih) {
       base_len[ih] = cache_.seg(il, ih).len;
-      for (int64_t t = 0; t < n; ++t)
-        cache_.append(il, ih, k16_.data() + t * dkv + ih * dh, v16_.data() + t * dkv + ih * dh, pos_[t]);
+      for (int64_t t = 0; t < n; ++t) {
+        const size_t row = (static_cast<size_t>(t) * hp.n_head_kv + ih) * rb;
+        cache_.append(il, ih, kq_.data() + row, vq_.data() + row, pos_[t]);
+      }
     }
     if (observer_) observer_->on_layer(il, q_.data(), n, cache_, pool_);
     attention(il, n, base_len);
@@ -236,7 +244,7 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
         }
       }
       attend_head(qbuf.data(), dh, rows, local ? start.data() : nullptr, limit.data(), s.k.get(), s.v.get(),
-                  static_cast<int>(dh), scale, obuf.data(), dh);
+                  cache_.type(), static_cast<int>(dh), scale, obuf.data(), dh);
       rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t)
         for (int g = 0; g < G; ++g, ++rows)
@@ -301,7 +309,8 @@ bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& bas
           start[r] = std::max(split_first_[it.ih * n + t], it.lo);
           limit[r] = std::min(base_len[it.ih] + t + 1, it.hi);
         }
-      attend_head(qbuf.data(), dh, rows, start.data(), limit.data(), s.k.get(), s.v.get(), static_cast<int>(dh), scale,
+      attend_head(qbuf.data(), dh, rows, start.data(), limit.data(), s.k.get(), s.v.get(), cache_.type(),
+                  static_cast<int>(dh), scale,
                   split_out_.data() + item * rows * dh, dh, split_lse_.data() + item * rows);
     }
   });

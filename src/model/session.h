@@ -34,7 +34,8 @@ class LayerObserver {
 class Session {
  public:
   // pool is shared and must outlive the session; n_ctx_max bounds positions (0: model's).
-  Session(const Model& model, ThreadPool& pool, int64_t n_ctx_max = 0);
+  // kv_type: storage of the cache rows (f16 default; q8_0 halves KV memory and traffic).
+  Session(const Model& model, ThreadPool& pool, int64_t n_ctx_max = 0, KvType kv_type = KvType::F16);
 
   const Model& model() const { return model_; }
   KvCache& cache() { return cache_; }
@@ -92,7 +93,7 @@ class Session {
   // Scratch, sized for the largest batch seen; no allocation in steady-state decode.
   int64_t scratch_n_ = 0;
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;  // [n][...] f32
-  std::vector<uint16_t> k16_, v16_;                          // [n][n_kv*d] f16
+  std::vector<uint8_t> kq_, vq_;                             // [n][n_kv] rows in the cache's type
   std::vector<int32_t> pos_;
   // Split-K decode attention (attention_split): work items, per-part outputs and lse.
   struct SplitItem {

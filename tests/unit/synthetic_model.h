@@ -59,9 +59,11 @@ class SyntheticModelTest : public ::testing::Test {
 };
 
 // Bit-identical rows: same length, K, V and positions (exact-restore checks).
-inline bool same_rows(const HeadSegment& a, const HeadSegment& b, int d) {
-  return a.len == b.len && std::memcmp(a.k.get(), b.k.get(), a.len * d * 2) == 0 &&
-         std::memcmp(a.v.get(), b.v.get(), a.len * d * 2) == 0 && std::memcmp(a.pos.get(), b.pos.get(), a.len * 4) == 0;
+// row_bytes: KvCache::row_bytes() of the caches compared.
+inline bool same_rows(const HeadSegment& a, const HeadSegment& b, size_t row_bytes) {
+  return a.len == b.len && std::memcmp(a.k.get(), b.k.get(), a.len * row_bytes) == 0 &&
+         std::memcmp(a.v.get(), b.v.get(), a.len * row_bytes) == 0 &&
+         std::memcmp(a.pos.get(), b.pos.get(), a.len * 4) == 0;
 }
 
 }  // namespace kvz::test

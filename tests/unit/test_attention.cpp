@@ -11,7 +11,7 @@
 using namespace kvz;
 
 namespace kvz {
-void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const uint16_t*, const uint16_t*, int,
+void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType, int,
                      float, float*, int64_t, float*);
 }
 
@@ -66,9 +66,9 @@ TEST(Attention, MatchesNaiveSoftmaxOnTailShapes) {
     for (int path = 0; path < 2; ++path) {
       std::vector<float> out(q.size(), -1.0f);
       if (path == 0)
-        attend_head(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), c.d, scale, out.data(), c.d, nullptr);
+        attend_head(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), KvType::F16, c.d, scale, out.data(), c.d, nullptr);
       else
-        attend_head_ref(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), c.d, scale, out.data(),
+        attend_head_ref(q.data(), c.d, c.rows, nullptr, limit.data(), k.data(), v.data(), KvType::F16, c.d, scale, out.data(),
                         c.d, nullptr);
       // f32 accumulation over up to 4K keys with a 2e-7 exp: 1e-5 absolute on O(1) outputs.
       for (size_t i = 0; i < out.size(); ++i)
@@ -82,12 +82,12 @@ TEST(Attention, EmptyLimitGivesZeros) {
   std::vector<float> q(64, 1.0f), out(64, 5.0f);
   std::vector<uint16_t> k(64, 0), v(64, 0);
   int64_t limit = 0;
-  attend_head(q.data(), 64, 1, nullptr, &limit, k.data(), v.data(), 64, 0.125f, out.data(), 64);
+  attend_head(q.data(), 64, 1, nullptr, &limit, k.data(), v.data(), KvType::F16, 64, 0.125f, out.data(), 64);
   for (float x : out) EXPECT_EQ(x, 0.0f);
   int64_t start = 1;
   limit = 1;
   std::fill(out.begin(), out.end(), 5.0f);
-  attend_head(q.data(), 64, 1, &start, &limit, k.data(), v.data(), 64, 0.125f, out.data(), 64);
+  attend_head(q.data(), 64, 1, &start, &limit, k.data(), v.data(), KvType::F16, 64, 0.125f, out.data(), 64);
   for (float x : out) EXPECT_EQ(x, 0.0f);
 }
 
@@ -106,7 +106,7 @@ TEST(Attention, KeyRangePartsMergeByLogSumExp) {
   for (auto& x : v) x = f32_to_fp16(nd(rng));
   const std::vector<int64_t> limit = {len, len - 7, 300};
   std::vector<float> whole(rows * d), lse_whole(rows);
-  attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), d, 0.125f, whole.data(), d,
+  attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), KvType::F16, d, 0.125f, whole.data(), d,
               lse_whole.data());
   const int64_t cuts[] = {0, 77, 333, 640, len};
   std::vector<float> merged(rows * d, 0.0f), lse_tot(rows, -INFINITY);
@@ -116,7 +116,7 @@ TEST(Attention, KeyRangePartsMergeByLogSumExp) {
     for (int i = 0; i < rows; ++i) st[i] = cuts[p], li[i] = std::min(limit[i], cuts[p + 1]);
     outs.emplace_back(rows * d);
     lses.emplace_back(rows);
-    attend_head(q.data(), d, rows, st.data(), li.data(), k.data(), v.data(), d, 0.125f, outs.back().data(), d,
+    attend_head(q.data(), d, rows, st.data(), li.data(), k.data(), v.data(), KvType::F16, d, 0.125f, outs.back().data(), d,
                 lses.back().data());
     for (int i = 0; i < rows; ++i)
       if (lses.back()[i] > -INFINITY) lse_tot[i] = std::max(lse_tot[i], lses.back()[i]) + std::log1p(std::exp(-std::fabs(lse_tot[i] - lses.back()[i])));
@@ -160,10 +160,10 @@ TEST(Attention, SlidingWindowRowsMatchNaive) {
     for (int path = 0; path < 2; ++path) {
       std::vector<float> out(q.size(), -1.0f);
       if (path == 0)
-        attend_head(q.data(), c.d, c.rows, start.data(), limit.data(), k.data(), v.data(), c.d, scale, out.data(),
+        attend_head(q.data(), c.d, c.rows, start.data(), limit.data(), k.data(), v.data(), KvType::F16, c.d, scale, out.data(),
                     c.d);
       else
-        attend_head_ref(q.data(), c.d, c.rows, start.data(), limit.data(), k.data(), v.data(), c.d, scale,
+        attend_head_ref(q.data(), c.d, c.rows, start.data(), limit.data(), k.data(), v.data(), KvType::F16, c.d, scale,
                         out.data(), c.d, nullptr);
       for (size_t i = 0; i < out.size(); ++i)
         ASSERT_NEAR(out[i], want[i], 1e-5) << "d=" << c.d << " len=" << c.len << " window=" << c.window

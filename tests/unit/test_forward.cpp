@@ -381,7 +381,7 @@ TEST_F(Gemma3ForwardTest, CheckpointRestoresRolledWindowsExactly) {
   s.restore(cp);
   EXPECT_EQ(s.n_pos(), 30);
   for (int il = 0; il < 4; ++il)
-    EXPECT_TRUE(test::same_rows(s.cache().seg(il, 0), before.seg(il, 0), model_->hp().d_head)) << "layer " << il;
+    EXPECT_TRUE(test::same_rows(s.cache().seg(il, 0), before.seg(il, 0), before.row_bytes())) << "layer " << il;
   s.forward(std::span<const int32_t>(toks.data() + 30, 1), LogitsMode::Last, &b);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "same state, same logits, bit for bit";

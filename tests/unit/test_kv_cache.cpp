@@ -2,6 +2,8 @@
 // restores, memory really freed.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "kv/head_cache.h"
 
 using namespace kvz;
@@ -29,8 +31,12 @@ TEST(KvCache, AppendTruncateCompact) {
   EXPECT_EQ(s.cap, 5);
   for (int r = 0; r < 5; ++r) {
     EXPECT_EQ(s.pos[r], 2 * r);
-    EXPECT_EQ(s.k[r * d], 2 * r);
-    EXPECT_EQ(s.v[r * d + d - 1], 100 + 2 * r);
+    // rows are f16 storage: raw 16-bit values, d per row
+    uint16_t k0, vlast;
+    std::memcpy(&k0, s.k.get() + r * c.row_bytes(), 2);
+    std::memcpy(&vlast, s.v.get() + r * c.row_bytes() + 2 * (d - 1), 2);
+    EXPECT_EQ(k0, 2 * r);
+    EXPECT_EQ(vlast, 100 + 2 * r);
   }
   EXPECT_EQ(c.total_rows(), 55);
   // a query appends, then truncation restores the pruned state exactly

@@ -73,7 +73,10 @@ struct Recorder : LayerObserver {
       auto& ks = keys[static_cast<size_t>(il) * H + h];
       ks.clear();
       const HeadSegment& s = c.seg(il, h);
-      for (int64_t r = 0; r < s.len; ++r) ks.push_back(f16_row(s.k.get() + r * d, d));
+      for (int64_t r = 0; r < s.len; ++r) {
+        ks.emplace_back(d);
+        c.keys_f32(il, h, r, 1, ks.back().data());
+      }
     }
   }
   int n_group = 1;
@@ -444,7 +447,6 @@ TEST_F(KvzipGemma3Test, DriverScoresGlobalLayersOnlyAndRestoresWindows) { check_
 
 TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
   const HParams& hp = model_->hp();
-  const int d = hp.d_head;
   ThreadPool pool(2);
   ContextOptions co;
   co.scoring.chunk = 16;
@@ -492,8 +494,8 @@ TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
         const HeadSegment& f = full.seg(il, ih);
         ASSERT_EQ(s.len, hp.n_swa - 1) << "layer " << il;
         const int64_t off = f.len - s.len;
-        EXPECT_EQ(0, std::memcmp(s.k.get(), f.k.get() + off * d, s.len * d * 2)) << "layer " << il;
-        EXPECT_EQ(0, std::memcmp(s.v.get(), f.v.get() + off * d, s.len * d * 2)) << "layer " << il;
+        EXPECT_EQ(0, std::memcmp(s.k.get(), f.k.get() + off * full.row_bytes(), s.len * full.row_bytes())) << "layer " << il;
+        EXPECT_EQ(0, std::memcmp(s.v.get(), f.v.get() + off * full.row_bytes(), s.len * full.row_bytes())) << "layer " << il;
         EXPECT_EQ(0, std::memcmp(s.pos.get(), f.pos.get() + off, s.len * 4)) << "layer " << il;
       } else {
         kept += s.len - c.n_sys();
@@ -508,7 +510,7 @@ TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
   EXPECT_EQ(c.session().n_pos(), pos0);
   for (int il = 0; il < hp.n_layer; ++il)
     for (int ih = 0; ih < hp.n_head_kv; ++ih)
-      EXPECT_TRUE(test::same_rows(c.session().cache().seg(il, ih), pruned.seg(il, ih), d)) << "layer " << il;
+      EXPECT_TRUE(test::same_rows(c.session().cache().seg(il, ih), pruned.seg(il, ih), pruned.row_bytes())) << "layer " << il;
   const QueryResult q2 = c.query("hello there", gp, false);
   EXPECT_EQ(q1.answer_ids, q2.answer_ids);
 }

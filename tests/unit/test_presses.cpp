@@ -32,13 +32,13 @@ std::vector<int32_t> ids_of(int n, int salt) {
 // Bitwise snapshot of every head's rows.
 struct CacheSnapshot {
   std::vector<int64_t> lens;
-  std::vector<std::vector<uint16_t>> k, v;
+  std::vector<std::vector<uint8_t>> k, v;
   explicit CacheSnapshot(const KvCache& c) : lens(c.lengths()) {
     for (int il = 0; il < c.n_layer(); ++il)
       for (int ih = 0; ih < c.n_head_kv(); ++ih) {
         const HeadSegment& s = c.seg(il, ih);
-        k.emplace_back(s.k.get(), s.k.get() + s.len * c.d_head());
-        v.emplace_back(s.v.get(), s.v.get() + s.len * c.d_head());
+        k.emplace_back(s.k.get(), s.k.get() + s.len * c.row_bytes());
+        v.emplace_back(s.v.get(), s.v.get() + s.len * c.row_bytes());
       }
   }
   bool operator==(const CacheSnapshot& o) const { return lens == o.lens && k == o.k && v == o.v; }
@@ -274,7 +274,7 @@ struct AttnRecorder : LayerObserver {
       const HeadSegment& s = c.seg(il, h);
       auto& kk = k[static_cast<size_t>(il) * H + h];
       kk.resize(s.len * d);
-      for (int64_t i = 0; i < s.len * d; ++i) kk[i] = fp16_to_f32(s.k[i]);
+      c.keys_f32(il, h, 0, s.len, kk.data());
     }
   }
 };

@@ -90,6 +90,7 @@ class EAObserver final : public RowObserver {
     const int64_t nk = n_seq_ - n_sink_;
     std::vector<double> mu(d), mu2(d), S(static_cast<size_t>(d) * d), T(static_cast<size_t>(d) * d),
         S2(static_cast<size_t>(d) * d), logit(nk), kf(d);
+    std::vector<float> row(d);
     std::vector<double> layer(static_cast<size_t>(H) * nk, 0.0);
     for (int ih = 0; ih < H; ++ih) {
       const HeadSegment& seg = cache.seg(il, ih);
@@ -119,8 +120,8 @@ class EAObserver final : public RowObserver {
         }
         double mx = -1e300;
         for (int64_t j = 0; j < nk; ++j) {
-          const uint16_t* k = seg.k.get() + (n_sink_ + j) * d;
-          for (int a = 0; a < d; ++a) kf[a] = fp16_to_f32(k[a]);
+          cache.keys_f32(il, ih, n_sink_ + j, 1, row.data());
+          for (int a = 0; a < d; ++a) kf[a] = row[a];
           double l = 0;
           for (int a = 0; a < d; ++a) l += mu2[a] * kf[a];
           l *= c;
@@ -143,9 +144,9 @@ class EAObserver final : public RowObserver {
       for (int64_t j = 0; j < nk; ++j) {
         double vn = 1.0;
         if (vnorm_) {
-          const uint16_t* v = seg.v.get() + (n_sink_ + j) * d;
+          cache.values_f32(il, ih, n_sink_ + j, 1, row.data());
           double ss = 0;
-          for (int a = 0; a < d; ++a) ss += static_cast<double>(fp16_to_f32(v[a])) * fp16_to_f32(v[a]);
+          for (int a = 0; a < d; ++a) ss += static_cast<double>(row[a]) * row[a];
           vn = std::sqrt(ss);
           layer[ih * nk + j] = (layer[ih * nk + j] + eps_) * vn;
         }

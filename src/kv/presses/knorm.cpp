@@ -18,12 +18,13 @@ struct KNorm final : Press {
     out.reset(hp.n_layer, hp.n_head_kv, in.n_ctx(), 0.0f);
     for (int il = 0; il < hp.n_layer; ++il)
       for (int ih = 0; ih < hp.n_head_kv; ++ih) {
-        const uint16_t* k = c.seg(il, ih).k.get() + in.n_sys * d;
+        std::vector<float> k(static_cast<size_t>(in.n_ctx()) * d);
+        c.keys_f32(il, ih, in.n_sys, in.n_ctx(), k.data());
         float* s = out.head(il, ih);
         for (int64_t t = 0; t < in.n_ctx(); ++t) {
           double ss = 0;
           for (int i = 0; i < d; ++i) {
-            const double x = fp16_to_f32(k[t * d + i]);
+            const double x = k[t * d + i];
             ss += x * x;
           }
           s[t] = static_cast<float>(-std::sqrt(ss));

@@ -66,7 +66,8 @@ class KvzipObserver final : public LayerObserver {
             std::memcpy(qbuf.data() + rows * dh, q + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
             lim[rows] = t + 1;
           }
-        const ScoreKeys keys{s.k.get(), n_sys_, s.k.get() + start_ * dh, m_, s.k.get() + n_full_ * dh};
+        const size_t rb = cache.row_bytes();
+        const ScoreKeys keys{s.k.get(), n_sys_, s.k.get() + start_ * rb, m_, s.k.get() + n_full_ * rb, cache.type()};
         kvzip_score_head(qbuf.data(), dh, rows, lim.data(), keys, static_cast<int>(dh), scale,
                          partial_.data() + (static_cast<size_t>(ith) * H + ih) * m_);
       }
