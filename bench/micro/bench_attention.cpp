@@ -3,7 +3,8 @@
 // distort it (descheduled time is not counted).
 //   cmake --build build --target bench_attention && build/bench_attention [len] [rows] [d] [reps] [score]
 // Defaults: SmolLM2 decode at depth 4096 (3 query heads per KV head, d 64).
-// Prints ns per (query row, key) and the K/V bytes read per second. With a fifth argument
+// Prints ns per (query row, key) and the K/V bytes read per second. A fifth argument `q8`
+// times decode over Q8_0 K/V rows. With a fifth argument
 // `score`, times kvz::kvzip_score_head instead: the rows are repeat-pass queries, `len`
 // keys split as 64 system-prompt rows, a chunk of len - 64 - rows context rows, and the
 // repeat rows (causal).
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   const int d = argc > 3 ? std::atoi(argv[3]) : 64;
   const int reps = argc > 4 ? std::atoi(argv[4]) : 200;
   const bool score = argc > 5 && std::string(argv[5]) == "score";
+  const bool q8 = argc > 5 && std::string(argv[5]) == "q8";  // decode over a q8_0 KV cache
   if (rows < 1 || rows > kvz::kAttnMaxRows || d % 8 != 0 || d > 256 || len < 1) {
     std::fprintf(stderr, "need 1 <= rows <= %d, d a multiple of 8 up to 256, len >= 1\n", kvz::kAttnMaxRows);
     return 2;
@@ -44,6 +46,16 @@ int main(int argc, char** argv) {
   for (auto& x : v) x = kvz::f32_to_fp16(nd(rng));
   std::vector<float> q(rows * d), out(rows * d);
   for (auto& x : q) x = nd(rng);
+  std::vector<uint8_t> kq, vq;
+  if (q8) {
+    std::vector<float> f(len * d);
+    kq.resize(len * kvz::kv_row_bytes(kvz::KvType::Q8_0, d));
+    vq.resize(kq.size());
+    kvz::kv_rows_to_f32(kvz::KvType::F16, k.data(), f.data(), len, d);
+    kvz::f32_to_kv_rows(kvz::KvType::Q8_0, f.data(), kq.data(), len, d);
+    kvz::kv_rows_to_f32(kvz::KvType::F16, v.data(), f.data(), len, d);
+    kvz::f32_to_kv_rows(kvz::KvType::Q8_0, f.data(), vq.data(), len, d);
+  }
   std::vector<int64_t> limit(rows, len);  // decode: every row sees the whole segment
   const int64_t n_sys = 64, n_chunk = len - n_sys - rows;
   if (score && n_chunk < 1) {
@@ -59,8 +71,12 @@ int main(int argc, char** argv) {
     const double t0 = cpu_now();
     if (score)
       kvz::kvzip_score_head(q.data(), d, rows, r_limit.data(), keys, d, 0.125f, colmax.data());
+    else if (q8)
+      kvz::attend_head(q.data(), d, rows, nullptr, limit.data(), kq.data(), vq.data(), kvz::KvType::Q8_0, d, 0.125f,
+                       out.data(), d);
     else
-      kvz::attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), d, 0.125f, out.data(), d);
+      kvz::attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), kvz::KvType::F16, d, 0.125f,
+                       out.data(), d);
     if (r >= 5) dt.push_back(cpu_now() - t0);
   }
   std::sort(dt.begin(), dt.end());
@@ -68,6 +84,6 @@ int main(int argc, char** argv) {
   if (score) out[0] = colmax[0], out[rows * d - 1] = colmax[n_chunk - 1];
   std::printf("%slen %lld rows %d d %d: median %.1f us, %.3f ns per (row, key), %.1f GB/s of K/V (checksum %.4f)\n",
               score ? "kvzip score, " : "", static_cast<long long>(len), rows, d, med * 1e6, med * 1e9 / (double(rows) * len),
-              2.0 * len * d * 2 / med * 1e-9, out[0] + out[rows * d - 1]);
+              2.0 * len * (q8 ? kvz::kv_row_bytes(kvz::KvType::Q8_0, d) : d * 2) / med * 1e-9, out[0] + out[rows * d - 1]);
   return 0;
 }

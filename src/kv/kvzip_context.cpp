@@ -18,7 +18,7 @@ std::string strip(const std::string& s) {
 }  // namespace
 
 KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
-    : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max) {
+    : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max, opt_.kv_type) {
   const auto& vocab = model.tokenizer().vocab();
   const ChatFamily fam = detect_chat_family(vocab.chat_template);
   const bool has_bos = vocab.add_bos && vocab.bos_id >= 0 && vocab.bos_id < static_cast<int32_t>(vocab.tokens.size());

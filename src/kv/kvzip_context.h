@@ -39,6 +39,8 @@ struct ContextOptions {
   // Keep an unpruned copy of the context's KV so prune() can be called again at another
   // ratio without re-prefilling (evaluation sweeps). Costs the full cache's memory.
   bool retain_full = false;
+  // Storage of the cache rows (f16 as llama.cpp; q8_0 halves KV memory and decode traffic).
+  KvType kv_type = KvType::F16;
   KvzipScoreOptions scoring;
 };
 

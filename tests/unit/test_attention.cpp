@@ -5,8 +5,10 @@
 #include <cmath>
 #include <random>
 
+#include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/attention.h"
+#include "kv/head_cache.h"
 
 using namespace kvz;
 
@@ -21,10 +23,10 @@ struct Case {
   int d, len, rows;
 };
 
-// Row i over keys [start[i], limit[i]) (start empty: 0).
-void naive(const std::vector<float>& q, const std::vector<uint16_t>& k, const std::vector<uint16_t>& v, int d,
-           const std::vector<int64_t>& start, const std::vector<int64_t>& limit, float scale,
-           std::vector<double>& out) {
+// Row i over keys [start[i], limit[i]) (start empty: 0); K/V given as f32.
+void naive_f32(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v, int d,
+               const std::vector<int64_t>& start, const std::vector<int64_t>& limit, float scale,
+               std::vector<double>& out) {
   const int rows = static_cast<int>(limit.size());
   out.assign(static_cast<size_t>(rows) * d, 0.0);
   for (int i = 0; i < rows; ++i) {
@@ -34,15 +36,27 @@ void naive(const std::vector<float>& q, const std::vector<uint16_t>& k, const st
     double mx = -1e300;
     for (int64_t j = S; j < L; ++j) {
       double acc = 0;
-      for (int c = 0; c < d; ++c) acc += static_cast<double>(q[i * d + c]) * fp16_to_f32(k[j * d + c]);
+      for (int c = 0; c < d; ++c) acc += static_cast<double>(q[i * d + c]) * k[j * d + c];
       s[j - S] = acc * scale;
       mx = std::max(mx, s[j - S]);
     }
     double sum = 0;
     for (auto& x : s) sum += x = std::exp(x - mx);
     for (int64_t j = S; j < L; ++j)
-      for (int c = 0; c < d; ++c) out[i * d + c] += s[j - S] / sum * fp16_to_f32(v[j * d + c]);
+      for (int c = 0; c < d; ++c) out[i * d + c] += s[j - S] / sum * v[j * d + c];
   }
+}
+
+std::vector<float> f16_to_f32(const std::vector<uint16_t>& h) {
+  std::vector<float> f(h.size());
+  for (size_t i = 0; i < h.size(); ++i) f[i] = fp16_to_f32(h[i]);
+  return f;
+}
+
+void naive(const std::vector<float>& q, const std::vector<uint16_t>& k, const std::vector<uint16_t>& v, int d,
+           const std::vector<int64_t>& start, const std::vector<int64_t>& limit, float scale,
+           std::vector<double>& out) {
+  naive_f32(q, f16_to_f32(k), f16_to_f32(v), d, start, limit, scale, out);
 }
 
 }  // namespace
@@ -89,6 +103,53 @@ TEST(Attention, EmptyLimitGivesZeros) {
   std::fill(out.begin(), out.end(), 5.0f);
   attend_head(q.data(), 64, 1, &start, &limit, k.data(), v.data(), KvType::F16, 64, 0.125f, out.data(), 64);
   for (float x : out) EXPECT_EQ(x, 0.0f);
+}
+
+// Q8_0 storage: rows quantised with GGUF's Q8_0 rule (|error| <= scale / 2 per value), and
+// attention over them equals attention over their dequantised values, in both kernels.
+TEST(Attention, Q8RowsRoundTripAndAttendLikeTheirValues) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int d : {32, 64, 256}) {
+    const int rows = 3;
+    const int64_t len = 300;
+    std::vector<float> q(rows * d), kf(len * d), vf(len * d);
+    for (auto& x : q) x = 2.0f * nd(rng);
+    for (auto& x : kf) x = nd(rng);
+    for (auto& x : vf) x = nd(rng);
+    kf[5] = 0.0f;  // an all-zero block must survive (scale 0)
+    std::fill(kf.begin() + 32, kf.begin() + 64, 0.0f);
+    const size_t rb = kv_row_bytes(KvType::Q8_0, d);
+    ASSERT_EQ(rb, static_cast<size_t>(d / 32 * 34));
+    std::vector<uint8_t> kq(len * rb), vq(len * rb);
+    f32_to_kv_rows(KvType::Q8_0, kf.data(), kq.data(), len, d);
+    f32_to_kv_rows(KvType::Q8_0, vf.data(), vq.data(), len, d);
+    std::vector<float> kd(len * d), vd(len * d);
+    kv_rows_to_f32(KvType::Q8_0, kq.data(), kd.data(), len, d);
+    kv_rows_to_f32(KvType::Q8_0, vq.data(), vd.data(), len, d);
+    for (int64_t b = 0; b < len * d / 32; ++b) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(kf[b * 32 + j]));
+      for (int j = 0; j < 32; ++j) ASSERT_LE(std::fabs(kd[b * 32 + j] - kf[b * 32 + j]), amax / 127 * 0.5f + 1e-3f * amax);
+    }
+    for (int j = 32; j < 64; ++j) EXPECT_EQ(kd[j], 0.0f);
+    std::vector<int64_t> limit = {len, len - 11, 40};
+    std::vector<double> want;
+    naive_f32(q, kd, vd, d, {}, limit, 0.125f, want);
+    for (int path = 0; path < 2; ++path) {
+      std::vector<float> out(rows * d, -1.0f);
+      if (path == 0)
+        attend_head(q.data(), d, rows, nullptr, limit.data(), kq.data(), vq.data(), KvType::Q8_0, d, 0.125f,
+                    out.data(), d);
+      else
+        attend_head_ref(q.data(), d, rows, nullptr, limit.data(), kq.data(), vq.data(), KvType::Q8_0, d, 0.125f,
+                        out.data(), d, nullptr);
+      for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], want[i], 1e-5) << "d " << d << " path " << path;
+    }
+  }
+  EXPECT_THROW(parse_kv_type("q4_0"), Error);
+  EXPECT_EQ(parse_kv_type("q8_0"), KvType::Q8_0);
+  EXPECT_THROW(KvCache(2, 2, 16, KvType::Q8_0), Error);  // head size not a multiple of 32
 }
 
 // Split-K: attention over [0, len) equals the lse-weighted merge of the results over

@@ -300,6 +300,59 @@ TEST(KvzipPolicy, TopKExactBudgetTiesAndStrictMode) {
   }
 }
 
+// A q8_0 KV cache (--kv-type q8_0) on a model with 32-wide heads: logits stay close to the
+// f16 cache's (8-bit rows, ~0.4% relative rounding), the KV bytes are 34/64 of f16's, and a
+// compressed q8_0 context saved to disk comes back with its type and identical answers,
+// even into a context created with the default f16 options.
+TEST(KvzipQ8Cache, ForwardIsCloseMemoryHalvesAndSaveLoadKeepsTheType) {
+  test::SyntheticSpec spec;
+  spec.n_embd = 128;  // 4 heads of 32
+  const std::string mpath = test::write_synthetic_llama(spec, "q8kv");
+  auto model = Model::load(mpath);
+  ASSERT_EQ(model->hp().d_head, 32);
+  ThreadPool pool(2);
+  std::vector<int32_t> toks(80);
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<int32_t>((i * 13 + 1) % 250);
+  Session f16(*model, pool), q8(*model, pool, 0, KvType::Q8_0);
+  std::vector<float> lf, lq;
+  f16.forward(toks, LogitsMode::All, &lf);
+  q8.forward(toks, LogitsMode::All, &lq);
+  double max_d = 0, max_l = 0;
+  for (size_t i = 0; i < lf.size(); ++i) {
+    max_d = std::max(max_d, static_cast<double>(std::fabs(lf[i] - lq[i])));
+    max_l = std::max(max_l, static_cast<double>(std::fabs(lf[i])));
+  }
+  EXPECT_GT(max_d, 0.0);             // the rows really are stored differently
+  EXPECT_LT(max_d, 0.02 * max_l) << "max |dlogit| " << max_d << " of max |logit| " << max_l;
+  EXPECT_EQ(q8.cache().bytes_used() * 64, f16.cache().bytes_used() * 34);
+
+  ContextOptions co;
+  co.scoring.chunk = 32;
+  co.kv_type = KvType::Q8_0;
+  KvzipContext a(*model, pool, co);
+  a.prefill_ids(std::vector<int32_t>(toks.begin(), toks.begin() + 70));
+  a.score();
+  SelectOptions so;
+  so.ratio = 0.4;
+  a.prune(so);
+  const std::string path = "/tmp/kvzip-test-q8ctx-" + std::to_string(::getpid()) + ".kvz";
+  a.save(path);
+  GenerateParams gp;
+  gp.n_predict = 6;
+  gp.stop_at_eog = false;
+  const QueryResult ra = a.query("ab", gp, false);
+  KvzipContext b(*model, pool);  // f16 options: the file decides the type
+  b.load(path);
+  EXPECT_EQ(b.session().cache().type(), KvType::Q8_0);
+  for (int il = 0; il < model->hp().n_layer; ++il)
+    for (int ih = 0; ih < model->hp().n_head_kv; ++ih)
+      EXPECT_TRUE(test::same_rows(b.session().cache().seg(il, ih), a.session().cache().seg(il, ih),
+                                  a.session().cache().row_bytes()));
+  EXPECT_EQ(b.query("ab", gp, false).answer_ids, ra.answer_ids);
+  std::remove(path.c_str());
+  std::remove(mpath.c_str());
+}
+
 TEST(KvzipPolicy, HeadLevelNeverEvictsEveryHead) {
   std::vector<float> hs(8, 1.0f);  // all heads tied at 1.0, as in the reference's files
   KeepMask m = select_heads(hs, 4, 2, 5, 0.1);

@@ -150,6 +150,7 @@ struct BenchSpec {
   int64_t bandwidth_mib = 1024;
   uint64_t seed = 1234;
   std::string json_path;
+  std::string kv_type = "f16";
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -171,7 +172,7 @@ class Bench {
     r.kind = "pp";
     r.n_prompt = n;
     const auto ids = synthetic_ids(n, m_.hp().n_vocab, spec_.seed);
-    Session s(m_, pool_, ctx_limit(n));
+    Session s(m_, pool_, ctx_limit(n), parse_kv_type(spec_.kv_type));
     std::vector<float> logits;
     for (int rep = 0; rep < spec_.reps; ++rep) {
       s.reset();
@@ -191,7 +192,7 @@ class Bench {
     r.kind = "tg";
     r.n_gen = n_gen;
     r.depth = depth;
-    Session s(m_, pool_, ctx_limit(depth + n_gen));
+    Session s(m_, pool_, ctx_limit(depth + n_gen), parse_kv_type(spec_.kv_type));
     if (depth > 0) {
       const auto ids = synthetic_ids(depth, m_.hp().n_vocab, spec_.seed);
       ProgressBar bar(fmt::format("{} depth prefill", r.name), "tok", stderr_is_tty());
@@ -206,6 +207,7 @@ class Bench {
 
   void kvzip(int64_t depth) {
     ContextOptions co;
+    co.kv_type = parse_kv_type(spec_.kv_type);
     co.n_ctx_max = ctx_limit(depth + spec_.kvzip_gen + co.scoring.chunk + 256);
     co.retain_full = true;  // prune at every ratio from one scoring pass
     KvzipContext ctx(m_, pool_, co);
@@ -357,8 +359,8 @@ std::string to_json(const BenchSpec& spec, const Model& m, const ThreadPool& poo
   std::string o = "{\n";
   o += fmt::format("  \"tool\": \"kvzip bench\",\n  \"model\": {},\n  \"model_file_bytes\": {},\n", json_str(spec.model),
                    m.file().file_size());
-  o += fmt::format("  \"n_layer\": {}, \"n_head_kv\": {}, \"d_head\": {}, \"kv_dtype\": \"f16\",\n", hp.n_layer,
-                   hp.n_head_kv, hp.d_head);
+  o += fmt::format("  \"n_layer\": {}, \"n_head_kv\": {}, \"d_head\": {}, \"kv_dtype\": \"{}\",\n", hp.n_layer,
+                   hp.n_head_kv, hp.d_head, spec.kv_type);
   o += fmt::format("  \"weight_bytes_per_token\": {},\n  \"threads\": {},\n  \"reps\": {},\n  \"cpu\": {},\n",
                    m.weight_bytes_per_token(), pool.size(), spec.reps, json_str(cpu_model_name()));
   o += fmt::format("  \"bandwidth_gbs\": {},\n  \"peak_rss_bytes\": {},\n  \"wall_s\": {},\n  \"results\": [\n",
@@ -401,8 +403,8 @@ int run_bench(const BenchSpec& spec) {
     std::vector<float> logits;
     s.forward(synthetic_ids(16, m->hp().n_vocab, spec.seed), LogitsMode::Last, &logits);
   }
-  fmt::print("kvzip bench: {} | {} threads | {} repetitions | KV f16 | weights read per token {:.1f} MiB\n",
-             spec.model, pool.size(), spec.reps, static_cast<double>(m->weight_bytes_per_token()) / (1 << 20));
+  fmt::print("kvzip bench: {} | {} threads | {} repetitions | KV {} | weights read per token {:.1f} MiB\n",
+             spec.model, pool.size(), spec.reps, spec.kv_type, static_cast<double>(m->weight_bytes_per_token()) / (1 << 20));
   fmt::print("| {:<24} | {:^29} | {:^16} | {:^15} | notes\n", "case", "mean ± sd", "KV bytes", "peak RSS");
 
   const std::regex re_pp(R"(pp(\d+))"), re_tg(R"(tg(\d+)(?:@d(\d+))?)"),
@@ -466,6 +468,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 16));
   sub->add_option("--seed", "seed of the synthetic token ids")->default_val(def.seed);
   sub->add_option("--json", "also write the results as JSON to this file");
+  sub->add_option("--kv-type", "KV cache storage: f16 (as llama-bench's default) or q8_0")
+      ->default_val(def.kv_type)->check(CLI::IsMember({"f16", "q8_0"}));
 }
 
 int run_bench_command(const CLI::App& app) {
@@ -478,6 +482,7 @@ int run_bench_command(const CLI::App& app) {
   s.kvzip_depth = sub->get_option("--kvzip-depth")->as<int64_t>();
   s.kvzip_gen = sub->get_option("--kvzip-gen")->as<int64_t>();
   s.ratios = sub->get_option("--ratios")->as<std::string>();
+  s.kv_type = sub->get_option("--kv-type")->as<std::string>();
   s.n_ctx = sub->get_option("--ctx")->as<int64_t>();
   s.bandwidth_mib = sub->get_option("--bandwidth-mib")->as<int64_t>();
   s.seed = sub->get_option("--seed")->as<uint64_t>();

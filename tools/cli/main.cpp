@@ -140,6 +140,7 @@ struct GenOpts {
   float top_p = 0.95f;
   uint64_t seed = 0;
   int64_t n_ctx = 0;
+  std::string kv_type = "f16";
   LoadOptions load;
 };
 
@@ -157,7 +158,7 @@ int cmd_generate(const GenOpts& o) {
   }
   const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/true, /*parse_special=*/o.chat);
   ThreadPool pool(o.threads);
-  Session s(*m, pool, o.n_ctx);
+  Session s(*m, pool, o.n_ctx, parse_kv_type(o.kv_type));
   GenerateParams gp;
   gp.n_predict = o.n_predict;
   gp.sampling = {o.temp, o.top_k, o.top_p, o.seed};
@@ -206,6 +207,7 @@ struct AskOpts {
   std::string save_path, load_path;
   LoadOptions load;
   std::string head_scores;  // --level head: file from `kvzip score-heads`
+  std::string kv_type = "f16";
 };
 
 std::string read_file(const std::string& path) {
@@ -257,6 +259,7 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   ThreadPool pool(o.threads);
   ContextOptions co;
   co.retain_full = o.query_aware;  // query-aware: every question rebuilds from the full cache
+  co.kv_type = parse_kv_type(o.kv_type);
   KvzipContext ctx(*m, pool, co);
   const bool tty = stderr_is_tty();
   using clock = std::chrono::steady_clock;
@@ -405,6 +408,8 @@ int main(int argc, char** argv) {
   gen->add_option("--top-k", g.top_k, "keep the k most likely tokens (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   gen->add_option("--top-p", g.top_p, "nucleus sampling mass (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   gen->add_option("--seed", g.seed, "sampling seed")->capture_default_str();
+  gen->add_option("--kv-type", g.kv_type, "KV cache storage: f16 (as llama.cpp) or q8_0 (about half the memory and decode traffic)")
+      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
   gen->add_option("-c,--ctx", g.n_ctx, "context limit in tokens (0: the model's training context)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
 
   AskOpts a;
@@ -430,6 +435,8 @@ int main(int argc, char** argv) {
   ask->add_option("--head-scores", a.head_scores, "with --level head: head scores saved by `kvzip score-heads`");
   ask->add_flag("--strict-threshold", a.strict, "reference-compatible strict threshold instead of exact top-k");
   ask->add_option("-n,--n-predict", a.n_predict, "max answer tokens")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  ask->add_option("--kv-type", a.kv_type, "KV cache storage: f16 (as llama.cpp) or q8_0 (about half the memory and decode traffic)")
+      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
   ask->add_option("-t,--threads", a.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
 
   AskOpts d;
@@ -445,6 +452,8 @@ int main(int argc, char** argv) {
   demo->add_option("--level", d.level, "pair, pair-uniform, head or adakv (default: the method's own)");
   demo->add_option("--ada-alpha", d.ada_alpha, "adakv safeguard share")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   demo->add_option("--records", demo_records, "fact records in the document (~50 tokens each)")->capture_default_str()->check(CLI::Range(8, 40));
+  demo->add_option("--kv-type", d.kv_type, "KV cache storage: f16 (as llama.cpp) or q8_0 (about half the memory and decode traffic)")
+      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
   demo->add_option("-t,--threads", d.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
 
   add_bench_command(app);
