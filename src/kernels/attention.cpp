@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "kernels/activation.h"
 #include "kernels/kvzip_score.h"
 
 namespace kvz {
@@ -26,6 +27,10 @@ void f32_to_f16_row_ref(const float*, uint16_t*, int64_t);
 void f32_to_f16_row_avx2(const float*, uint16_t*, int64_t);
 void q8_0_to_f32_ref(const uint8_t*, float*, int64_t);
 void q8_0_to_f32_avx2(const uint8_t*, float*, int64_t);
+void swiglu_ref(const float*, const float*, float*, int64_t);
+void swiglu_avx2(const float*, const float*, float*, int64_t);
+void geglu_tanh_ref(const float*, const float*, float*, int64_t);
+void geglu_tanh_avx2(const float*, const float*, float*, int64_t);
 
 namespace {
 
@@ -35,15 +40,19 @@ struct AttnTable {
   decltype(&f32_to_f16_row_ref) to_f16;
   decltype(&q8_0_to_f32_ref) q8_to_f32;
   decltype(&kvzip_score_head_ref) score;
+  decltype(&swiglu_ref) swiglu;
+  decltype(&geglu_tanh_ref) geglu;
 };
 
 AttnTable pick() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    return {attend_head_avx2, f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2, kvzip_score_head_avx2};
+    return {attend_head_avx2, f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2, kvzip_score_head_avx2,
+            swiglu_avx2, geglu_tanh_avx2};
 #endif
-  return {attend_head_ref, f16_to_f32_row_ref, f32_to_f16_row_ref, q8_0_to_f32_ref, kvzip_score_head_ref};
+  return {attend_head_ref, f16_to_f32_row_ref, f32_to_f16_row_ref, q8_0_to_f32_ref, kvzip_score_head_ref, swiglu_ref,
+          geglu_tanh_ref};
 }
 
 // Chosen once; read-only afterwards (CPU features do not change under us).
@@ -115,6 +124,9 @@ void kvzip_score_head(const float* q, int64_t q_stride, int n_rows, const int64_
   table().score(q, q_stride, n_rows, r_limit, keys.sys, keys.n_sys, keys.chunk, keys.n_chunk, keys.rep, keys.type, d,
                 scale, colmax);
 }
+
+void swiglu_vec(const float* gate, const float* up, float* out, int64_t n) { table().swiglu(gate, up, out, n); }
+void geglu_tanh_vec(const float* gate, const float* up, float* out, int64_t n) { table().geglu(gate, up, out, n); }
 
 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) { table().to_f32(src, dst, n); }
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) { table().to_f16(src, dst, n); }

@@ -131,6 +131,31 @@ inline void cvt_rows(KvType t, const void* src, float* dst, int64_t n_rows, int 
     cvt_q8_0_f32(static_cast<const uint8_t*>(src), dst, n_rows * (d / 32));
 }
 
+// out = up * gate * sigmoid(z(gate)), 8 at a time; sigmoid(z) from e = exp(-|z|) so the
+// exponential never overflows: z >= 0: 1 / (1 + e), z < 0: e / (1 + e).
+template <bool kGelu>
+inline void gated_impl(const float* gate, const float* up, float* out, int64_t n) {
+  auto z_of = [](v8f g) {
+    if constexpr (kGelu)
+      return g * (splat(2.0f * 0.79788456080286535588f) + splat(2.0f * 0.79788456080286535588f * 0.044715f) * g * g);
+    else
+      return g;
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v8f g = load8(gate + i), z = z_of(g);
+    const v8f az = z < splat(0.0f) ? -z : z;
+    const v8f e = exp8(-az);
+    const v8f num = z < splat(0.0f) ? e : splat(1.0f);
+    store8(out + i, g * num / (splat(1.0f) + e) * load8(up + i));
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    const float z = kGelu ? 2.0f * 0.79788456080286535588f * g * (1.0f + 0.044715f * g * g) : g;
+    out[i] = g / (1.0f + std::exp(-z)) * up[i];
+  }
+}
+
 struct Scratch {
   alignas(32) float kt[kTile * kMaxD];
   alignas(32) float vt[kTile * kMaxD];

@@ -7,8 +7,10 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kv/head_cache.h"
+#include "model/blocks.h"
 
 using namespace kvz;
 
@@ -243,4 +245,28 @@ TEST(Attention, F16RowConversionRoundTrips) {
   for (int i = 0; i < 37; ++i) EXPECT_EQ(h[i], f32_to_fp16(x[i])) << i;
   f16_to_f32_row(h.data(), y.data(), 37);
   for (int i = 0; i < 37; ++i) EXPECT_EQ(y[i], fp16_to_f32(h[i])) << i;
+}
+
+// The vectorised gated activations against the scalar definitions in model/blocks.cpp,
+// over the range activations take and far beyond it (sigmoid saturation, no overflow).
+TEST(Activation, VectorGatedActivationsMatchTheScalarDefinitions) {
+  std::vector<float> g, u;
+  for (int i = -4000; i <= 4000; ++i) {
+    g.push_back(i * 0.01f);  // [-40, 40]
+    u.push_back(1.0f + 0.001f * (i % 17));
+  }
+  for (float x : {-1e4f, -300.0f, -89.0f, 89.0f, 300.0f, 1e4f}) {
+    g.push_back(x);
+    u.push_back(0.5f);
+  }
+  g.push_back(0.3f);  // a tail shorter than one vector
+  u.push_back(2.0f);
+  const int64_t n = static_cast<int64_t>(g.size());
+  std::vector<float> want(n), got(n);
+  for (int gelu = 0; gelu < 2; ++gelu) {
+    (gelu ? geglu_tanh : swiglu)(g.data(), u.data(), want.data(), n);
+    (gelu ? geglu_tanh_vec : swiglu_vec)(g.data(), u.data(), got.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_NEAR(got[i], want[i], 2e-6f * std::fabs(want[i]) + 1e-7f * std::fabs(g[i] * u[i])) << (gelu ? "gelu" : "silu") << " x=" << g[i];
+  }
 }

@@ -39,4 +39,6 @@ void kvzip_score_head_ref(const float* q, int64_t q_stride, int n_rows, const in
                           float scale, float* colmax) {
   attn_ref::kvzip_score_impl(q, q_stride, n_rows, r_limit, sys, n_sys, chunk, n_chunk, rep, kt, d, scale, colmax);
 }
+void swiglu_ref(const float* g, const float* u, float* o, int64_t n) { attn_ref::gated_impl<false>(g, u, o, n); }
+void geglu_tanh_ref(const float* g, const float* u, float* o, int64_t n) { attn_ref::gated_impl<true>(g, u, o, n); }
 }  // namespace kvz

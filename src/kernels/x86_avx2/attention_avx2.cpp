@@ -52,4 +52,6 @@ void kvzip_score_head_avx2(const float* q, int64_t q_stride, int n_rows, const i
                            float scale, float* colmax) {
   attn_avx2::kvzip_score_impl(q, q_stride, n_rows, r_limit, sys, n_sys, chunk, n_chunk, rep, kt, d, scale, colmax);
 }
+void swiglu_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::gated_impl<false>(g, u, o, n); }
+void geglu_tanh_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::gated_impl<true>(g, u, o, n); }
 }  // namespace kvz
