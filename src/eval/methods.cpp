@@ -8,7 +8,7 @@ namespace kvz {
 
 namespace {
 
-HeadScores kvzip_scores(KvzipContext& ctx, const ProgressFn& progress) { return ctx.score(progress); }
+HeadScores kvzip_scores(KvzipContext& ctx, const std::string&, const ProgressFn& progress) { return ctx.score(progress); }
 
 EvalMethod kvzip_level(const std::string& name, PruneLevel level, const EvalMethodEnv& env) {
   EvalMethod m;
@@ -27,15 +27,18 @@ EvalMethod kvzip_level(const std::string& name, PruneLevel level, const EvalMeth
   return m;
 }
 
-// Any other registered press (kv/press.h), query-agnostic: scored once per sample on the
-// full cache, pruned per ratio at the method's own default level with its per-layer budgets
+// Any other registered press (kv/press.h): scored on the full cache (with a question when
+// the runner's mode gives one), pruned per ratio at the method's own default level with its per-layer budgets
 // (PyramidKV). Default parameters.
 EvalMethod press_method(const MethodInfo& mi) {
   EvalMethod m;
   m.name = mi.name;
   m.scorer = mi.name;
   std::shared_ptr<Press> press = make_press(mi.name);
-  m.score = [press](KvzipContext& ctx, const ProgressFn& progress) { return ctx.score(*press, "", progress); };
+  m.uses_question = press->uses_question();
+  m.score = [press](KvzipContext& ctx, const std::string& question, const ProgressFn& progress) {
+    return ctx.score(*press, question, progress);
+  };
   const PruneLevel level = mi.level;
   m.prune = [press, level](KvzipContext& ctx, const HeadScores& s, double ratio) {
     ctx.set_scores(s);

@@ -2,7 +2,8 @@
 // (resolve_method). A method is a scorer (run once per sample, on the full cache) and a
 // pruning step (run once per ratio, from the full cache again). Methods that share a
 // scorer share its scores: the three KVzip levels cost one scoring pass per sample. Every
-// other press of kv/press.h is available under its registry name (query-agnostic mode).
+// other press of kv/press.h is available under its registry name; the runner's EvalMode
+// decides which question, if any, a press that uses_question sees while scoring.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,11 @@ struct EvalMethodEnv {
 struct EvalMethod {
   std::string name;    // canonical
   std::string scorer;  // key of the shared scoring pass
-  std::function<HeadScores(KvzipContext&, const ProgressFn&)> score;
+  // Whether the scores depend on the question (Press::uses_question); false for KVzip,
+  // which is query-agnostic by design and ignores `question`.
+  bool uses_question = false;
+  // question empty: query-agnostic scores; otherwise the question exactly as query() feeds it.
+  std::function<HeadScores(KvzipContext&, const std::string& question, const ProgressFn&)> score;
   std::function<PruneReport(KvzipContext&, const HeadScores&, double ratio)> prune;
 };
 

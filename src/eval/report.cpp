@@ -34,17 +34,29 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
   if (!in) fail("{}: cannot open", path);
   std::map<std::tuple<std::string, std::string, std::string, double>, Acc> acc;
   std::map<std::string, int> task_order, method_order;  // first appearance in the file
+  // Parsed first, so that a task run at several context lengths (--ctx-tokens A,B) can be
+  // reported per length: its rows are labelled "task@A", "task@B".
+  std::vector<json> recs;
+  std::map<std::string, std::set<int64_t>> task_lengths;
   std::string line;
-  int lineno = 0, bad = 0;
+  int bad = 0;
   while (std::getline(in, line)) {
-    ++lineno;
     if (line.empty()) continue;
-    json j;
     try {
-      j = json::parse(line);
-      auto& a = acc[{j.at("model").get<std::string>(), j.at("task").get<std::string>(),
-                     j.at("method").get<std::string>(), j.at("ratio").get<double>()}];
-      task_order.emplace(j.at("task").get<std::string>(), static_cast<int>(task_order.size()));
+      json j = json::parse(line);
+      task_lengths[j.at("task").get<std::string>()].insert(j.value("ctx_target", int64_t{0}));
+      recs.push_back(std::move(j));
+    } catch (const json::exception&) {
+      ++bad;  // an interrupted write or a foreign line
+    }
+  }
+  for (const json& j : recs) {
+    try {
+      std::string task = j.at("task").get<std::string>();
+      if (task_lengths[task].size() > 1) task += fmt::format("@{}", j.value("ctx_target", int64_t{0}));
+      auto& a = acc[{j.at("model").get<std::string>(), task, j.at("method").get<std::string>(),
+                     j.at("ratio").get<double>()}];
+      task_order.emplace(task, static_cast<int>(task_order.size()));
       method_order.emplace(j.at("method").get<std::string>(), static_cast<int>(method_order.size()));
       ++a.n;
       a.score += j.at("score").get<double>();
@@ -61,7 +73,7 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
       a.sum_kl += f.at("sum_kl").get<double>();
       a.max_abs_dp = std::max(a.max_abs_dp, f.at("max_abs_dp").get<double>());
     } catch (const json::exception&) {
-      ++bad;  // an interrupted write or a foreign line
+      ++bad;
     }
   }
   if (acc.empty()) fail("{}: no eval records ({} unreadable lines)", path, bad);

@@ -90,35 +90,73 @@ std::set<std::string> done_record_keys(const std::string& path, int* n_bad) {
   return keys;
 }
 
+const char* eval_mode_name(EvalMode m) {
+  switch (m) {
+    case EvalMode::Agnostic: return "agnostic";
+    case EvalMode::Aware: return "aware";
+    case EvalMode::Reuse: return "reuse";
+  }
+  return "?";
+}
+
+EvalMode parse_eval_mode(const std::string& s) {
+  for (EvalMode m : {EvalMode::Agnostic, EvalMode::Aware, EvalMode::Reuse})
+    if (s == eval_mode_name(m)) return m;
+  fail("unknown eval mode '{}' (known: agnostic, aware, reuse)", s);
+}
+
+std::string eval_method_label(const EvalMethod& m, EvalMode mode) {
+  if (mode == EvalMode::Agnostic || !m.uses_question) return m.name;
+  return m.name + "/" + eval_mode_name(mode);
+}
+
 EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<EvalSample>& samples,
                       const EvalOptions& o) {
   if (o.methods.empty()) fail("eval: no methods");
   if (o.ratios.empty()) fail("eval: no ratios");
+  if (o.modes.empty()) fail("eval: no modes");
   for (double r : o.ratios)
     if (!(r > 0 && r <= 1)) fail("eval: ratio {} is outside (0, 1]", r);
-  std::vector<EvalMethod> methods;
-  for (const auto& n : o.methods) methods.push_back(resolve_method(n, o.method_env));
+  // Every method in every mode, under its label; a method that ignores the question is
+  // the same in every mode and appears once, agnostic.
+  struct Variant {
+    EvalMethod m;
+    EvalMode mode;
+    std::string label;
+  };
+  std::vector<Variant> variants;
+  for (const auto& n : o.methods) {
+    const EvalMethod m = resolve_method(n, o.method_env);
+    for (EvalMode mode : o.modes) {
+      const EvalMode eff = m.uses_question ? mode : EvalMode::Agnostic;
+      const std::string label = eval_method_label(m, eff);
+      bool seen = false;
+      for (const auto& v : variants) seen = seen || v.label == label;
+      if (!seen) variants.push_back({m, eff, label});
+    }
+  }
 
   const std::set<std::string> done = done_record_keys(o.out_path);
   JsonlAppender out(o.out_path);
   const int n_vocab = model.hp().n_vocab;
 
-  // Progress in answers generated (the dominant cost), prefill and scoring included as one
-  // answer's worth each so the ETA moves during them.
+  // Pending (variant, ratio) pairs of a sample, variant-major.
   auto pending_of = [&](const EvalSample& s) {
     std::vector<std::pair<size_t, double>> p;
-    for (size_t im = 0; im < methods.size(); ++im)
+    for (size_t iv = 0; iv < variants.size(); ++iv)
       for (double r : o.ratios)
-        if (!done.count(record_key(o.model_name, s.task, s.index, s.seed, s.ctx_target, methods[im].name, r)))
-          p.emplace_back(im, r);
+        if (!done.count(record_key(o.model_name, s.task, s.index, s.seed, s.ctx_target, variants[iv].label, r)))
+          p.emplace_back(iv, r);
     return p;
   };
+  // Progress in answers generated (the dominant cost), prefill and scoring included as one
+  // answer's worth each so the ETA moves during them.
   double total_units = 0;
   for (const auto& s : samples) {
     const auto p = pending_of(s);
     if (p.empty()) continue;
     double compressed = 0;
-    for (const auto& [im, r] : p) compressed += r < 1.0;
+    for (const auto& [iv, r] : p) compressed += r < 1.0;
     total_units += 2 + static_cast<double>(s.questions.size()) * (1 + compressed);
   }
   ProgressBar bar("eval", "ans", o.progress_bar);
@@ -128,7 +166,7 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
   EvalRunStats st;
   for (const EvalSample& s : samples) {
     const auto pending = pending_of(s);
-    st.records_skipped += static_cast<int64_t>(methods.size() * o.ratios.size() - pending.size());
+    st.records_skipped += static_cast<int64_t>(variants.size() * o.ratios.size() - pending.size());
     if (pending.empty()) continue;
     ++st.samples_run;
     ContextOptions co;
@@ -142,11 +180,12 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
     const size_t kv_full = ctx.kv_bytes();
     bar.update(units += 1, total_units);
 
+    const size_t n_q = s.questions.size();
     GenerateParams gp;
     gp.n_predict = s.max_new_tokens;
     t0 = clock_type::now();
-    std::vector<FullAnswer> full(s.questions.size());
-    for (size_t q = 0; q < s.questions.size(); ++q) {
+    std::vector<FullAnswer> full(n_q);
+    for (size_t q = 0; q < n_q; ++q) {
       const QueryResult r = ctx.query(query_text(s, q), gp, false);
       full[q].text = r.answer;
       full[q].targets = r.answer_ids;
@@ -155,79 +194,129 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
       bar.update(units += 1, total_units);
     }
     const double full_s = secs_since(t0);
-    std::vector<std::optional<double>> full_scores(s.questions.size());
+    std::vector<std::optional<double>> full_scores(n_q);
     std::vector<std::string> needles;  // repoqa: every asked function of the sample
-    for (size_t q = 0; q < s.questions.size(); ++q)
+    for (size_t q = 0; q < n_q; ++q)
       if (s.metrics[q] == "repoqa") needles.push_back(s.answers[q]);
-    for (size_t q = 0; q < s.questions.size(); ++q)
-      full_scores[q] = score_answer(s.metrics[q], full[q].text, s.answers[q], needles);
+    for (size_t q = 0; q < n_q; ++q) full_scores[q] = score_answer(s.metrics[q], full[q].text, s.answers[q], needles);
 
-    // One scoring pass per scorer that a pending compressed ratio needs.
-    std::map<std::string, HeadScores> scores;
-    std::map<std::string, double> score_s;
-    for (const auto& [im, r] : pending) {
-      const EvalMethod& m = methods[im];
-      if (r >= 1.0 || scores.count(m.scorer)) continue;
-      t0 = clock_type::now();
-      scores[m.scorer] = m.score(ctx, {});
-      score_s[m.scorer] = secs_since(t0);
-    }
-    bar.update(units += 1, total_units);
+    // Scores per (scorer, question seen while scoring; -1: none), computed once per sample
+    // and shared by the methods with the same scorer (the three KVzip levels).
+    std::map<std::pair<std::string, int>, HeadScores> scores;
+    std::map<std::pair<std::string, int>, double> score_s;
+    auto scores_for = [&](const EvalMethod& m, int q_seen) -> const HeadScores& {
+      const auto key = std::make_pair(m.scorer, q_seen);
+      if (!scores.count(key)) {
+        const auto ts = clock_type::now();
+        scores[key] = m.score(ctx, q_seen < 0 ? std::string() : query_text(s, static_cast<size_t>(q_seen)), {});
+        score_s[key] = secs_since(ts);
+      }
+      return scores.at(key);
+    };
 
-    for (const auto& [im, ratio] : pending) {
-      const EvalMethod& m = methods[im];
-      json rec = {{"model", o.model_name},  {"task", s.task},         {"sample", s.index},
-                  {"seed", s.seed},         {"ctx_target", s.ctx_target}, {"info", s.info},
-                  {"n_ctx", ctx.n_ctx()},   {"n_sys", ctx.n_sys()},   {"method", m.name},
-                  {"ratio", ratio},         {"kv_bytes_full", kv_full}};
-      t0 = clock_type::now();
-      std::vector<std::optional<double>> qs(s.questions.size());
-      Fidelity fid;
-      json questions = json::array();
-      if (ratio >= 1.0) {  // the reference fills ratio 1.0 from the full-cache answers
-        rec["r_true"] = 1.0;
-        rec["kv_bytes"] = kv_full;
-        for (size_t q = 0; q < s.questions.size(); ++q) {
-          qs[q] = full_scores[q];
-          fid.n_tokens += static_cast<int64_t>(full[q].targets.size());
-          questions.push_back({{"q", s.questions[q]}, {"ref", s.answers[q]}, {"metric", s.metrics[q]},
-                               {"pred", full[q].text}, {"full", full[q].text},
-                               {"score", qs[q] ? json(*qs[q]) : json(nullptr)}, {"same_as_full", true}});
-        }
-      } else {
-        const PruneReport pr = m.prune(ctx, scores.at(m.scorer), ratio);
-        rec["r_true"] = pr.ratio_true;
-        rec["kv_bytes"] = pr.kv_bytes_after;
-        for (size_t q = 0; q < s.questions.size(); ++q) {
-          const QueryResult r = ctx.query(query_text(s, q), gp, false);
-          qs[q] = score_answer(s.metrics[q], r.answer, s.answers[q], needles);
-          json jq = {{"q", s.questions[q]}, {"ref", s.answers[q]}, {"metric", s.metrics[q]},
-                     {"pred", r.answer},    {"full", full[q].text},
-                     {"score", qs[q] ? json(*qs[q]) : json(nullptr)}, {"same_as_full", r.answer == full[q].text}};
-          if (o.fidelity && !full[q].targets.empty()) {
-            const Fidelity f = compare_logprobs(full[q].logprobs, ctx.answer_logprobs(query_text(s, q), full[q].targets),
-                                                full[q].targets, n_vocab);
-            fid.add(f);
-            jq["fidelity"] = fidelity_json(f);
-          }
-          questions.push_back(std::move(jq));
-          bar.update(units += 1, total_units);
+    // One record per pending (variant, ratio); a variant's compressed ratios are filled
+    // together because in aware mode each question brings its own scores.
+    struct Acc {
+      std::vector<std::optional<double>> qs;
+      std::vector<json> questions;
+      std::vector<Fidelity> fid;
+      double r_true_sum = 0, kv_bytes_sum = 0, scoring_s = 0, answers_s = 0;
+      int n_prunes = 0;
+    };
+    for (size_t ip = 0; ip < pending.size();) {
+      const size_t iv = pending[ip].first;
+      const Variant& v = variants[iv];
+      std::vector<double> ratios;
+      for (; ip < pending.size() && pending[ip].first == iv; ++ip) ratios.push_back(pending[ip].second);
+      std::map<double, Acc> acc;
+      for (double r : ratios) {
+        acc[r].qs.resize(n_q);
+        acc[r].questions.resize(n_q);
+        acc[r].fid.resize(n_q);
+      }
+      // Groups of (question seen while scoring, questions answered from that cache).
+      std::vector<std::pair<int, std::vector<size_t>>> groups;
+      std::vector<size_t> all(n_q);
+      for (size_t q = 0; q < n_q; ++q) all[q] = q;
+      if (v.mode == EvalMode::Agnostic) groups.push_back({-1, all});
+      if (v.mode == EvalMode::Reuse) groups.push_back({0, all});
+      if (v.mode == EvalMode::Aware)
+        for (size_t q = 0; q < n_q; ++q) groups.push_back({static_cast<int>(q), {q}});
+
+      for (double ratio : ratios) {
+        if (ratio < 1.0) continue;
+        Acc& a = acc[ratio];  // the reference fills ratio 1.0 from the full-cache answers
+        a.r_true_sum = 1.0;
+        a.kv_bytes_sum = static_cast<double>(kv_full);
+        a.n_prunes = 1;
+        for (size_t q = 0; q < n_q; ++q) {
+          a.qs[q] = full_scores[q];
+          a.fid[q].n_tokens = static_cast<int64_t>(full[q].targets.size());
+          a.questions[q] = {{"q", s.questions[q]}, {"ref", s.answers[q]}, {"metric", s.metrics[q]},
+                            {"pred", full[q].text}, {"full", full[q].text},
+                            {"score", a.qs[q] ? json(*a.qs[q]) : json(nullptr)}, {"same_as_full", true}};
         }
       }
-      rec["score"] = 100.0 * mean_present(qs);
-      rec["fidelity"] = fidelity_json(fid);
-      rec["questions"] = std::move(questions);
-      rec["time_s"] = {{"prefill", prefill_s},
-                       {"full_answers", full_s},
-                       {"scoring", score_s.count(m.scorer) ? score_s[m.scorer] : 0.0},
-                       {"answers", secs_since(t0)}};
-      out.write(rec);
-      ++st.records_written;
-      if (o.log_records) {
-        bar.clear();
-        fmt::print(stderr, "[eval] {}#{} ({} tok) {}@{:.2f}: kept {:.3f}, score {:5.1f}, KL {:.4f}, flips {:.3f}\n",
-                   s.task, s.index, ctx.n_ctx(), m.name, ratio, rec["r_true"].get<double>(), rec["score"].get<double>(),
-                   fid.mean_kl(), fid.flip_rate());
+      for (const auto& [q_seen, answered] : groups) {
+        bool any_compressed = false;
+        for (double r : ratios) any_compressed = any_compressed || r < 1.0;
+        if (!any_compressed) break;
+        const bool fresh = !scores.count({v.m.scorer, q_seen});
+        const HeadScores& hs = scores_for(v.m, q_seen);
+        const double sc_s = fresh ? score_s.at({v.m.scorer, q_seen}) : 0.0;
+        for (double ratio : ratios) {
+          if (ratio >= 1.0) continue;
+          Acc& a = acc[ratio];
+          a.scoring_s += sc_s;
+          const auto ta = clock_type::now();
+          const PruneReport pr = v.m.prune(ctx, hs, ratio);
+          a.r_true_sum += pr.ratio_true;
+          a.kv_bytes_sum += static_cast<double>(pr.kv_bytes_after);
+          ++a.n_prunes;
+          for (size_t q : answered) {
+            const QueryResult r = ctx.query(query_text(s, q), gp, false);
+            a.qs[q] = score_answer(s.metrics[q], r.answer, s.answers[q], needles);
+            json jq = {{"q", s.questions[q]}, {"ref", s.answers[q]}, {"metric", s.metrics[q]},
+                       {"pred", r.answer},    {"full", full[q].text},
+                       {"score", a.qs[q] ? json(*a.qs[q]) : json(nullptr)}, {"same_as_full", r.answer == full[q].text}};
+            if (q_seen >= 0) jq["scored_with_question"] = q_seen;
+            if (o.fidelity && !full[q].targets.empty()) {
+              a.fid[q] = compare_logprobs(full[q].logprobs, ctx.answer_logprobs(query_text(s, q), full[q].targets),
+                                          full[q].targets, n_vocab);
+              jq["fidelity"] = fidelity_json(a.fid[q]);
+            }
+            a.questions[q] = std::move(jq);
+            bar.update(units += 1, total_units);
+          }
+          a.answers_s += secs_since(ta);
+        }
+      }
+
+      for (double ratio : ratios) {
+        Acc& a = acc[ratio];
+        Fidelity fid;
+        for (const auto& f : a.fid) fid.add(f);
+        json rec = {{"model", o.model_name},  {"task", s.task},         {"sample", s.index},
+                    {"seed", s.seed},         {"ctx_target", s.ctx_target}, {"info", s.info},
+                    {"n_ctx", ctx.n_ctx()},   {"n_sys", ctx.n_sys()},   {"method", v.label},
+                    {"base_method", v.m.name}, {"mode", eval_mode_name(v.mode)},
+                    {"ratio", ratio},         {"kv_bytes_full", kv_full}};
+        // aware: one prune per question; the realised ratio and bytes are their means
+        rec["r_true"] = a.r_true_sum / std::max(1, a.n_prunes);
+        rec["kv_bytes"] = static_cast<size_t>(a.kv_bytes_sum / std::max(1, a.n_prunes) + 0.5);
+        rec["n_prunes"] = ratio < 1.0 ? a.n_prunes : 0;
+        rec["score"] = 100.0 * mean_present(a.qs);
+        rec["fidelity"] = fidelity_json(fid);
+        rec["questions"] = a.questions;
+        rec["time_s"] = {{"prefill", prefill_s}, {"full_answers", full_s}, {"scoring", a.scoring_s}, {"answers", a.answers_s}};
+        out.write(rec);
+        ++st.records_written;
+        if (o.log_records) {
+          bar.clear();
+          fmt::print(stderr, "[eval] {}#{} ({} tok) {}@{:.2f}: kept {:.3f}, score {:5.1f}, KL {:.4f}, flips {:.3f}\n",
+                     s.task, s.index, ctx.n_ctx(), v.label, ratio, rec["r_true"].get<double>(),
+                     rec["score"].get<double>(), fid.mean_kl(), fid.flip_rate());
+        }
       }
     }
   }

@@ -58,7 +58,8 @@ void KvzipContext::prefill_ids(const std::vector<int32_t>& ctx_ids, const std::f
 
 const HeadScores& KvzipContext::score(const std::function<void(int64_t, int64_t)>& progress) {
   if (ctx_ids_.empty()) fail("score: no context was prefilled");
-  if (pruned_) fail("score: the context is already pruned; scoring needs the full cache");
+  if (pruned_ && !full_) fail("score: the context is already pruned; scoring needs the full cache");
+  restore_full();  // retain_full: score again from the unpruned context
   KvzipRepeatPrompt rp;
   rp.first = enc(tmpl_.repeat_first);
   rp.next = enc(tmpl_.repeat_next);

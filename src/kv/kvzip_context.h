@@ -53,7 +53,8 @@ class KvzipContext {
   void prefill(const std::string& context, const std::function<void(int64_t, int64_t)>& progress = {});
   void prefill_ids(const std::vector<int32_t>& ctx_ids, const std::function<void(int64_t, int64_t)>& progress = {});
 
-  // KVzip scores of the context pairs; must run before any prune or query.
+  // KVzip scores of the context pairs; must run before any prune or query (with
+  // retain_full it may run again after a prune: it restores the full cache first).
   const HeadScores& score(const std::function<void(int64_t, int64_t)>& progress = {});
   // Scores of any registered method (kv/press.h). question empty: query-agnostic (the
   // scores serve every later question); otherwise query-aware: the press sees the question

@@ -8,8 +8,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "core/error.h"
+#include "eval/fidelity.h"
 #include "eval/report.h"
 #include "eval/runner.h"
 #include "kv/kvzip_context.h"
@@ -190,4 +193,144 @@ TEST_F(EvalRunnerTest, PressesRunUnderTheirRegistryNames) {
     EXPECT_LT(r["kv_bytes"].get<double>(), r["kv_bytes_full"].get<double>()) << r["method"];
   }
   std::remove(out.c_str());
+}
+
+// Query-aware modes: the records of a press that uses the question must be the ones of a
+// cache scored with the right question. The expected per-question KL is recomputed here
+// from the method's own score/prune steps: aware = each question's own scores, reuse =
+// the first question's scores for every question, agnostic = no question. The test first
+// checks that the questions really lead to different kept sets, so it fails if the runner
+// ignored the mode.
+TEST_F(EvalRunnerTest, QueryAwareAndReuseModesScoreWithTheRightQuestion) {
+  ThreadPool pool(1);
+  const std::string out = ::testing::TempDir() + "/kvz_eval_modes.jsonl";
+  std::remove(out.c_str());
+  EvalSample s = tiny_samples()[0];
+  s.questions = {"what comes after ab?", "list every number 12 34 56 78 90 please"};
+  const std::vector<EvalSample> samples = {s};
+  const double ratio = 0.4;
+
+  // Expected sum_kl per question, per question seen while scoring (-1: none).
+  const EvalMethod m = resolve_method("snapkv");
+  ASSERT_TRUE(m.uses_question);
+  ContextOptions co;
+  co.retain_full = true;
+  co.scoring.chunk = 32;
+  KvzipContext c(*model_, pool, co);
+  c.prefill(s.context);
+  GenerateParams gp;
+  gp.n_predict = s.max_new_tokens;
+  std::vector<std::vector<int32_t>> targets(2);
+  std::vector<std::vector<float>> full_lp(2);
+  for (size_t q = 0; q < 2; ++q) {
+    const QueryResult r = c.query(query_text(s, q), gp, false);
+    targets[q] = r.answer_ids;
+    if (r.end_id >= 0) targets[q].push_back(r.end_id);
+    full_lp[q] = c.answer_logprobs(query_text(s, q), targets[q]);
+  }
+  std::map<int, std::vector<double>> kl;  // question seen -> sum_kl per answered question
+  for (int seen : {-1, 0, 1}) {
+    const HeadScores hs = m.score(c, seen < 0 ? std::string() : query_text(s, static_cast<size_t>(seen)), {});
+    m.prune(c, hs, ratio);
+    for (size_t q = 0; q < 2; ++q)
+      kl[seen].push_back(compare_logprobs(full_lp[q], c.answer_logprobs(query_text(s, q), targets[q]), targets[q],
+                                          model_->hp().n_vocab).sum_kl);
+  }
+  // Precondition: the two questions give different caches, distinguishable by the KL of
+  // the second question's answer; otherwise this test could not tell the modes apart.
+  ASSERT_NE(kl[0][1], kl[1][1]) << "question 0's and question 1's caches answer question 1 alike";
+  ASSERT_NE(kl[-1][1], kl[1][1]);
+
+  EvalOptions o;
+  o.model_name = "synthetic";
+  o.methods = {"snapkv", "pair"};
+  o.modes = {EvalMode::Agnostic, EvalMode::Aware, EvalMode::Reuse};
+  o.ratios = {1.0, ratio};
+  o.out_path = out;
+  o.score_chunk = 32;
+  o.log_records = false;
+  EvalRunStats st = run_eval(*model_, pool, samples, o);
+  // snapkv in three modes, pair once (query-agnostic in every mode), two ratios each
+  EXPECT_EQ(st.records_written, (3 + 1) * 2);
+  const auto recs = read_lines(out);
+  std::map<std::string, nlohmann::json> by;  // "label@ratio"
+  for (const auto& r : recs) by[r["method"].get<std::string>() + "@" + std::to_string(r["ratio"].get<double>())] = r;
+  const std::string at = "@" + std::to_string(ratio);
+  ASSERT_TRUE(by.count("snapkv" + at) && by.count("snapkv/aware" + at) && by.count("snapkv/reuse" + at) &&
+              by.count("pair" + at));
+  EXPECT_EQ(by["snapkv" + at]["mode"], "agnostic");
+  EXPECT_EQ(by["snapkv/aware" + at]["mode"], "aware");
+  EXPECT_EQ(by["snapkv/reuse" + at]["mode"], "reuse");
+  EXPECT_EQ(by["pair" + at]["mode"], "agnostic");
+  EXPECT_EQ(by["snapkv/aware" + at]["n_prunes"], 2);
+  EXPECT_EQ(by["snapkv/reuse" + at]["n_prunes"], 1);
+  auto rec_kl = [&](const std::string& label, size_t q) {
+    return by[label + at]["questions"][q]["fidelity"]["sum_kl"].get<double>();
+  };
+  for (size_t q = 0; q < 2; ++q) {
+    EXPECT_DOUBLE_EQ(rec_kl("snapkv", q), kl[-1][q]) << "agnostic, question " << q;
+    EXPECT_DOUBLE_EQ(rec_kl("snapkv/aware", q), kl[static_cast<int>(q)][q]) << "aware, question " << q;
+    EXPECT_DOUBLE_EQ(rec_kl("snapkv/reuse", q), kl[0][q]) << "reuse, question " << q;
+  }
+  EXPECT_EQ(by["snapkv/aware" + at]["questions"][1]["scored_with_question"], 1);
+  EXPECT_EQ(by["snapkv/reuse" + at]["questions"][1]["scored_with_question"], 0);
+  // ratio 1.0 is the full cache in every mode
+  for (const char* label : {"snapkv/aware", "snapkv/reuse"})
+    for (size_t q = 0; q < 2; ++q)
+      EXPECT_EQ(by[std::string(label) + "@" + std::to_string(1.0)]["questions"][q]["pred"],
+                by[std::string(label) + "@" + std::to_string(1.0)]["questions"][q]["full"]);
+
+  // Resume: everything is done; adding a mode runs only its records.
+  st = run_eval(*model_, pool, samples, o);
+  EXPECT_EQ(st.records_written, 0);
+  EXPECT_EQ(st.records_skipped, 8);
+  const auto rows = aggregate_results(out);
+  std::set<std::string> labels;
+  for (const auto& r : rows) labels.insert(r.method);
+  EXPECT_EQ(labels, (std::set<std::string>{"snapkv", "snapkv/aware", "snapkv/reuse", "pair"}));
+  std::remove(out.c_str());
+}
+
+TEST(EvalModes, NamesRoundTripAndUnknownThrows) {
+  for (EvalMode m : {EvalMode::Agnostic, EvalMode::Aware, EvalMode::Reuse})
+    EXPECT_EQ(parse_eval_mode(eval_mode_name(m)), m);
+  EXPECT_THROW(parse_eval_mode("query-aware"), Error);
+  EXPECT_THROW(parse_eval_mode(""), Error);
+  EvalMethod m;
+  m.name = "tova";
+  m.uses_question = true;
+  EXPECT_EQ(eval_method_label(m, EvalMode::Aware), "tova/aware");
+  EXPECT_EQ(eval_method_label(m, EvalMode::Agnostic), "tova");
+  m.uses_question = false;
+  EXPECT_EQ(eval_method_label(m, EvalMode::Reuse), "tova");
+}
+
+// A task run at several context lengths is reported per length ("task@LEN"); a task run at
+// one length keeps its plain name.
+TEST(EvalReport, TasksAtSeveralLengthsAreSplit) {
+  const std::string path = ::testing::TempDir() + "/kvz_report_lengths.jsonl";
+  {
+    std::ofstream f(path);
+    auto rec = [&](const std::string& task, int64_t len, int sample, double score) {
+      const nlohmann::json j = {{"model", "m"}, {"task", task}, {"sample", sample}, {"seed", 1}, {"ctx_target", len},
+                                {"method", "pair"}, {"ratio", 0.5}, {"score", score}, {"r_true", 0.5},
+                                {"kv_bytes", 50}, {"kv_bytes_full", 100}, {"questions", nlohmann::json::array()},
+                                {"fidelity", {{"n_tokens", 0}, {"flips", 0}, {"sum_abs_dp", 0.0}, {"sum_kl", 0.0},
+                                              {"max_abs_dp", 0.0}}}};
+      f << j.dump() << "\n";
+    };
+    rec("squad", 1000, 0, 100);
+    rec("squad", 1000, 1, 50);
+    rec("squad", 4000, 0, 0);
+    rec("kv", 2000, 0, 30);
+  }
+  const auto rows = aggregate_results(path);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].task, "squad@1000");
+  EXPECT_EQ(rows[0].n_samples, 2);
+  EXPECT_DOUBLE_EQ(rows[0].score, 75.0);
+  EXPECT_EQ(rows[1].task, "squad@4000");
+  EXPECT_DOUBLE_EQ(rows[1].score, 0.0);
+  EXPECT_EQ(rows[2].task, "kv");
+  std::remove(path.c_str());
 }

@@ -147,3 +147,35 @@ TEST(EvalJsonl, LoadsTheReferenceShapeAndRejectsBadLines) {
   EXPECT_THROW(parse_jsonl_sample("not json", "t", 0, "x:1"), Error);
   std::remove(path.c_str());
 }
+
+// Context-length sweeps (`--ctx-tokens 1000,2000,4000`): every task generated at each
+// length, each sample sized to it, bad lists rejected with a message.
+TEST(EvalTasks, ContextLengthSweep) {
+  EXPECT_EQ(parse_ctx_tokens("2000,4000,8000"), (std::vector<int64_t>{2000, 4000, 8000}));
+  EXPECT_EQ(parse_ctx_tokens("0"), (std::vector<int64_t>{0}));
+  EXPECT_EQ(parse_ctx_tokens("1000,,16000"), (std::vector<int64_t>{1000, 16000}));
+  for (const char* bad : {"", ",", "2k", "-5", "1000,1000", "99999999", "12x"}) EXPECT_THROW(parse_ctx_tokens(bad), Error) << bad;
+
+  for (const char* name : {"squad", "kv", "needle-multikey", "vt"}) {
+    SCOPED_TRACE(name);
+    const TaskInfo& t = find_task(name);
+    TaskParams p;
+    p.seed = 5;
+    p.ctx_tokens = 123;  // ignored: the lengths list wins
+    const std::vector<int64_t> lengths = {1000, 4000, 0};
+    const auto v = make_task_samples(t, 2, lengths, p);
+    ASSERT_EQ(v.size(), 6u);
+    for (size_t il = 0; il < lengths.size(); ++il) {
+      const int64_t want = lengths[il] ? lengths[il] : t.default_ctx_tokens;
+      for (int i = 0; i < 2; ++i) {
+        const EvalSample& s = v[il * 2 + static_cast<size_t>(i)];
+        EXPECT_EQ(s.index, i);
+        EXPECT_EQ(s.ctx_target, want);
+        const int64_t n = approx_tokens(s.context);  // the default counter when p.count is empty
+        EXPECT_GE(n, want * 85 / 100) << "sample " << i << " at " << want;  // as EveryTaskIsDeterministicValidAndSized
+        EXPECT_LE(n, want * 135 / 100 + 150) << "sample " << i << " at " << want;
+      }
+    }
+    EXPECT_NE(v[0].context, v[2].context) << "another length, another context";
+  }
+}

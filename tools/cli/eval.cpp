@@ -75,15 +75,27 @@ CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
                                      "the easy variants (see --list-tasks)");
   sub->add_option("--data", o.data_files, "JSON-lines file of your own samples (docs/eval-data.md); repeatable; "
                                           "the task name is the file's stem");
-  sub->add_option("--methods", o.methods, "compression methods, comma-separated: pair (kvzip), pair-uniform, head, or any name of `kvzip methods` (query-agnostic)")
+  sub->add_option("--methods", o.methods, "compression methods, comma-separated: pair (kvzip), pair-uniform, head, or any name of `kvzip methods`")
+      ->capture_default_str();
+  sub->add_option("--mode", o.modes,
+                  "comma-separated, each method runs in each: 'agnostic' = compress once after the context, every "
+                  "question answered from that cache; 'aware' = per question, the press scores with that question "
+                  "present, prunes, answers it, and the full cache is restored; 'reuse' = compress once with the "
+                  "sample's first question present and answer all its questions from that cache. Records are "
+                  "labelled 'snapkv/aware', 'snapkv/reuse'; methods that ignore the question (the KVzip levels, "
+                  "knorm, streaming_llm, random, duo_attention) run agnostic in every mode, once, under their plain name")
       ->capture_default_str();
   sub->add_option("--ratios", o.ratios, "kept fractions of the context's KV pairs; 1.0 = the full-cache answers")
       ->capture_default_str();
   sub->add_option("--samples", o.samples, "samples per task (first N of a --data file)")
       ->capture_default_str()->check(CLI::Range(1, 100000));
   sub->add_option("--seed", o.seed, "seed of the task generators")->capture_default_str();
-  sub->add_option("--ctx-tokens", o.ctx_tokens, "context length in tokens for every task (0: each task's default)")
-      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  sub->add_option("--ctx-tokens", o.ctx_tokens, "context lengths in tokens, comma-separated: every task is "
+                                                "generated at each (a length sweep, e.g. 1000,2000,4000,8000; "
+                                                "0 = each task's default, see --list-tasks). Must fit the model's "
+                                                "training context; the report splits a task run at several lengths "
+                                                "into task@LEN rows")
+      ->capture_default_str();
   sub->add_flag("--quick", o.quick, "smoke test of a few minutes: needle-easy, kv-easy, squad-easy; 1 sample; "
                                     "~500-token contexts; ratios 1.0,0.5,0.2; method pair (explicit options win)");
   sub->add_option("-o,--out", o.out, "results file (JSON lines, appended; done records are skipped)")
@@ -109,10 +121,20 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
     if (!given("--task") && !given("--data")) o.tasks = {"needle-easy", "kv-easy", "squad-easy"};
     if (!given("--samples")) o.samples = 1;
     if (!given("--ratios")) o.ratios = "1.0,0.5,0.2";
-    if (!given("--ctx-tokens")) o.ctx_tokens = 500;
+    if (!given("--ctx-tokens")) o.ctx_tokens = "500";
   }
   if (o.tasks.empty() && o.data_files.empty()) fail("eval: give --task NAME (or all, easy), --data FILE or --quick");
   const std::vector<std::string> tasks = expand_tasks(split_commas(o.tasks));
+  const std::vector<int64_t> ctx_lengths = parse_ctx_tokens(o.ctx_tokens);
+  std::vector<EvalMode> modes;  // checked before the model loads
+  for (const auto& m : split_commas({o.modes})) {
+    try {
+      modes.push_back(parse_eval_mode(m));
+    } catch (const Error& e) {
+      fail("--mode: {}", e.what());
+    }
+  }
+  if (modes.empty()) fail("--mode: empty list (give agnostic, aware and/or reuse)");
 
   ProgressBar load_bar("loading", "%", stderr_is_tty());
   auto model = Model::load(o.model, [&](double f) { load_bar.update(100.0 * f, 100.0); });
@@ -122,12 +144,23 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   std::vector<EvalSample> samples;
   TaskParams tp;
   tp.seed = o.seed;
-  tp.ctx_tokens = o.ctx_tokens;
   tp.count = [&tok](const std::string& s) {
     return static_cast<int64_t>(tok.encode(s, /*add_special=*/false, /*parse_special=*/false).size());
   };
-  for (const auto& name : tasks)
-    for (int i = 0; i < o.samples; ++i) samples.push_back(make_task_sample(find_task(name), i, tp));
+  // A length the model cannot hold fails here, not after the shorter ones have run.
+  const int64_t n_ctx_train = model->hp().n_ctx_train;
+  for (const auto& name : tasks) {
+    const TaskInfo& t = find_task(name);
+    for (int64_t len : ctx_lengths) {
+      const int64_t eff = len > 0 ? len : t.default_ctx_tokens;
+      if (n_ctx_train > 0 && eff + 512 > n_ctx_train)
+        fail("--ctx-tokens: {} tokens for task {} leave no room for the prompt and answers in {}'s {}-token "
+             "training context (keep it under {})", eff, name, std::filesystem::path(o.model).filename().string(),
+             n_ctx_train, n_ctx_train - 512);
+    }
+    const std::vector<EvalSample> v = make_task_samples(t, o.samples, ctx_lengths, tp);
+    samples.insert(samples.end(), v.begin(), v.end());
+  }
   for (const auto& f : o.data_files) {
     std::vector<EvalSample> d = load_jsonl_samples(f, std::filesystem::path(f).stem().string());
     if (static_cast<int>(d.size()) > o.samples) d.resize(static_cast<size_t>(o.samples));
@@ -151,6 +184,7 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   eo.model_name = std::filesystem::path(o.model).filename().string();
   eo.methods = split_commas({o.methods});
   eo.ratios = parse_ratios(o.ratios);
+  eo.modes = modes;
   eo.fidelity = !o.no_fidelity;
   eo.out_path = o.out;
   eo.progress_bar = stderr_is_tty();
@@ -158,9 +192,9 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   ThreadPool pool(o.threads);
   int bad = 0;
   const size_t done_before = done_record_keys(o.out, &bad).size();
-  fmt::print(stderr, "[eval] {}: {} samples ({} tasks{}), methods {}, ratios {}; {} records already in {}{}\n",
+  fmt::print(stderr, "[eval] {}: {} samples ({} tasks{}), methods {}, modes {}, ratios {}; {} records already in {}{}\n",
              eo.model_name, samples.size(), tasks.size(), o.data_files.empty() ? "" : " + data files", o.methods,
-             o.ratios, done_before, o.out, bad ? fmt::format(" ({} unreadable lines ignored)", bad) : "");
+             o.modes, o.ratios, done_before, o.out, bad ? fmt::format(" ({} unreadable lines ignored)", bad) : "");
   const auto t0 = std::chrono::steady_clock::now();
   const EvalRunStats st = run_eval(*model, pool, samples, eo);
   fmt::print(stderr, "[eval] wrote {} records ({} skipped as done) from {} samples in {:.1f} s -> {}\n",

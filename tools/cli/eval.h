@@ -11,10 +11,11 @@ struct EvalCliOptions {
   std::string model;
   std::vector<std::string> tasks, data_files;
   std::string methods = "pair";
+  std::string modes = "agnostic";  // comma-separated EvalMode names
   std::string ratios = "1.0,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1";
   int samples = 3;
   uint64_t seed = 1;
-  int64_t ctx_tokens = 0;
+  std::string ctx_tokens = "0";  // comma-separated lengths; 0: each task's default
   bool quick = false;
   std::string out = "results.jsonl";
   bool no_fidelity = false;

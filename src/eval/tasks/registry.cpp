@@ -1,5 +1,8 @@
 #include "eval/tasks/registry.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "core/error.h"
 
 namespace kvz {
@@ -48,6 +51,36 @@ EvalSample make_task_sample(const TaskInfo& t, int index, TaskParams p) {
   s.ctx_target = p.ctx_tokens;
   validate_sample(s, t.name);
   return s;
+}
+
+std::vector<int64_t> parse_ctx_tokens(const std::string& list) {
+  std::vector<int64_t> out;
+  size_t i = 0;
+  while (i <= list.size()) {
+    const size_t j = std::min(list.find(',', i), list.size());
+    const std::string item = list.substr(i, j - i);
+    i = j + 1;
+    if (item.empty()) continue;
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    if (end == item.c_str() || *end != '\0' || v < 0 || v > (int64_t{1} << 20))
+      fail("--ctx-tokens: '{}' is not a token count in [0, 1048576] (0: the task's default)", item);
+    if (std::find(out.begin(), out.end(), v) != out.end()) fail("--ctx-tokens: {} is given twice", v);
+    out.push_back(v);
+  }
+  if (out.empty()) fail("--ctx-tokens: empty list (e.g. 2000,4000,8000; 0 = each task's default)");
+  return out;
+}
+
+std::vector<EvalSample> make_task_samples(const TaskInfo& t, int n, const std::vector<int64_t>& lengths,
+                                          const TaskParams& p) {
+  std::vector<EvalSample> out;
+  for (int64_t len : lengths) {
+    TaskParams q = p;
+    q.ctx_tokens = len;
+    for (int i = 0; i < n; ++i) out.push_back(make_task_sample(t, i, q));
+  }
+  return out;
 }
 
 int64_t count_tokens(const TaskParams& p, const std::string& s) { return p.count ? p.count(s) : approx_tokens(s); }

@@ -36,6 +36,14 @@ const TaskInfo& find_task(const std::string& name);
 // Generates sample `index` of a task: p.ctx_tokens 0 means the task's default.
 EvalSample make_task_sample(const TaskInfo& t, int index, TaskParams p);
 
+// Context lengths for a sweep (`kvzip eval --ctx-tokens 2000,4000,8000`): comma-separated
+// token counts, 0 = each task's default. Throws kvz::Error on a non-number, a negative or
+// too large value (over 1M), a duplicate or an empty list.
+std::vector<int64_t> parse_ctx_tokens(const std::string& list);
+// Samples 0..n-1 of a task at every length of `lengths` (length-major), p.ctx_tokens ignored.
+std::vector<EvalSample> make_task_samples(const TaskInfo& t, int n, const std::vector<int64_t>& lengths,
+                                          const TaskParams& p);
+
 // The generators (one file each).
 EvalSample make_needle(int index, const TaskParams& p);
 EvalSample make_needle_multikey(int index, const TaskParams& p);
