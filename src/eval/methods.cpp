@@ -1,5 +1,7 @@
 #include "eval/methods.h"
 
+#include <map>
+
 #include "core/error.h"
 #include "kv/policy.h"
 #include "kv/press.h"
@@ -30,11 +32,13 @@ EvalMethod kvzip_level(const std::string& name, PruneLevel level, const EvalMeth
 // Any other registered press (kv/press.h), query-agnostic: scored once per sample on the
 // full cache, pruned per ratio at the method's own default level with its per-layer budgets
 // (PyramidKV). Default parameters.
-EvalMethod press_method(const MethodInfo& mi) {
+EvalMethod press_method(const MethodInfo& mi, const EvalMethodEnv& env) {
   EvalMethod m;
   m.name = mi.name;
   m.scorer = mi.name;
-  std::shared_ptr<Press> press = make_press(mi.name);
+  std::map<std::string, std::string> params;
+  if (mi.name == "kvzap") params["dir"] = env.kvzap_dir;
+  std::shared_ptr<Press> press = make_press(mi.name, params);
   m.score = [press](KvzipContext& ctx, const ProgressFn& progress) { return ctx.score(*press, "", progress); };
   const PruneLevel level = mi.level;
   m.prune = [press, level](KvzipContext& ctx, const HeadScores& s, double ratio) {
@@ -63,7 +67,7 @@ EvalMethod resolve_method(const std::string& name, const EvalMethodEnv& env) {
     return kvzip_level("pair-uniform", PruneLevel::PairUniform, env);
   if (name == "head" || name == "kvzip-head") return kvzip_level("head", PruneLevel::Head, env);
   for (const MethodInfo& mi : press_registry())
-    if (mi.name == name) return press_method(mi);
+    if (mi.name == name) return press_method(mi, env);
   std::string known;
   for (const auto& k : known_methods()) known += (known.empty() ? "" : ", ") + k;
   fail("unknown method '{}' (known: {})", name, known);

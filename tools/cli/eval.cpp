@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "eval/runner.h"
 #include "eval/tasks/registry.h"
 #include "io/head_scores_file.h"
+#include "kv/kvzap_pruner.h"
 #include "model/model.h"
 
 namespace {
@@ -89,6 +91,7 @@ CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
   sub->add_option("-o,--out", o.out, "results file (JSON lines, appended; done records are skipped)")
       ->capture_default_str();
   sub->add_flag("--no-fidelity", o.no_fidelity, "skip the teacher-forced comparison with the full cache");
+  sub->add_option("--kvzap", o.kvzap_dir, "KVzap surrogate folder for method kvzap (default ~/.cache/kvzip/kvzap/<model>-mlp, else -linear)");
   sub->add_option("--head-scores", o.head_scores, "context-independent head scores (`kvzip score-heads`) for "
                                                   "method head; default: each sample's own");
   sub->add_option("-t,--threads", o.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
@@ -154,6 +157,12 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   eo.fidelity = !o.no_fidelity;
   eo.out_path = o.out;
   eo.progress_bar = stderr_is_tty();
+  if (std::find(eo.methods.begin(), eo.methods.end(), "kvzap") != eo.methods.end()) {
+    const char* home = std::getenv("HOME");
+    eo.method_env.kvzap_dir =
+        kvzap_default_dir(o.kvzap_dir, o.model, std::string(home ? home : ".") + "/.cache/kvzip");
+    KvzapModel::load(eo.method_env.kvzap_dir, *model);  // a wrong or missing file fails before any work
+  }
   if (!o.head_scores.empty()) eo.method_env.head_scores = load_head_scores(o.head_scores, *model).scores;
   ThreadPool pool(o.threads);
   int bad = 0;

@@ -19,6 +19,7 @@ struct EvalCliOptions {
   std::string out = "results.jsonl";
   bool no_fidelity = false;
   std::string head_scores;
+  std::string kvzap_dir;  // --kvzap DIR for method kvzap (default: ~/.cache/kvzip/kvzap/<model>-mlp)
   int threads = 0;
   bool list_tasks = false;
   std::string dump;  // write the samples as JSON lines and exit

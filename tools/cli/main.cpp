@@ -341,7 +341,9 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   if (o.method == "kvzap" && !o.kvzap.threshold.empty()) return compare_full_and_kvzap(o, context, questions, expected);
   // The method and its parameters are checked before anything slow runs.
   const MethodInfo& mi = method_info(o.method);
-  std::unique_ptr<Press> press = make_press(o.method, parse_press_params(o.params));
+  std::map<std::string, std::string> pp = parse_press_params(o.params);
+  if (o.method == "kvzap" && !pp.count("dir")) pp["dir"] = kvzap_default_dir(o.kvzap.dir, o.model, cli::kvzip_cache_root());
+  std::unique_ptr<Press> press = make_press(o.method, pp);
   if (!o.level.empty()) parse_prune_level(o.level);
   if (o.query_aware && !o.compress_for.empty()) fail("--query-aware and --compress-for exclude each other");
   if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
