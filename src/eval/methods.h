@@ -23,6 +23,7 @@ struct EvalMethodEnv {
   std::vector<float> head_scores;
   // The KVzap surrogate folder for method "kvzap" (the press's `dir` parameter).
   std::string kvzap_dir;
+  int64_t kvzap_window = 128;  // kvzap@TAU: protected last context tokens
 };
 
 struct EvalMethod {

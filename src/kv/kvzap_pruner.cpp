@@ -23,9 +23,9 @@ KvzapPruner::KvzapPruner(Session& session, const KvzapModel& surrogate, KvzapOpt
     : session_(session), surrogate_(surrogate), opt_(opt), n_head_kv_(session.model().hp().n_head_kv) {
   const HParams& hp = session.model().hp();
   if (surrogate.n_layer() != hp.n_layer || surrogate.n_out() != hp.n_head_kv || surrogate.d_in() != hp.n_embd)
-    throw Error("KVzap surrogate has {} layers x {} heads from {} inputs; the model needs {} x {} from {}",
+    fail("KVzap surrogate has {} layers x {} heads from {} inputs; the model needs {} x {} from {}",
                 surrogate.n_layer(), surrogate.n_out(), surrogate.d_in(), hp.n_layer, hp.n_head_kv, hp.n_embd);
-  if (opt_.window < 0) throw Error("KVzap window must be >= 0, got {}", opt_.window);
+  if (opt_.window < 0) fail("KVzap window must be >= 0, got {}", opt_.window);
   heads_.resize(static_cast<size_t>(hp.n_layer) * n_head_kv_);
   stats_.entered.assign(hp.n_layer, 0);
   stats_.evicted.assign(hp.n_layer, 0);
@@ -190,7 +190,7 @@ std::string kvzap_default_dir(const std::string& dir, const std::string& model_p
   namespace fs = std::filesystem;
   if (!dir.empty()) {
     if (!fs::exists(fs::path(dir) / "config.json"))
-      throw Error("--kvzap {}: no config.json there (expected a KVzap surrogate folder; make one with `kvzip "
+      fail("--kvzap {}: no config.json there (expected a KVzap surrogate folder; make one with `kvzip "
                   "train-kvzap -m MODEL`)",
                   dir);
     return dir;
@@ -213,7 +213,7 @@ std::string kvzap_default_dir(const std::string& dir, const std::string& model_p
   }
   std::string list;
   for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
-  throw Error("no KVzap surrogate for {} (looked for {}); train one with `kvzip train-kvzap -m {}` or pass --kvzap DIR",
+  fail("no KVzap surrogate for {} (looked for {}); train one with `kvzip train-kvzap -m {}` or pass --kvzap DIR",
               model_path, list, model_path);
 }
 

@@ -186,7 +186,8 @@ TEST_F(KvzapPrunerTest, RestoreAfterNonUpdatingQueryIsExact) {
       for (int il = 0; il < hp.n_layer; ++il)
         for (int ih = 0; ih < hp.n_head_kv; ++ih) {
           const HeadSegment &a = s.cache().seg(il, ih), &b = before.seg(il, ih);
-          ASSERT_EQ(a.len, b.len);
+          EXPECT_EQ(a.len, b.len);
+          if (a.len != b.len) continue;
           EXPECT_TRUE(std::equal(a.pos.get(), a.pos.get() + a.len, b.pos.get()));
           EXPECT_EQ(0, std::memcmp(a.k.get(), b.k.get(), a.len * before.row_bytes()));
           EXPECT_EQ(0, std::memcmp(a.v.get(), b.v.get(), a.len * before.row_bytes()));

@@ -35,12 +35,12 @@ inline float parse_threshold(const std::string& s) {
   char* end = nullptr;
   const float v = std::strtof(s.c_str(), &end);
   if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
-    throw Error("--threshold '{}': expected a number (a log-score such as -6, or -inf)", s);
+    fail("--threshold '{}': expected a number (a log-score such as -6, or -inf)", s);
   return v;
 }
 
 inline KvzapOptions kvzap_options(const KvzapCli& k) {
-  if (k.threshold.empty()) throw Error("--method kvzap needs --threshold TAU (a log-score such as -6)");
+  if (k.threshold.empty()) fail("--method kvzap needs --threshold TAU (a log-score such as -6)");
   return {parse_threshold(k.threshold), k.window};
 }
 

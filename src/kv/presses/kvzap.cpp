@@ -39,7 +39,7 @@ struct KvzapPress final : Press {
   explicit KvzapPress(std::string d) : dir(std::move(d)) {}
   HeadScores score(PressInput& in) override {
     if (dir.empty())
-      throw Error("method kvzap needs its surrogate folder: --param dir=DIR (train one with `kvzip train-kvzap`)");
+      fail("method kvzap needs its surrogate folder: --param dir=DIR (train one with `kvzip train-kvzap`)");
     const Model& model = in.session.model();
     const KvzapModel sur = KvzapModel::load(dir, model);
     const HParams& hp = model.hp();
