@@ -71,7 +71,7 @@ EvalMethod kvzap_threshold_method(const std::string& name, float tau, const Eval
       for (int ih = 0; ih < t.n_head_kv; ++ih) {
         float* h = t.head(il, ih);
         for (int64_t c = 0; c < t.n_ctx; ++c) {
-          if (c >= t.n_ctx - window) h[c] = std::numeric_limits<float>::infinity();
+          if (c >= t.n_ctx - window) h[c] = std::numeric_limits<float>::max();  // finite: the policy refuses inf
           kept += h[c] >= tau;
         }
       }
