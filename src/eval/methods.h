@@ -22,6 +22,9 @@ struct EvalMethodEnv {
   // [n_layer][n_head_kv] context-independent head scores (`kvzip score-heads`); when
   // empty, "head" uses the sample's own max-over-tokens KVzip scores.
   std::vector<float> head_scores;
+  // The KVzap surrogate folder for method "kvzap" (the press's `dir` parameter).
+  std::string kvzap_dir;
+  int64_t kvzap_window = 128;  // kvzap@TAU: protected last context tokens
 };
 
 struct EvalMethod {

@@ -170,6 +170,23 @@ void KvCache::compact(int il, int ih, const uint8_t* keep, int64_t reserve) {
   s = std::move(out);
 }
 
+int64_t KvCache::remove_rows(int il, int ih, const uint8_t* keep) {
+  HeadSegment& s = seg(il, ih);
+  const size_t d = rb_;
+  int64_t w = 0;
+  while (w < s.len && keep[w]) ++w;
+  for (int64_t r = w; r < s.len; ++r) {
+    if (!keep[r]) continue;
+    std::memcpy(s.k.get() + w * d, s.k.get() + r * d, d);
+    std::memcpy(s.v.get() + w * d, s.v.get() + r * d, d);
+    s.pos[w] = s.pos[r];
+    ++w;
+  }
+  const int64_t removed = s.len - w;
+  s.len = w;
+  return removed;
+}
+
 size_t KvCache::bytes_used() const {
   size_t rows = 0;
   for (const auto& s : segs_) rows += static_cast<size_t>(s.len);

@@ -80,6 +80,11 @@ class KvCache {
   // reallocates the head to `len_kept + reserve` rows so the evicted memory is freed.
   void compact(int il, int ih, const uint8_t* keep, int64_t reserve);
 
+  // As compact(), in place: rows with keep[r] == 0 (r < len) leave, the rest move up in
+  // order; capacity is kept, nothing is allocated (streaming eviction, KVzap). Returns the
+  // number of rows removed. Rows before the first evicted one are not touched.
+  int64_t remove_rows(int il, int ih, const uint8_t* keep);
+
   // Bytes of retained K+V rows (what the reference's _mem() reports).
   size_t bytes_used() const;
   // Bytes actually allocated for K, V and positions.

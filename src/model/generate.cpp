@@ -1,6 +1,8 @@
 #include "model/generate.h"
 
+#include <algorithm>
 #include <chrono>
+#include <span>
 
 #include "core/error.h"
 
@@ -28,7 +30,19 @@ GenerateStats generate(Session& s, const std::vector<int32_t>& prompt, const Gen
   Sampler sampler(p.sampling);
   std::vector<float> logits;
   double t0 = now_s();
-  s.forward(prompt, LogitsMode::Last, &logits, 512, prefill_progress);
+  if (!p.after_forward) {
+    s.forward(prompt, LogitsMode::Last, &logits, p.n_batch, prefill_progress);
+  } else {  // batch by batch, so the hook runs between batches
+    const std::span<const int32_t> all(prompt);
+    const int64_t nb = std::max<int64_t>(1, p.n_batch);
+    for (int64_t b = 0; b < st.n_prompt; b += nb) {
+      const int64_t n = std::min(nb, st.n_prompt - b);
+      const bool last = b + n == st.n_prompt;
+      s.forward(all.subspan(b, n), last ? LogitsMode::Last : LogitsMode::None, last ? &logits : nullptr, n);
+      p.after_forward();
+      if (prefill_progress) prefill_progress(b + n, st.n_prompt);
+    }
+  }
   st.prefill_s = now_s() - t0;
   if (p.n_predict == 0) return st;
 
@@ -46,6 +60,7 @@ GenerateStats generate(Session& s, const std::vector<int32_t>& prompt, const Gen
     if (!keep_going || i + 1 == p.n_predict) break;
     const int32_t one[1] = {id};
     s.forward(one, LogitsMode::Last, &logits);
+    if (p.after_forward) p.after_forward();
   }
   st.decode_s = now_s() - t0;
   return st;

@@ -14,6 +14,9 @@ struct GenerateParams {
   int n_predict = 128;  // max new tokens
   SamplerParams sampling;
   bool stop_at_eog = true;
+  int64_t n_batch = 512;  // prefill batch size
+  // Called after every prefill batch and every decode step (streaming eviction: KVzap).
+  std::function<void()> after_forward;
 };
 
 struct GenerateStats {

@@ -3,6 +3,8 @@
 // budgets) and the method-specific invariants that need no reference implementation.
 // Numerical agreement with kvpress: test_presses_kvpress.cpp.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include "core/fp16.h"
 #include "io/head_scores_file.h"
 #include "kv/kvzip_context.h"
+#include "kv/kvzap_model.h"
 #include "kv/press.h"
 #include "synthetic_model.h"
 #include "test_paths.h"
@@ -44,7 +47,30 @@ struct CacheSnapshot {
   bool operator==(const CacheSnapshot& o) const { return lens == o.lens && k == o.k && v == o.v; }
 };
 
-class PressTest : public test::SyntheticModelTest {};
+class PressTest : public test::SyntheticModelTest {
+ protected:
+  // A random linear KVzap surrogate for the synthetic model, written once per suite.
+  static std::string kvzap_dir() {
+    static const std::string dir = [] {
+      const HParams& hp = model_->hp();
+      KvzapModel m = KvzapModel::zeros(KvzapModel::Kind::Linear, hp.n_layer, hp.n_embd, hp.n_head_kv, 0);
+      uint64_t x = 88172645463325252ull;
+      for (int il = 0; il < hp.n_layer; ++il)
+        for (float& w : m.layer(il).w1) {
+          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+          w = static_cast<float>(x % 2001) / 1000.0f - 1.0f;
+        }
+      const std::string d = (std::filesystem::temp_directory_path() / "kvz-press-kvzap").string();
+      m.save(d, *model_);
+      return d;
+    }();
+    return dir;
+  }
+  static std::map<std::string, std::string> test_params(const std::string& name) {
+    if (name == "kvzap") return {{"dir", kvzap_dir()}};
+    return {};
+  }
+};
 
 constexpr int kCtx = 90;
 
@@ -93,6 +119,7 @@ TEST_F(PressTest, EveryMethodScoresPrunesAndRestores) {
     if (mi.name == "snapkv" || mi.name == "pyramidkv") params = {{"window", "8"}};
     if (mi.name == "duo_attention") params = {{"sink", "8"}, {"recent", "16"}};
     if (mi.name == "expected_attention") params = {{"n_future", "32"}};
+    if (mi.name == "kvzap") params = test_params(mi.name);
     auto press = make_press(mi.name, params);
     for (const std::string q : {"", "ab ab"}) {
       SCOPED_TRACE(q.empty() ? "query-agnostic" : "query-aware");
@@ -128,7 +155,7 @@ TEST_F(PressTest, QueryAwareScoresDependOnTheQuestionOnlyForQueryAwareMethods) {
   for (const MethodInfo& mi : press_registry()) {
     SCOPED_TRACE(mi.name);
     auto press = make_press(mi.name, mi.name == "duo_attention" ? std::map<std::string, std::string>{{"recent", "16"}}
-                                                                : std::map<std::string, std::string>{});
+                                                                : test_params(mi.name));
     const std::vector<float> a = c.score(*press, "").v, b = c.score(*press, "ab cd ab").v;
     const std::vector<float> a2 = c.score(*press, "").v;
     EXPECT_EQ(a, a2) << "deterministic";

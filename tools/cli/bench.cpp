@@ -27,7 +27,9 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
+#include "kv/kvzap_pruner.h"
 #include "kv/kvzip_context.h"
+#include "kvzap_cli.h"
 #include "model/model.h"
 #include "model/session.h"
 
@@ -128,6 +130,7 @@ struct Result {
   double weight_read_per_tok = -1;
   double ratio = -1, ratio_true = -1;
   double prefill_s = -1, score_s = -1;  // kvzip-score (and the depth prefill of tg cases)
+  double predict_share = -1, macs_share = -1;  // tg-kvzap: surrogate time / forward time; MACs / model MACs
   size_t peak_rss = 0;
 
   Stat rate() const { return stat_of(samples_rate); }
@@ -151,6 +154,9 @@ struct BenchSpec {
   uint64_t seed = 1234;
   std::string json_path;
   std::string kv_type = "f16";
+  std::string kvzap_dir;          // kvzap case: surrogate folder ("" = default for the model)
+  std::string kvzap_threshold = "-6";
+  int64_t kvzap_window = 128;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -252,6 +258,49 @@ class Bench {
     }
   }
 
+  // KVzap streaming eviction: the depth prefill (batches of 512) and kvzip_gen decode steps,
+  // each followed by a prune. Rate: decode tok/s; notes: kept fraction of all pairs that
+  // entered, the surrogate's share of the forward time (predict wall time / prefill + decode
+  // wall time, same run) and of the matmul MACs per token.
+  void kvzap(int64_t depth) {
+    const KvzapOptions ko{cli::parse_threshold(spec_.kvzap_threshold), spec_.kvzap_window};
+    const std::string dir = kvzap_default_dir(spec_.kvzap_dir, spec_.model, cli::kvzip_cache_root());
+    const KvzapModel sur = KvzapModel::load(dir, m_);
+    Result r;
+    r.name = fmt::format("tg{}@d{}+kvzap{}", spec_.kvzip_gen, depth, spec_.kvzap_threshold);
+    r.kind = "tg-kvzap";
+    r.n_gen = spec_.kvzip_gen;
+    r.depth = depth;
+    r.weight_read_per_tok = static_cast<double>(m_.weight_bytes_per_token());
+    r.macs_share = static_cast<double>(sur.macs_per_token()) / static_cast<double>(model_matmul_macs_per_token(m_.hp()));
+    const auto ids = synthetic_ids(depth, m_.hp().n_vocab, spec_.seed);
+    const auto gen = synthetic_ids(spec_.kvzip_gen, m_.hp().n_vocab, spec_.seed + 1);
+    Session s(m_, pool_, ctx_limit(depth + spec_.kvzip_gen), parse_kv_type(spec_.kv_type));
+    std::vector<float> logits;
+    double predict_s = 0, forward_s = 0, kv_read = 0;
+    for (int rep = 0; rep < spec_.reps; ++rep) {
+      s.reset();
+      KvzapPruner p(s, sur, ko);
+      auto t0 = clock_type::now();
+      p.forward(ids, LogitsMode::Last, &logits, 512);
+      r.prefill_s = secs_since(t0);
+      r.kv_bytes = s.cache().bytes_used();
+      t0 = clock_type::now();
+      for (int64_t it = 0; it < spec_.kvzip_gen; ++it)
+        p.forward(std::span<const int32_t>(&gen[it], 1), LogitsMode::Last, &logits, 1);
+      const double dt = secs_since(t0);
+      kv_read = 0.5 * static_cast<double>(r.kv_bytes + s.cache().bytes_used());
+      r.samples_s.push_back(dt);
+      r.samples_rate.push_back(static_cast<double>(spec_.kvzip_gen) / dt);
+      predict_s += p.stats().predict_seconds;
+      forward_s += r.prefill_s + dt;
+      r.ratio_true = p.stats().kept_fraction();
+    }
+    r.kv_read_per_tok = kv_read;
+    r.predict_share = forward_s > 0 ? predict_s / forward_s : -1;
+    finish(std::move(r));
+  }
+
   // Streams a buffer of bandwidth_mib MiB, split across the pool, and reports GB/s per pass.
   // Plain 64-bit adds with independent accumulators: the compiler vectorises them, and two
   // cores at one 16-byte load per cycle far exceed DRAM bandwidth, so memory is the limit.
@@ -339,6 +388,9 @@ class Bench {
       if (bandwidth_gbs_ > 0) extra += fmt::format(" ({:.0f}% of peak)", 100 * r.gbs_used() / bandwidth_gbs_);
     }
     if (r.ratio_true >= 0) extra += fmt::format(", kept {:.1f}%", 100 * r.ratio_true);
+    if (r.predict_share >= 0)
+      extra += fmt::format(", surrogate {:.2f}% of forward time, {:.3f}% of matmul MACs, prefill {:.2f} s",
+                           100 * r.predict_share, 100 * r.macs_share, r.prefill_s);
     fmt::print("| {:<24} | {:>9.2f} ± {:<7.2f} {:<9} | {:>9.1f} MiB KV | {:>7.1f} MiB RSS | {}\n", r.name, st.mean,
                st.sd, unit, static_cast<double>(r.kv_bytes) / (1 << 20), static_cast<double>(r.peak_rss) / (1 << 20),
                extra);
@@ -379,11 +431,11 @@ std::string to_json(const BenchSpec& spec, const Model& m, const ThreadPool& poo
         "    {{\"case\": {}, \"kind\": \"{}\", \"n_prompt\": {}, \"n_gen\": {}, \"depth\": {}, \"mean\": {}, \"sd\": {}, "
         "\"unit\": \"{}\", \"samples\": {}, \"samples_s\": {}, \"kv_bytes\": {}, \"kv_read_bytes_per_tok\": {}, "
         "\"weight_bytes_per_tok\": {}, \"gbs_used\": {}, \"ratio\": {}, \"ratio_true\": {}, \"prefill_s\": {}, "
-        "\"score_s\": {}, \"peak_rss_bytes\": {}}}{}\n",
+        "\"score_s\": {}, \"predict_share\": {}, \"macs_share\": {}, \"peak_rss_bytes\": {}}}{}\n",
         json_str(r.name), r.kind, r.n_prompt, r.n_gen, r.depth, num(st.mean), num(st.sd),
         r.kind == "bandwidth" ? "GB/s" : r.kind == "kvzip-score" ? "score_s/prefill_s" : "tok/s", arr(r.samples_rate),
         arr(r.samples_s), r.kv_bytes, opt(r.kv_read_per_tok), opt(r.weight_read_per_tok), opt(r.gbs_used()),
-        opt(r.ratio), opt(r.ratio_true), opt(r.prefill_s), opt(r.score_s), r.peak_rss, i + 1 < rs.size() ? "," : "");
+        opt(r.ratio), opt(r.ratio_true), opt(r.prefill_s), opt(r.score_s), opt(r.predict_share), opt(r.macs_share), r.peak_rss, i + 1 < rs.size() ? "," : "");
   }
   o += "  ]\n}\n";
   return o;
@@ -408,7 +460,7 @@ int run_bench(const BenchSpec& spec) {
   fmt::print("| {:<24} | {:^29} | {:^16} | {:^15} | notes\n", "case", "mean ± sd", "KV bytes", "peak RSS");
 
   const std::regex re_pp(R"(pp(\d+))"), re_tg(R"(tg(\d+)(?:@d(\d+))?)"),
-      re_kvzip(R"(kvzip@d(\d+))");
+      re_kvzip(R"(kvzip@d(\d+))"), re_kvzap(R"(kvzap(?:@d(\d+))?)");
   auto cases = split_list(spec.cases);
   // The bandwidth probe runs first so that decode rows can be set against it.
   std::stable_partition(cases.begin(), cases.end(), [](const std::string& c) { return c == "bandwidth"; });
@@ -419,6 +471,8 @@ int run_bench(const BenchSpec& spec) {
       b.bandwidth();
     } else if (c == "kvzip") {
       b.kvzip(spec.kvzip_depth);
+    } else if (std::regex_match(c, mt, re_kvzap)) {
+      b.kvzap(mt[1].matched ? std::stoll(mt[1]) : spec.kvzip_depth);
     } else if (std::regex_match(c, mt, re_kvzip)) {
       b.kvzip(std::stoll(mt[1]));
     } else if (std::regex_match(c, mt, re_pp)) {
@@ -426,7 +480,7 @@ int run_bench(const BenchSpec& spec) {
     } else if (std::regex_match(c, mt, re_tg)) {
       b.tg(std::stoll(mt[1]), mt[2].matched ? std::stoll(mt[2]) : 0);
     } else {
-      fail("--cases: unknown case '{}'; expected ppN, tgN, tgN@dD, kvzip, kvzip@dD or bandwidth", c);
+      fail("--cases: unknown case '{}'; expected ppN, tgN, tgN@dD, kvzip, kvzip@dD, kvzap, kvzap@dD or bandwidth", c);
     }
   }
   const double total_s = secs_since(t_start);
@@ -455,7 +509,7 @@ void add_bench_command(CLI::App& app) {
       ->default_val(std::string(home ? home : ".") + "/.cache/kvzip/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
   sub->add_option("-t,--threads", "threads (0: all cores)")->default_val(def.threads)->check(CLI::Range(0, 1024));
   sub->add_option("-r,--reps", "repetitions per case (mean ± sd)")->default_val(def.reps)->check(CLI::Range(1, 1000));
-  sub->add_option("--cases", "comma-separated: ppN, tgN@dD, kvzip (at --kvzip-depth), kvzip@dD, bandwidth")->default_val(def.cases);
+  sub->add_option("--cases", "comma-separated: ppN, tgN@dD, kvzip (at --kvzip-depth), kvzip@dD, kvzap[@dD] (--threshold), bandwidth")->default_val(def.cases);
   sub->add_option("--kvzip-depth", "context tokens for the kvzip case")->default_val(def.kvzip_depth)
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 22));
   sub->add_option("--kvzip-gen", "decode steps timed after each pruning")->default_val(def.kvzip_gen)
@@ -467,6 +521,10 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--bandwidth-mib", "buffer size of the bandwidth probe, MiB")->default_val(def.bandwidth_mib)
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 16));
   sub->add_option("--seed", "seed of the synthetic token ids")->default_val(def.seed);
+  sub->add_option("--kvzap", "kvzap case: surrogate folder (default ~/.cache/kvzip/kvzap/<model>-mlp, else -linear)");
+  sub->add_option("--threshold", "kvzap case: eviction threshold (log-score)")->default_val(def.kvzap_threshold);
+  sub->add_option("--window", "kvzap case: protected recent tokens")->default_val(def.kvzap_window)
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   sub->add_option("--json", "also write the results as JSON to this file");
   sub->add_option("--kv-type", "KV cache storage: f16 (as llama-bench's default) or q8_0")
       ->default_val(def.kv_type)->check(CLI::IsMember({"f16", "q8_0"}));
@@ -486,6 +544,10 @@ int run_bench_command(const CLI::App& app) {
   s.n_ctx = sub->get_option("--ctx")->as<int64_t>();
   s.bandwidth_mib = sub->get_option("--bandwidth-mib")->as<int64_t>();
   s.seed = sub->get_option("--seed")->as<uint64_t>();
+  if (sub->get_option("--kvzap")->count() > 0) s.kvzap_dir = sub->get_option("--kvzap")->as<std::string>();
+  s.kvzap_threshold = sub->get_option("--threshold")->as<std::string>();
+  cli::parse_threshold(s.kvzap_threshold);  // bad input fails before the model loads
+  s.kvzap_window = sub->get_option("--window")->as<int64_t>();
   if (sub->get_option("--json")->count() > 0) s.json_path = sub->get_option("--json")->as<std::string>();
   for (const std::string& r : split_list(s.ratios)) {
     char* end = nullptr;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "eval/runner.h"
 #include "eval/tasks/registry.h"
 #include "io/head_scores_file.h"
+#include "kv/kvzap_pruner.h"
 #include "model/model.h"
 
 namespace {
@@ -101,6 +103,11 @@ CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
   sub->add_option("-o,--out", o.out, "results file (JSON lines, appended; done records are skipped)")
       ->capture_default_str();
   sub->add_flag("--no-fidelity", o.no_fidelity, "skip the teacher-forced comparison with the full cache");
+  sub->add_option("--thresholds", o.thresholds, "KVzap threshold sweep, comma-separated log-scores (adds methods "
+                  "kvzap@TAU: keep pairs scoring >= TAU plus the last --window context tokens; the ratio is ignored, "
+                  "the kept fraction reached is r_true)");
+  sub->add_option("--window", o.kvzap_window, "kvzap@TAU: protected last context tokens")->capture_default_str();
+  sub->add_option("--kvzap", o.kvzap_dir, "KVzap surrogate folder for method kvzap (default ~/.cache/kvzip/kvzap/<model>-mlp, else -linear)");
   sub->add_option("--head-scores", o.head_scores, "context-independent head scores (`kvzip score-heads`) for "
                                                   "method head; default: each sample's own");
   sub->add_option("-t,--threads", o.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
@@ -188,6 +195,14 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   eo.fidelity = !o.no_fidelity;
   eo.out_path = o.out;
   eo.progress_bar = stderr_is_tty();
+  for (const auto& t : split_commas({o.thresholds})) eo.methods.push_back("kvzap@" + t);
+  eo.method_env.kvzap_window = o.kvzap_window;
+  if (std::any_of(eo.methods.begin(), eo.methods.end(), [](const std::string& n) { return n.rfind("kvzap", 0) == 0; })) {
+    const char* home = std::getenv("HOME");
+    eo.method_env.kvzap_dir =
+        kvzap_default_dir(o.kvzap_dir, o.model, std::string(home ? home : ".") + "/.cache/kvzip");
+    KvzapModel::load(eo.method_env.kvzap_dir, *model);  // a wrong or missing file fails before any work
+  }
   if (!o.head_scores.empty()) eo.method_env.head_scores = load_head_scores(o.head_scores, *model).scores;
   ThreadPool pool(o.threads);
   int bad = 0;

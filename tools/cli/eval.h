@@ -20,6 +20,9 @@ struct EvalCliOptions {
   std::string out = "results.jsonl";
   bool no_fidelity = false;
   std::string head_scores;
+  std::string kvzap_dir;
+  std::string thresholds;  // --thresholds: adds methods kvzap@TAU
+  int64_t kvzap_window = 128;  // --kvzap DIR for method kvzap (default: ~/.cache/kvzip/kvzap/<model>-mlp)
   int threads = 0;
   bool list_tasks = false;
   std::string dump;  // write the samples as JSON lines and exit

@@ -21,6 +21,8 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tokenizer/chat_template.h"
+#include "kv/kvzap_pruner.h"
+#include "kvzap_cli.h"
 #include "eval.h"  // tools/cli/eval.cpp: `kvzip eval`, `kvzip report`
 
 namespace {
@@ -142,7 +144,23 @@ struct GenOpts {
   int64_t n_ctx = 0;
   std::string kv_type = "f16";
   LoadOptions load;
+  std::string method;  // "" (full cache) or "kvzap"
+  cli::KvzapCli kvzap;
 };
+
+// The realised kept fraction per layer and overall, and the surrogate's share of the time.
+void print_kvzap_stats(const KvzapStats& st, const KvzapModel& sur, const Model& m, double forward_s) {
+  std::string per_layer;
+  for (size_t il = 0; il < st.entered.size(); ++il)
+    per_layer += fmt::format("{}{:.2f}", il ? " " : "", st.kept_fraction(static_cast<int>(il)));
+  fmt::print(stderr, "[kvzap] kept {:.1f}% of {} (token, KV head) pairs (compression_ratio {:.3f}) | per layer: {}\n",
+             100.0 * st.kept_fraction(), [&] { int64_t e = 0; for (auto x : st.entered) e += x; return e; }(),
+             1.0 - st.kept_fraction(), per_layer);
+  fmt::print(stderr, "[kvzap] surrogate {} ({} MACs/token = {:.2f}% of the model's {} in matmuls): predict {:.3f} s = {:.2f}% of forward time\n",
+             sur.kind() == KvzapModel::Kind::Mlp ? "mlp" : "linear", sur.macs_per_token(),
+             100.0 * static_cast<double>(sur.macs_per_token()) / static_cast<double>(model_matmul_macs_per_token(m.hp())),
+             model_matmul_macs_per_token(m.hp()), st.predict_seconds, forward_s > 0 ? 100.0 * st.predict_seconds / forward_s : 0.0);
+}
 
 int cmd_generate(const GenOpts& o) {
   auto m = load_model(o.model, o.load);
@@ -162,6 +180,17 @@ int cmd_generate(const GenOpts& o) {
   GenerateParams gp;
   gp.n_predict = o.n_predict;
   gp.sampling = {o.temp, o.top_k, o.top_p, o.seed};
+  std::unique_ptr<KvzapModel> sur;
+  std::unique_ptr<KvzapPruner> pruner;
+  if (!o.method.empty()) {
+    if (o.method != "kvzap") fail("generate --method {}: only kvzap prunes while generating", o.method);
+    const KvzapOptions ko = cli::kvzap_options(o.kvzap);
+    const std::string dir = kvzap_default_dir(o.kvzap.dir, o.model, cli::kvzip_cache_root());
+    sur = std::make_unique<KvzapModel>(KvzapModel::load(dir, *m));
+    pruner = std::make_unique<KvzapPruner>(s, *sur, ko);
+    gp.n_batch = o.kvzap.n_batch;
+    gp.after_forward = [&] { pruner->prune(); };
+  }
   Utf8Stream utf8;
   if (!o.chat) {
     std::fputs(o.prompt.c_str(), stdout);
@@ -187,6 +216,7 @@ int cmd_generate(const GenOpts& o) {
              "| {} threads\n",
              st.n_prompt, st.prefill_tok_s(), st.prefill_s, st.n_generated, st.decode_tok_s(),
              human_bytes(static_cast<double>(s.cache().bytes_used())), pool.size());
+  if (pruner) print_kvzap_stats(pruner->stats(), *sur, *m, st.prefill_s + st.decode_s);
   return 0;
 }
 
@@ -208,6 +238,7 @@ struct AskOpts {
   LoadOptions load;
   std::string head_scores;  // --level head: file from `kvzip score-heads`
   std::string kv_type = "f16";
+  cli::KvzapCli kvzap;      // --method kvzap --threshold TAU: streaming eviction in prefill
 };
 
 std::string read_file(const std::string& path) {
@@ -247,11 +278,72 @@ int answer_from_saved(const AskOpts& o) {
   return 0;
 }
 
+// --method kvzap --threshold TAU: the context is pruned on the fly while it is prefilled
+// (between batches of --batch tokens). System-prompt rows are protected (as KVzip keeps them).
+// Questions run with eviction off: their rows are discarded afterwards anyway, and the
+// context comes back exactly (KvzapPruner::begin_query / end_query).
+int compare_full_and_kvzap(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
+                           const std::vector<std::string>& expected) {
+  const KvzapOptions ko = cli::kvzap_options(o.kvzap);
+  auto m = load_model(o.model, o.load);
+  const std::string dir = kvzap_default_dir(o.kvzap.dir, o.model, cli::kvzip_cache_root());
+  const KvzapModel sur = KvzapModel::load(dir, *m);
+  ThreadPool pool(o.threads);
+  ContextOptions co;
+  co.kv_type = parse_kv_type(o.kv_type);
+  KvzipContext full(*m, pool, co), ctx(*m, pool, co);
+  using clock = std::chrono::steady_clock;
+  auto secs = [](clock::time_point a) { return std::chrono::duration<double>(clock::now() - a).count(); };
+  auto t0 = clock::now();
+  full.prefill(context);
+  const double full_s = secs(t0);
+  KvzapPruner pruner(ctx.session(), sur, ko);
+  pruner.protect_prefix(ctx.n_sys());
+  t0 = clock::now();
+  ctx.prefill(context, [&](int64_t, int64_t) { pruner.prune(); });
+  const double kvzap_s = secs(t0);
+  const KvzapStats st = pruner.stats();
+  fmt::print("kvzap ({}, {}): threshold {}, window {}; prefill {:.2f} s (full cache {:.2f} s, {:.2f}x)\n",
+             sur.kind() == KvzapModel::Kind::Mlp ? "mlp" : "linear", dir, o.kvzap.threshold, ko.window, kvzap_s, full_s,
+             full_s > 0 ? kvzap_s / full_s : 0.0);
+  print_kvzap_stats(st, sur, *m, kvzap_s);
+  GenerateParams gp;
+  gp.n_predict = o.n_predict;
+  int same = 0, full_ok = 0, comp_ok = 0;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const QueryResult a = full.query(questions[i], gp, false);
+    pruner.begin_query();
+    const QueryResult b = ctx.query(questions[i], gp, false);
+    pruner.end_query();
+    const bool eq = a.answer == b.answer;
+    same += eq;
+    fmt::print("Q{}: {}\n", i + 1, questions[i]);
+    if (i < expected.size()) {
+      full_ok += a.answer.find(expected[i]) != std::string::npos;
+      comp_ok += b.answer.find(expected[i]) != std::string::npos;
+      fmt::print("  expected:          {}\n", expected[i]);
+    }
+    fmt::print("  full cache:        {}\n", one_line(a.answer));
+    fmt::print("  kvzap ({:.0f}% kept): {}   [{}]\n\n", 100 * st.kept_fraction(), one_line(b.answer),
+               eq ? "same" : "differs");
+  }
+  fmt::print("answers identical to the full cache: {}/{}\n", same, questions.size());
+  if (!expected.empty())
+    fmt::print("answers containing the expected fact: full cache {}/{}, kvzap {}/{}\n", full_ok, expected.size(),
+               comp_ok, expected.size());
+  fmt::print("KV cache: full {} -> kvzap {} ({:.1f}% of the bytes)\n", human_bytes(static_cast<double>(full.kv_bytes())),
+             human_bytes(static_cast<double>(ctx.kv_bytes())), 100.0 * ctx.kv_bytes() / full.kv_bytes());
+  return same;
+}
+
 int compare_full_and_compressed(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
                                 const std::vector<std::string>& expected) {
+  if (o.method == "kvzap" && !o.kvzap.threshold.empty()) return compare_full_and_kvzap(o, context, questions, expected);
   // The method and its parameters are checked before anything slow runs.
   const MethodInfo& mi = method_info(o.method);
-  std::unique_ptr<Press> press = make_press(o.method, parse_press_params(o.params));
+  std::map<std::string, std::string> pp = parse_press_params(o.params);
+  if (o.method == "kvzap" && !pp.count("dir")) pp["dir"] = kvzap_default_dir(o.kvzap.dir, o.model, cli::kvzip_cache_root());
+  std::unique_ptr<Press> press = make_press(o.method, pp);
   if (!o.level.empty()) parse_prune_level(o.level);
   if (o.query_aware && !o.compress_for.empty()) fail("--query-aware and --compress-for exclude each other");
   if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
@@ -410,6 +502,8 @@ int main(int argc, char** argv) {
   gen->add_option("--seed", g.seed, "sampling seed")->capture_default_str();
   gen->add_option("--kv-type", g.kv_type, "KV cache storage: f16 (as llama.cpp) or q8_0 (about half the memory and decode traffic)")
       ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
+  gen->add_option("--method", g.method, "kvzap: evict KV pairs on the fly while prefilling and decoding");
+  cli::add_kvzap_options(gen, g.kvzap);
   gen->add_option("-c,--ctx", g.n_ctx, "context limit in tokens (0: the model's training context)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
 
   AskOpts a;
@@ -424,6 +518,7 @@ int main(int argc, char** argv) {
   ask->add_option("-q,--question", a.questions, "a question (repeat for several)")->required();
   ask->add_option("--ratio", a.ratio, "fraction of context KV pairs to KEEP, in (0, 1]")->capture_default_str();
   ask->add_option("--method", a.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
+  cli::add_kvzap_options(ask, a.kvzap);
   ask->add_option("--param", a.params, "method parameters, key=value[,key=value...]");
   ask->add_flag("--query-aware", a.query_aware, "score with each question present (cache rebuilt per question)");
   ask->add_option("--compress-for", a.compress_for, "score once with this question present and reuse the cache for "
@@ -447,6 +542,7 @@ int main(int argc, char** argv) {
   demo->add_option("-m,--model", d.model, "GGUF model file or Hugging Face folder")->capture_default_str();
   demo->add_option("--ratio", d.ratio, "fraction of context KV pairs to keep, in (0, 1]")->capture_default_str();
   demo->add_option("--method", d.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
+  cli::add_kvzap_options(demo, d.kvzap);
   demo->add_option("--param", d.params, "method parameters, key=value[,key=value...]");
   demo->add_flag("--query-aware", d.query_aware, "score with each question present (cache rebuilt per question)");
   demo->add_option("--level", d.level, "pair, pair-uniform, head or adakv (default: the method's own)");

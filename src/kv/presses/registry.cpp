@@ -14,12 +14,16 @@ std::unique_ptr<Press> make_knorm(const PressParams&);
 std::unique_ptr<Press> make_streaming_llm(const PressParams&);
 std::unique_ptr<Press> make_duo_attention(const PressParams&);
 std::unique_ptr<Press> make_random(const PressParams&);
+std::unique_ptr<Press> make_kvzap(const PressParams&);
 
 const std::vector<MethodInfo>& press_registry() {
   using P = PressParam;
   static const std::vector<MethodInfo> r = {
       {"kvzip", "context reconstruction: max attention paid to each pair while the model repeats the context",
        {{"chunk", P::Int, 2000, 1, 1 << 20, "", "context tokens per repeat chunk"}}, PruneLevel::Pair, make_kvzip},
+      {"kvzap", "KVzap surrogate: predicted log KVzip+ score of each pair from its hidden state (one pass)",
+       {{"dir", P::Text, 0, 0, 0, "", "surrogate folder from `kvzip train-kvzap` (ask: default ~/.cache/kvzip/kvzap/<model>-mlp)"}},
+       PruneLevel::Pair, make_kvzap},
       {"snapkv", "pooled attention of the last `window` rows (the question in query-aware mode)",
        {{"window", P::Int, 64, 1, 1 << 16, "", "observation window rows"},
         {"kernel", P::Int, 5, 1, 255, "", "average-pooling kernel"}},
