@@ -92,7 +92,8 @@ std::string corpus_help() {
          "  python     /usr/lib/python3.*/*.py (standard library, if installed)\n"
          "  tasks      generated evaluation documents (src/eval/tasks, seeded)\n"
          "Files: first 48 KiB, deduplicated, shuffled by --seed; windows of 750-1250 tokens, at most 2 per "
-         "document; short documents joined; about every 10th document (every n-th, n >= 10 coprime with the number of sources) held out for validation.";
+         "document; short documents joined; about every 10th document (every n-th, n >= 10 coprime with the number of "
+         "sources) held out for validation.";
 }
 
 struct Corpus::Source {
@@ -104,7 +105,8 @@ struct Corpus::Source {
 };
 
 Corpus::Corpus(const Tokenizer& tok, CorpusOptions opt) : tok_(tok), opt_(std::move(opt)), rng_(opt_.seed) {
-  if (opt_.min_tokens < 1 || opt_.max_tokens < opt_.min_tokens) fail("corpus: bad window [{}, {}]", opt_.min_tokens, opt_.max_tokens);
+  if (opt_.min_tokens < 1 || opt_.max_tokens < opt_.min_tokens)
+    fail("corpus: bad window [{}, {}]", opt_.min_tokens, opt_.max_tokens);
   for (const std::string& name : opt_.sources) {
     auto s = std::make_unique<Source>();
     s->name = name;

@@ -56,8 +56,13 @@ double loss_grad(const MlpParams& p, const float* x, const float* y, int64_t n, 
   const double denom = static_cast<double>(n) * H;
   loss /= denom;
   if (!g) return loss;
-  *g = MlpParams{D, F, H, std::vector<float>(p.w1t.size(), 0.0f), std::vector<float>(F, 0.0f),
-                 std::vector<float>(p.w2.size(), 0.0f), std::vector<float>(H, 0.0f)};
+  *g = MlpParams{D,
+                 F,
+                 H,
+                 std::vector<float>(p.w1t.size(), 0.0f),
+                 std::vector<float>(F, 0.0f),
+                 std::vector<float>(p.w2.size(), 0.0f),
+                 std::vector<float>(H, 0.0f)};
   const float k = static_cast<float>(2.0 / denom);
   for (int64_t r = 0; r < n; ++r) {
     const float* a = w.a.data() + r * F;
@@ -98,11 +103,18 @@ void for_each_tensor(MlpParams& a, MlpParams& b, Fn fn) {
 }  // namespace
 
 MlpParams MlpParams::init(int d_in, int hidden, int n_out, uint64_t seed) {
-  MlpParams p{d_in, hidden, n_out, std::vector<float>(static_cast<size_t>(d_in) * hidden), std::vector<float>(hidden),
-              std::vector<float>(static_cast<size_t>(n_out) * hidden), std::vector<float>(n_out)};
+  MlpParams p{d_in,
+              hidden,
+              n_out,
+              std::vector<float>(static_cast<size_t>(d_in) * hidden),
+              std::vector<float>(hidden),
+              std::vector<float>(static_cast<size_t>(n_out) * hidden),
+              std::vector<float>(n_out)};
   std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u1(-1.0f / std::sqrt(static_cast<float>(d_in)), 1.0f / std::sqrt(static_cast<float>(d_in)));
-  std::uniform_real_distribution<float> u2(-1.0f / std::sqrt(static_cast<float>(hidden)), 1.0f / std::sqrt(static_cast<float>(hidden)));
+  std::uniform_real_distribution<float> u1(-1.0f / std::sqrt(static_cast<float>(d_in)),
+                                           1.0f / std::sqrt(static_cast<float>(d_in)));
+  std::uniform_real_distribution<float> u2(-1.0f / std::sqrt(static_cast<float>(hidden)),
+                                           1.0f / std::sqrt(static_cast<float>(hidden)));
   for (float& v : p.w1t) v = u1(rng);
   for (float& v : p.b1) v = u1(rng);
   for (float& v : p.w2) v = u2(rng);
@@ -126,7 +138,8 @@ double mlp_loss_grad(const MlpParams& p, const float* x, const float* y, int64_t
 
 MlpParams mlp_fit(const uint16_t* x, const float* y, int64_t n, int D, int H, const MlpTrainOptions& o,
                   const std::function<void(int, double)>& epoch_done) {
-  if (n < 1 || o.hidden < 1 || o.batch < 1 || o.epochs < 1) fail("mlp: nothing to train (n {}, hidden {}, batch {}, epochs {})", n, o.hidden, o.batch, o.epochs);
+  if (n < 1 || o.hidden < 1 || o.batch < 1 || o.epochs < 1)
+    fail("mlp: nothing to train (n {}, hidden {}, batch {}, epochs {})", n, o.hidden, o.batch, o.epochs);
   MlpParams p = MlpParams::init(D, o.hidden, H, o.seed);
   MlpParams m = p, v = p, g;
   for_each_tensor(m, v, [](std::vector<float>& a, std::vector<float>& b) {
@@ -159,8 +172,10 @@ MlpParams mlp_fit(const uint16_t* x, const float* y, int64_t n, int D, int H, co
       const double coef = o.clip / (std::sqrt(norm2) + 1e-6);  // torch clip_grad_norm_
       const float cs = coef < 1.0 ? static_cast<float>(coef) : 1.0f;
       ++step;
-      const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step)), bc2 = 1.0 - std::pow(b2, static_cast<double>(step));
-      auto update = [&](std::vector<float>& pp, std::vector<float>& gg, std::vector<float>& mm, std::vector<float>& vv) {
+      const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step)),
+                   bc2 = 1.0 - std::pow(b2, static_cast<double>(step));
+      auto update = [&](std::vector<float>& pp, std::vector<float>& gg, std::vector<float>& mm,
+                        std::vector<float>& vv) {
         for (size_t i = 0; i < pp.size(); ++i) {
           const float gi = gg[i] * cs;
           pp[i] -= static_cast<float>(lr * o.weight_decay) * pp[i];

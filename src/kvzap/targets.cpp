@@ -69,8 +69,12 @@ std::vector<float> output_gram_matrices(const Model& m, ThreadPool* pool) {
     float* dst = out.data() + static_cast<size_t>(il) * nh * per_head;
     for (size_t i = 0; i < acc.size(); ++i) dst[i] = static_cast<float>(acc[i]);
   };
-  if (pool) pool->parallel_for(L, [&](int64_t b, int64_t e, int) { for (int64_t il = b; il < e; ++il) layer(static_cast<int>(il)); });
-  else for (int il = 0; il < L; ++il) layer(il);
+  if (pool)
+    pool->parallel_for(L, [&](int64_t b, int64_t e, int) {
+      for (int64_t il = b; il < e; ++il) layer(static_cast<int>(il));
+    });
+  else
+    for (int il = 0; il < L; ++il) layer(il);
   return out;
 }
 
@@ -82,11 +86,17 @@ class TargetObserver final : public LayerObserver {
  public:
   TargetObserver(const HParams& hp, const RepeatSequence& seq, const std::vector<int64_t>& pos,
                  const std::vector<float>& grams, KvzapTargets& out)
-      : hp_(hp), seq_(seq), grams_(grams), out_(out), slot_(seq.n_text, -1),
+      : hp_(hp),
+        seq_(seq),
+        grams_(grams),
+        out_(out),
+        slot_(seq.n_text, -1),
         colmax_(static_cast<size_t>(hp.n_layer) * hp.n_head * seq.n_text, 0.0f),
-        vnorm_(colmax_.size(), 0.0f), have_vnorm_(hp.n_layer, 0) {
+        vnorm_(colmax_.size(), 0.0f),
+        have_vnorm_(hp.n_layer, 0) {
     for (size_t p = 0; p < pos.size(); ++p) {
-      if (pos[p] < 0 || pos[p] >= seq.n_text) fail("kvzap targets: position {} outside the text of {}", pos[p], seq.n_text);
+      if (pos[p] < 0 || pos[p] >= seq.n_text)
+        fail("kvzap targets: position {} outside the text of {}", pos[p], seq.n_text);
       slot_[pos[p]] = static_cast<int64_t>(p);
     }
   }
@@ -131,11 +141,12 @@ class TargetObserver final : public LayerObserver {
         const HeadSegment& s = cache.seg(il, g / G);
         int rows = 0;
         for (int64_t r = r0; r < r1; ++r, ++rows) {
-          std::memcpy(qbuf.data() + static_cast<size_t>(rows) * d, q + (r - row0) * dq + int64_t{g} * d, d * sizeof(float));
+          std::memcpy(qbuf.data() + static_cast<size_t>(rows) * d, q + (r - row0) * dq + int64_t{g} * d,
+                      d * sizeof(float));
           lim[rows] = r - ctx_end + 1;  // causal over [middle | repeat]
           lw[rows] = rlw_[r - seq_.rep0];
         }
-        ScoreKeys keys{s.k.get(),           seq_.text0, s.k.get() + seq_.text0 * rb, m,
+        ScoreKeys keys{s.k.get(), seq_.text0, s.k.get() + seq_.text0 * rb, m,
                        s.k.get() + ctx_end * rb, cache.type()};
         keys.row_log_w = lw.data();
         kvzip_score_head(qbuf.data(), d, rows, lim.data(), keys, d, scale,
@@ -200,11 +211,11 @@ class TargetObserver final : public LayerObserver {
   const RepeatSequence& seq_;
   const std::vector<float>& grams_;
   KvzapTargets& out_;
-  std::vector<int64_t> slot_;    // [n_text] index into the sampled positions, -1 = not sampled
-  std::vector<float> colmax_;    // [L][n_head][n_text] max_j a^g_{j,i} / ||h_j||
-  std::vector<float> vnorm_;     // [L][n_head][n_text] ||W_O^g v_i||
+  std::vector<int64_t> slot_;  // [n_text] index into the sampled positions, -1 = not sampled
+  std::vector<float> colmax_;  // [L][n_head][n_text] max_j a^g_{j,i} / ||h_j||
+  std::vector<float> vnorm_;   // [L][n_head][n_text] ||W_O^g v_i||
   std::vector<uint8_t> have_vnorm_;
-  std::vector<float> partial_;   // [n_threads][n_head][n_text]
+  std::vector<float> partial_;  // [n_threads][n_head][n_text]
 };
 
 }  // namespace

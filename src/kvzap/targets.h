@@ -23,7 +23,7 @@ struct RepeatSequence {
   std::vector<int32_t> ids;  // [prefix | text | middle | text]; the closing tokens are not needed
   int64_t text0 = 0;         // first row of the text
   int64_t n_text = 0;
-  int64_t rep0 = 0;          // first row of the repeated text (== ids.size() - n_text)
+  int64_t rep0 = 0;  // first row of the repeated text (== ids.size() - n_text)
 };
 
 // Builds the extended prompt with the model's chat template (a plain BOS + text +

@@ -31,7 +31,8 @@ struct PairSet {
 };
 
 // Held-out R^2 per layer (mean over KV heads) and the mean over all (layer, head).
-std::vector<double> held_out_r2(const KvzapModel& km, const PairSet& val, int D, int H, ThreadPool& pool, double& mean) {
+std::vector<double> held_out_r2(const KvzapModel& km, const PairSet& val, int D, int H, ThreadPool& pool,
+                                double& mean) {
   const int L = km.n_layer();
   std::vector<double> per_layer(L, 0.0);
   std::vector<std::vector<double>> cols(L);
@@ -112,9 +113,11 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
     CorpusText text;
     while (set.n < want) {
       if (!corpus.next(is_val, text)) {
-        if (set.n == 0) fail("train-kvzap: the corpus has no {} text (sources: {})", is_val ? "validation" : "training",
-                             fmt::join(opt.corpus.sources, ", "));
-        note(fmt::format("corpus exhausted: {} {} tokens instead of {}", set.n, is_val ? "validation" : "training", want));
+        if (set.n == 0)
+          fail("train-kvzap: the corpus has no {} text (sources: {})", is_val ? "validation" : "training",
+               fmt::join(opt.corpus.sources, ", "));
+        note(fmt::format("corpus exhausted: {} {} tokens instead of {}", set.n, is_val ? "validation" : "training",
+                         want));
         break;
       }
       const int64_t n_text = static_cast<int64_t>(text.ids.size());
@@ -161,8 +164,11 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
         ++n;
       }
     const double mean = sum / std::max<int64_t>(n, 1);
-    res.target_stats = {{"mean", mean}, {"sd", std::sqrt(std::max(0.0, ss / std::max<int64_t>(n, 1) - mean * mean))},
-                        {"min", lo}, {"max", hi}, {"clamped_fraction", static_cast<double>(clamped) / std::max<int64_t>(n, 1)}};
+    res.target_stats = {{"mean", mean},
+                        {"sd", std::sqrt(std::max(0.0, ss / std::max<int64_t>(n, 1) - mean * mean))},
+                        {"min", lo},
+                        {"max", hi},
+                        {"clamped_fraction", static_cast<double>(clamped) / std::max<int64_t>(n, 1)}};
     note(fmt::format("targets log s+: mean {:.2f} sd {:.2f} min {:.2f} max {:.2f}, {} pairs at the 1e-30 clamp", mean,
                      res.target_stats["sd"].get<double>(), lo, hi, clamped));
   }
@@ -178,7 +184,8 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
     std::atomic<int> done{0};
     pool.parallel_for(L, [&](int64_t b, int64_t e, int) {
       for (int64_t il = b; il < e; ++il) {
-        ridge_fit(train.x[il].data(), train.y[il].data(), train.n, D, H, opt.ridge_alpha, res.linear.layer(static_cast<int>(il)));
+        ridge_fit(train.x[il].data(), train.y[il].data(), train.n, D, H, opt.ridge_alpha,
+                  res.linear.layer(static_cast<int>(il)));
         std::lock_guard<std::mutex> g(mu);
         lb.update(++done, L);
       }

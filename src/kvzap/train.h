@@ -8,10 +8,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/thread_pool.h"
 #include "kv/kvzap_model.h"
@@ -22,26 +21,26 @@
 namespace kvz {
 
 struct KvzapTrainOptions {
-  int64_t tokens = 30000;      // sampled training tokens (pairs = tokens * n_head_kv)
-  int64_t val_tokens = 0;      // held-out tokens; 0 = max(500, tokens / 10)
+  int64_t tokens = 30000;        // sampled training tokens (pairs = tokens * n_head_kv)
+  int64_t val_tokens = 0;        // held-out tokens; 0 = max(500, tokens / 10)
   int positions_per_text = 500;  // sampled positions per text, the same for all layers
   bool linear = true, mlp = true;
   double ridge_alpha = 1.0;
-  MlpTrainOptions mlp_opt;     // hidden 0 = n_embd / 8
+  MlpTrainOptions mlp_opt;  // hidden 0 = n_embd / 8
   CorpusOptions corpus;
-  int64_t n_batch = 512;       // forward batch of the extraction pass
-  bool progress = true;        // progress bars on stderr (when it is a terminal)
+  int64_t n_batch = 512;  // forward batch of the extraction pass
+  bool progress = true;   // progress bars on stderr (when it is a terminal)
 };
 
 struct KvzapTrainResult {
-  KvzapModel linear, mlp;                    // filled per the options
-  std::vector<double> r2_linear, r2_mlp;     // [n_layer] held-out R^2, mean over KV heads
+  KvzapModel linear, mlp;                      // filled per the options
+  std::vector<double> r2_linear, r2_mlp;       // [n_layer] held-out R^2, mean over KV heads
   double r2_linear_mean = 0, r2_mlp_mean = 0;  // mean over all (layer, KV head)
   int64_t n_train_texts = 0, n_val_texts = 0, n_train_tokens = 0, n_val_tokens = 0;
-  int64_t forward_tokens = 0;                // tokens run through the model
+  int64_t forward_tokens = 0;  // tokens run through the model
   double extract_seconds = 0, linear_seconds = 0, mlp_seconds = 0;
-  nlohmann::json corpus;                     // Corpus::describe()
-  nlohmann::json target_stats;               // mean, sd, min, max of log s+ (training set)
+  nlohmann::json corpus;        // Corpus::describe()
+  nlohmann::json target_stats;  // mean, sd, min, max of log s+ (training set)
   // The "kvzip" info of one kind's folder: corpus, counts, R^2, seconds.
   nlohmann::json info(bool mlp) const;
 };

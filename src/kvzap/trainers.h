@@ -22,8 +22,7 @@
 namespace kvz {
 
 // Fills layer.w1 [n_out][d_in] and layer.b1 [n_out].
-void ridge_fit(const uint16_t* x_bf16, const float* y, int64_t n, int d_in, int n_out, double alpha,
-               KvzapLayer& layer);
+void ridge_fit(const uint16_t* x_bf16, const float* y, int64_t n, int d_in, int n_out, double alpha, KvzapLayer& layer);
 
 struct MlpTrainOptions {
   int hidden = 0;  // F, the hidden width (KVzap: d_in / 8)
@@ -39,12 +38,12 @@ struct MlpTrainOptions {
 // contiguous rows of F values.
 struct MlpParams {
   int d_in = 0, hidden = 0, n_out = 0;
-  std::vector<float> w1t;  // [d_in][F]
-  std::vector<float> b1;   // [F]
-  std::vector<float> w2;   // [n_out][F]
-  std::vector<float> b2;   // [n_out]
+  std::vector<float> w1t;                                                 // [d_in][F]
+  std::vector<float> b1;                                                  // [F]
+  std::vector<float> w2;                                                  // [n_out][F]
+  std::vector<float> b2;                                                  // [n_out]
   static MlpParams init(int d_in, int hidden, int n_out, uint64_t seed);  // torch nn.Linear init
-  void to_layer(KvzapLayer& layer) const;                                  // w1 [F][d_in], ...
+  void to_layer(KvzapLayer& layer) const;                                 // w1 [F][d_in], ...
   size_t size() const { return w1t.size() + b1.size() + w2.size() + b2.size(); }
 };
 

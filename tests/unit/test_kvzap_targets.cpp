@@ -94,8 +94,8 @@ TEST_F(KvzapTargetsTest, RepeatSequenceHoldsTheTextTwice) {
     EXPECT_EQ(seq.ids[seq.text0 + i], text[i]);
     EXPECT_EQ(seq.ids[seq.rep0 + i], text[i]);
   }
-  const std::string mid = model_->tokenizer().decode(
-      std::vector<int32_t>(seq.ids.begin() + seq.text0 + 4, seq.ids.begin() + seq.rep0));
+  const std::string mid =
+      model_->tokenizer().decode(std::vector<int32_t>(seq.ids.begin() + seq.text0 + 4, seq.ids.begin() + seq.rep0));
   EXPECT_NE(mid.find("Repeat the previous context exactly."), std::string::npos) << mid;
 }
 
@@ -110,7 +110,7 @@ TEST_F(KvzapTargetsTest, MatchTheDefinitionComputedNaively) {
   ThreadPool pool(2);
   const std::vector<float> grams = output_gram_matrices(*model_, &pool);
   std::vector<int64_t> pos = {44, 0, 7, 13, 30, 31, 2};  // unordered subset
-  for (int64_t n_batch : {512, 17}) {  // one batch; the repeat split across batches
+  for (int64_t n_batch : {512, 17}) {                    // one batch; the repeat split across batches
     Session s(*model_, pool);
     const KvzapTargets got = kvzip_plus_targets(s, seq, pos, grams, n_batch);
     ASSERT_EQ(got.n_pos, static_cast<int64_t>(pos.size()));

@@ -77,7 +77,8 @@ TEST_F(KvzapTrainTest, FilesystemSourcesGiveText) {
 }
 
 TEST_F(KvzapTrainTest, DefaultDirFollowsThePulledModelLayout) {
-  EXPECT_EQ(kvzap_default_dir("/c", "/m/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf", "mlp"), "/c/kvzap/smollm2-135m-mlp");
+  EXPECT_EQ(kvzap_default_dir("/c", "/m/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf", "mlp"),
+            "/c/kvzap/smollm2-135m-mlp");
   EXPECT_EQ(kvzap_default_dir("/c", "/x/other/My-Model.gguf", "linear"), "/c/kvzap/my-model-linear");
 }
 

@@ -80,7 +80,7 @@ TEST(KvzapTrainers, RidgeRecoversALinearMapAndMatchesTheNormalEquations) {
     const std::vector<double> ne = normal_equations(xf, y, n, D, H, h, 1.0);
     for (int c = 0; c < D; ++c) {
       EXPECT_NEAR(l.w1[h * D + c], W[h * D + c], 5e-3) << h << "," << c;  // the map (shrunk by alpha=1 / n)
-      EXPECT_NEAR(l.w1[h * D + c], ne[c], 1e-5) << h << "," << c;          // exactly the ridge solution
+      EXPECT_NEAR(l.w1[h * D + c], ne[c], 1e-5) << h << "," << c;         // exactly the ridge solution
     }
     EXPECT_NEAR(l.b1[h], b[h], 5e-3);
   }

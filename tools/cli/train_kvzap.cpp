@@ -1,12 +1,12 @@
 // `kvzip train-kvzap`: trains the KVzap surrogates (linear and MLP) for a model on the
 // offline corpus and writes them where `--method kvzap` finds them (kvzap/train.h).
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <string>
-#include <sys/resource.h>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -42,19 +42,27 @@ void add_train_kvzap_command(CLI::App& app, const std::string& default_model) {
   static const std::string out_help = "output folder: writes OUT/linear and OUT/mlp (default: " + cache_root() +
                                       "/kvzap/<model>-linear and -mlp, where --method kvzap looks)";
   sub->add_option("-o,--out", out_help);
-  sub->add_option("--kind", "which surrogate(s) to train")->default_val("both")->check(CLI::IsMember({"linear", "mlp", "both"}));
-  sub->add_option("--tokens", "sampled training tokens; pairs = tokens x KV heads. Memory: n_layer x (n_embd x 2 + "
-                              "n_kv_head x 4) bytes per token (SmolLM2-135M: 34.9 KB; 333000 tokens = 1M pairs ~ 11.6 GB)")
-      ->default_val(def.tokens)->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
+  sub->add_option("--kind", "which surrogate(s) to train")
+      ->default_val("both")
+      ->check(CLI::IsMember({"linear", "mlp", "both"}));
+  sub->add_option("--tokens",
+                  "sampled training tokens; pairs = tokens x KV heads. Memory: n_layer x (n_embd x 2 + "
+                  "n_kv_head x 4) bytes per token (SmolLM2-135M: 34.9 KB; 333000 tokens = 1M pairs ~ 11.6 GB)")
+      ->default_val(def.tokens)
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
   sub->add_option("--val-tokens", "held-out tokens, from whole held-out documents (0: max(500, tokens/10))")
-      ->default_val(def.val_tokens)->check(CLI::Range(int64_t{0}, int64_t{1} << 32));
+      ->default_val(def.val_tokens)
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 32));
   sub->add_option("--positions", "sampled positions per text (the same for all layers)")
-      ->default_val(def.positions_per_text)->check(CLI::Range(1, 100000));
+      ->default_val(def.positions_per_text)
+      ->check(CLI::Range(1, 100000));
   static const std::string sources_help = "corpus sources, comma-separated, from:\n" + corpus_help();
-  sub->add_option("--sources", sources_help)
-      ->default_val("licenses,copyright,docs,python,tasks");
-  sub->add_option("--epochs", "MLP epochs (cosine schedule over them)")->default_val(def.mlp_opt.epochs)->check(CLI::Range(1, 1000));
-  sub->add_option("--seed", "corpus order, window lengths, sampled positions and MLP initialisation")->default_val(def.corpus.seed);
+  sub->add_option("--sources", sources_help)->default_val("licenses,copyright,docs,python,tasks");
+  sub->add_option("--epochs", "MLP epochs (cosine schedule over them)")
+      ->default_val(def.mlp_opt.epochs)
+      ->check(CLI::Range(1, 1000));
+  sub->add_option("--seed", "corpus order, window lengths, sampled positions and MLP initialisation")
+      ->default_val(def.corpus.seed);
   sub->add_option("-t,--threads", "threads (0: all cores)")->default_val(0)->check(CLI::Range(0, 1024));
 }
 
@@ -100,7 +108,8 @@ int run_train_kvzap_command(const CLI::App& app) {
 
   fmt::print("\nheld-out R^2 (mean over KV heads; {} tokens x {} heads from {} held-out texts)\n", r.n_val_tokens,
              hp.n_head_kv, r.n_val_texts);
-  fmt::print("{:>5}{}{}\n", "layer", o.linear ? fmt::format("{:>9}", "linear") : "", o.mlp ? fmt::format("{:>9}", "mlp") : "");
+  fmt::print("{:>5}{}{}\n", "layer", o.linear ? fmt::format("{:>9}", "linear") : "",
+             o.mlp ? fmt::format("{:>9}", "mlp") : "");
   for (int il = 0; il < hp.n_layer; ++il)
     fmt::print("{:>5}{}{}\n", il, o.linear ? fmt::format("{:>9.3f}", r.r2_linear[il]) : "",
                o.mlp ? fmt::format("{:>9.3f}", r.r2_mlp[il]) : "");
