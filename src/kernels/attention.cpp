@@ -18,9 +18,9 @@ void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*,
 void attend_head_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType,
                       int, float, float*, int64_t, float*);
 void kvzip_score_head_ref(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
-                          const void*, KvType, int, float, float*);
+                          const void*, KvType, const float*, int, float, float*);
 void kvzip_score_head_avx2(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
-                           const void*, KvType, int, float, float*);
+                           const void*, KvType, const float*, int, float, float*);
 void f16_to_f32_row_ref(const uint16_t*, float*, int64_t);
 void f16_to_f32_row_avx2(const uint16_t*, float*, int64_t);
 void f32_to_f16_row_ref(const float*, uint16_t*, int64_t);
@@ -121,8 +121,8 @@ void kvzip_score_head(const float* q, int64_t q_stride, int n_rows, const int64_
                       int d, float scale, float* colmax) {
   KVZ_ASSERT(d % 8 == 0 && d <= 256, "score head size {} unsupported", d);
   KVZ_ASSERT(n_rows >= 0 && n_rows <= kAttnMaxRows, "score block of {} rows", n_rows);
-  table().score(q, q_stride, n_rows, r_limit, keys.sys, keys.n_sys, keys.chunk, keys.n_chunk, keys.rep, keys.type, d,
-                scale, colmax);
+  table().score(q, q_stride, n_rows, r_limit, keys.sys, keys.n_sys, keys.chunk, keys.n_chunk, keys.rep, keys.type,
+                keys.row_log_w, d, scale, colmax);
 }
 
 void swiglu_vec(const float* gate, const float* up, float* out, int64_t n) { table().swiglu(gate, up, out, n); }

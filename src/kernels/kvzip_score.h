@@ -21,9 +21,13 @@ struct ScoreKeys {
   int64_t n_chunk;
   const void* rep;    // [max r_limit] key rows
   KvType type = KvType::F16;
+  // Optional [n_rows]: row i's probabilities are multiplied by exp(row_log_w[i]) before the
+  // column max (KVzip+'s 1/||h_j|| factor, kvzap-and-presses.md §1.1); nullptr = 1.
+  const float* row_log_w = nullptr;
 };
 
-// q: [n_rows][d] f32 (stride q_stride), n_rows <= 64; colmax: [n_chunk], updated in place.
+// q: [n_rows][d] f32 (stride q_stride), n_rows <= 64; colmax: [n_chunk], updated in place:
+// colmax[j] = max(colmax[j], max_i p_i(j) * exp(row_log_w[i])).
 void kvzip_score_head(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit, const ScoreKeys& keys,
                       int d, float scale, float* colmax);
 

@@ -28,7 +28,8 @@ inline void logits_block(const float* q, int64_t q_stride, int n_rows, const voi
 
 inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit,
                              const void* sys, int64_t n_sys, const void* chunk, int64_t n_chunk,
-                             const void* rep, KvType kvt, int d, float scale, float* colmax) {
+                             const void* rep, KvType kvt, const float* row_log_w, int d, float scale,
+                             float* colmax) {
   int64_t r_max = 0;
   for (int i = 0; i < n_rows; ++i) r_max = std::max(r_max, r_limit[i]);
   const int64_t width = n_sys + n_chunk + r_max;
@@ -56,7 +57,8 @@ inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const
     for (j = 0; j + 8 <= n; j += 8) vsum += exp8(load8(li + j) - splat(mx));
     double sum = hsum(vsum);
     for (; j < n; ++j) sum += std::exp(li[j] - mx);
-    const float lse = mx + static_cast<float>(std::log(sum));
+    // the row's log normaliser less its log weight: exp(l - lse) = p * w
+    const float lse = mx + static_cast<float>(std::log(sum)) - (row_log_w ? row_log_w[i] : 0.0f);
     float* lc = li + n_sys;
     j = 0;
     for (; j + 8 <= n_chunk; j += 8) {

@@ -463,6 +463,8 @@ int cmd_methods() {
 // tools/cli/bench.cpp
 void add_bench_command(CLI::App& app);
 int run_bench_command(const CLI::App& app);
+void add_train_kvzap_command(CLI::App& app, const std::string& default_model);  // train_kvzap.cpp
+int run_train_kvzap_command(const CLI::App& app);
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -553,6 +555,7 @@ int main(int argc, char** argv) {
   demo->add_option("-t,--threads", d.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
 
   add_bench_command(app);
+  add_train_kvzap_command(app, default_model_path());
 
   auto* methods = app.add_subcommand("methods", "list the compression methods with their parameters and defaults");
   EvalCliOptions ev;
@@ -591,6 +594,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (app.got_subcommand("bench")) return run_bench_command(app);
+    if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
     if (*eval_cmd) return run_eval_command(ev, eval_cmd);
     if (*report_cmd) return run_report_command(rep);
     if (*sh) {

@@ -48,9 +48,10 @@ void f32_to_f16_row_avx2(const float* src, uint16_t* dst, int64_t n) {
 }
 void q8_0_to_f32_avx2(const uint8_t* src, float* dst, int64_t n_blocks) { attn_avx2::cvt_q8_0_f32(src, dst, n_blocks); }
 void kvzip_score_head_avx2(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit, const void* sys,
-                           int64_t n_sys, const void* chunk, int64_t n_chunk, const void* rep, KvType kt, int d,
-                           float scale, float* colmax) {
-  attn_avx2::kvzip_score_impl(q, q_stride, n_rows, r_limit, sys, n_sys, chunk, n_chunk, rep, kt, d, scale, colmax);
+                           int64_t n_sys, const void* chunk, int64_t n_chunk, const void* rep, KvType kt,
+                           const float* row_log_w, int d, float scale, float* colmax) {
+  attn_avx2::kvzip_score_impl(q, q_stride, n_rows, r_limit, sys, n_sys, chunk, n_chunk, rep, kt, row_log_w, d, scale,
+                              colmax);
 }
 void swiglu_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::gated_impl<false>(g, u, o, n); }
 void geglu_tanh_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::gated_impl<true>(g, u, o, n); }
