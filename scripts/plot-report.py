@@ -48,11 +48,15 @@ def grid(rows, field, title, ylabel, out, logy=False, ylim=None):
         series = defaultdict(list)
         for r in rows:
             if r["task"] == task:
-                label = r["method"] if len(models) == 1 else f'{r["method"]} ({r["model"]})'
-                series[label].append((r["r_true"] if field != "score" else r["ratio"], r[field], r["ratio"]))
+                # x is the kept fraction actually realised (r_true): it equals the requested
+                # ratio for top-k methods and is what a threshold method (kvzap@TAU) reached;
+                # the points of a threshold sweep form one curve.
+                method = "kvzap@TAU (threshold sweep)" if r["method"].startswith("kvzap@") else r["method"]
+                label = method if len(models) == 1 else f'{method} ({r["model"]})'
+                series[label].append((r["r_true"], r[field]))
         for label, pts in sorted(series.items()):
-            pts.sort(key=lambda p: p[2])
-            xs = [p[2] for p in pts]
+            pts.sort(key=lambda p: p[0])
+            xs = [p[0] for p in pts]
             ys = [p[1] for p in pts]
             if logy:  # KL is 0 at ratio 1.0 by construction: leave such points out
                 kept = [(x, y) for x, y in zip(xs, ys) if y > 0]
@@ -69,7 +73,7 @@ def grid(rows, field, title, ylabel, out, logy=False, ylim=None):
         if i % cols == 0:
             ax.set_ylabel(ylabel, fontsize=8)
         if i // cols == nrows - 1:
-            ax.set_xlabel("KV cache ratio (kept)", fontsize=8)
+            ax.set_xlabel("KV cache ratio (kept, realised)", fontsize=8)
     for j in range(n, nrows * cols):
         axes[j // cols][j % cols].axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
