@@ -218,6 +218,12 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
 // keys, and longest-first claiming keeps the causal triangle balanced. In a sliding-window
 // layer token t sees the rows with positions > pos_t - n_swa: its first row is found by
 // position, since rows are in increasing position order.
+// First row of a sliding-window head that a query at position `pos` sees, among the head's
+// first `visible` rows (keys at positions > pos - n_swa).
+int64_t Session::window_start(const HeadSegment& s, int64_t visible, int32_t pos) const {
+  return std::lower_bound(s.pos.get(), s.pos.get() + visible, int64_t{pos} - model_.hp().n_swa + 1) - s.pos.get();
+}
+
 void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len) {
   const HParams& hp = model_.hp();
   const int G = hp.n_group();
@@ -242,9 +248,7 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
       const HeadSegment& s = cache_.seg(il, ih);
       int rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t) {
-        const int64_t first = local ? std::lower_bound(s.pos.get(), s.pos.get() + base_len[ih] + t + 1,
-                                                       int64_t{pos_[t]} - hp.n_swa + 1) - s.pos.get()
-                                    : 0;
+        const int64_t first = local ? window_start(s, base_len[ih] + t + 1, pos_[t]) : 0;
         for (int g = 0; g < G; ++g, ++rows) {
           std::memcpy(qbuf.data() + rows * dh, q_.data() + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
           limit[rows] = base_len[ih] + (t + 1);
@@ -281,9 +285,7 @@ bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& bas
     const HeadSegment& s = cache_.seg(il, ih);
     for (int64_t t = 0; t < n; ++t)
       split_first_[ih * n + t] =
-          local ? std::lower_bound(s.pos.get(), s.pos.get() + base_len[ih] + t + 1, int64_t{pos_[t]} - hp.n_swa + 1) -
-                      s.pos.get()
-                : 0;
+          local ? window_start(s, base_len[ih] + t + 1, pos_[t]) : 0;
     total += base_len[ih] + n - split_first_[ih * n];
   }
   // Parts of at least kMinPart keys, about 4 per thread over all heads (dynamic claiming

@@ -80,6 +80,7 @@ class Session {
   void forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits);
   void attention(int il, int64_t n, const std::vector<int64_t>& base_len);
   bool attention_split(int il, int64_t n, const std::vector<int64_t>& base_len);
+  int64_t window_start(const HeadSegment& s, int64_t visible, int32_t pos) const;
   void ensure_scratch(int64_t n);
   void trim_windows();
 

@@ -93,7 +93,6 @@ class EAObserver final : public RowObserver {
     std::vector<float> row(d);
     std::vector<double> layer(static_cast<size_t>(H) * nk, 0.0);
     for (int ih = 0; ih < H; ++ih) {
-      const HeadSegment& seg = cache.seg(il, ih);
       for (int g = 0; g < G; ++g) {
         const size_t h = static_cast<size_t>(il) * hp_.n_head + ih * G + g;
         for (int a = 0; a < d; ++a) mu[a] = sum_[h * d + a] / N;
