@@ -202,6 +202,16 @@ std::unique_ptr<GgufFile> GgufFile::from_memory(const uint8_t* data, size_t size
   return f;
 }
 
+void GgufFile::release(const uint8_t* p, size_t n) const {
+  if (!map_) return;
+  const auto lo = reinterpret_cast<uintptr_t>(map_), hi = lo + size_;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // Whole pages inside [p, p + n) only: a neighbouring tensor's bytes stay mapped.
+  const uintptr_t b = (std::max(reinterpret_cast<uintptr_t>(p), lo) + page - 1) / page * page;
+  const uintptr_t e = std::min(reinterpret_cast<uintptr_t>(p) + n, hi) / page * page;
+  if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 GgufFile::~GgufFile() {
   if (map_) ::munmap(map_, size_);
 }

@@ -26,6 +26,7 @@ class GgufFile final : public TensorSource {
 
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
+  void release(const uint8_t* p, size_t n) const override;
 
  private:
   GgufFile() = default;

@@ -77,6 +77,14 @@ class TensorSource {
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* tensor(std::string_view name) const;  // nullptr if absent
 
+  // Says the engine will not read [p, p + n) again (it holds a copy in another layout). A
+  // memory-mapped source drops those file pages from the process (they would be read
+  // back from the file if touched); anything else ignores the hint.
+  virtual void release(const uint8_t* p, size_t n) const {
+    (void)p;
+    (void)n;
+  }
+
  protected:
   TensorSource() = default;
 

@@ -51,6 +51,8 @@ const KernelTable& kernels() {
   return *t;
 }
 
+bool can_interleave(DType t) { return kernels().of(t).gemm_i4 != nullptr; }
+
 Partner partner_of(DType t) {
   switch (t) {
     case DType::Q4_0:

@@ -36,6 +36,10 @@ using QuantizeQ8KFn = void (*)(const float* x, int64_t n_in, void* dst);
 struct TypeKernels {
   VecDotFn vec_dot = nullptr;
   GemmFn gemm = nullptr;
+  // The same for weights in the interleaved layout (WeightView::interleave): w points at a
+  // group start; full groups of 4 rows are interleaved, a last n_rows % 4 rows row-major;
+  // w_stride is still the row size. Results equal gemm's bitwise. Null: not available.
+  GemmFn gemm_i4 = nullptr;
 };
 
 constexpr int kMaxTypeId = 31;  // by_type is indexed by the GGUF type id

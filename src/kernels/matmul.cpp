@@ -20,6 +20,8 @@ namespace {
 constexpr int64_t kUnitRows = 64;
 constexpr int64_t kUnitRowsDecode = 16;
 constexpr int64_t kUnitTok = 64;
+static_assert(kUnitRows % kInterleaveRows == 0 && kUnitRowsDecode % kInterleaveRows == 0,
+              "row units must start at interleaved group boundaries");
 
 // Per-thread activation scratch: grows to the largest call, never shrinks, so decode
 // (n_tok == 1) allocates nothing after the first step. Only matmul's calling thread uses
@@ -42,7 +44,7 @@ constexpr int kMaxMulti = 8;
 
 // One weight of a (multi-)matmul with its activations in the partner format.
 struct Job {
-  const TypeKernels* tk;
+  GemmFn gemm;
   const uint8_t* w;
   size_t ws;
   const uint8_t* xq;
@@ -60,6 +62,8 @@ void check(const KernelTable& k, const WeightView& w, const float* x, int64_t n_
   if (n_tok < 0) fail("matmul: negative token count {}", n_tok);
   if (n_tok > 0 && (!w.data || !x || !y)) fail("matmul: null weight, input or output pointer");
   KVZ_ASSERT(k.of(w.type).gemm != nullptr, "no gemm kernel for {} in table {}", ti.name, k.isa);
+  if (w.interleave != 1 && (w.interleave != kInterleaveRows || !k.of(w.type).gemm_i4))
+    fail("matmul: the {} kernels cannot read {} weights interleaved by {}", k.isa, ti.name, w.interleave);
 }
 
 }  // namespace
@@ -126,8 +130,16 @@ void matmul_multi_with(const KernelTable& k, const WeightView* w, int n_w, const
     const Format& f = fmt[fmt_of[i]];
     const void* xq = f.partner == Partner::kF32 ? static_cast<const void*>(x) : buf + f.off;
     const int64_t n_ru = (w[i].n_out + unit_rows - 1) / unit_rows;
-    job[i] = {&k.of(w[i].type), static_cast<const uint8_t*>(w[i].data), row_bytes(w[i].type, n_in),
-              static_cast<const uint8_t*>(xq), f.xs, n_in, w[i].n_out, n_ru, y[i]};
+    const TypeKernels& tk = k.of(w[i].type);
+    job[i] = {w[i].interleave == 1 ? tk.gemm : tk.gemm_i4,
+              static_cast<const uint8_t*>(w[i].data),
+              row_bytes(w[i].type, n_in),
+              static_cast<const uint8_t*>(xq),
+              f.xs,
+              n_in,
+              w[i].n_out,
+              n_ru,
+              y[i]};
     first_unit[i + 1] = first_unit[i] + n_ru * n_tu;
   }
   auto run = [&](int64_t u0, int64_t u1, int) {
@@ -144,7 +156,7 @@ void matmul_multi_with(const KernelTable& k, const WeightView* w, int n_w, const
       const int64_t ru_end = n_tu == 1 ? v_end : ru + 1;
       const int64_t r0 = ru * unit_rows, r1 = std::min(j.n_out, ru_end * unit_rows);
       const int64_t t0 = tu * kUnitTok, t1 = std::min(n_tok, t0 + kUnitTok);
-      j.tk->gemm(j.n_in, j.w + r0 * j.ws, j.ws, j.xq + t0 * j.xs, j.xs, r1 - r0, t1 - t0, j.y + t0 * j.n_out + r0,
+      j.gemm(j.n_in, j.w + r0 * j.ws, j.ws, j.xq + t0 * j.xs, j.xs, r1 - r0, t1 - t0, j.y + t0 * j.n_out + r0,
                  j.n_out);
       u += n_tu == 1 ? ru_end - ru : 1;
     }

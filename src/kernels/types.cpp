@@ -1,5 +1,7 @@
 #include "kernels/types.h"
 
+#include <cstring>
+
 #include "core/error.h"
 #include "kernels/dispatch.h"
 #include "kernels/ref/blocks.h"
@@ -76,7 +78,36 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
 void get_row(const WeightView& w, int64_t row, float* dst) {
   if (row < 0 || row >= w.n_out) fail("get_row: row {} out of range [0, {})", row, w.n_out);
   const size_t rb = row_bytes(w.type, w.n_in);
-  dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + static_cast<size_t>(row) * rb, dst, w.n_in);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  if (w.interleave == 1 || row >= w.n_out / kInterleaveRows * kInterleaveRows) {
+    dequantize_row(w.type, base + static_cast<size_t>(row) * rb, dst, w.n_in);
+    return;
+  }
+  // Block b of row r sits at group start + (b * 4 + r % 4) blocks.
+  const TypeInfo& ti = checked(w.type);
+  const uint8_t* g = base + static_cast<size_t>(row / kInterleaveRows) * kInterleaveRows * rb;
+  for (int64_t b = 0; b < w.n_in / ti.block_size; ++b)
+    dequantize_row(w.type, g + static_cast<size_t>(b * kInterleaveRows + row % kInterleaveRows) * ti.type_size,
+                   dst + b * ti.block_size, ti.block_size);
+}
+
+WeightView interleave_rows(const WeightView& w, void* dst) {
+  if (w.interleave != 1) fail("interleave_rows: the weight is already interleaved");
+  const TypeInfo& ti = checked(w.type);
+  if (ti.block_size == 1) fail("interleave_rows: {} has no blocks to interleave", ti.name);
+  const size_t rb = row_bytes(w.type, w.n_in), bs = ti.type_size;
+  const int64_t nb = w.n_in / ti.block_size, n_full = w.n_out / kInterleaveRows * kInterleaveRows;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t g = 0; g < n_full; g += kInterleaveRows)
+    for (int64_t b = 0; b < nb; ++b)
+      for (int r = 0; r < kInterleaveRows; ++r)
+        std::memcpy(out + g * rb + (b * kInterleaveRows + r) * bs, src + (g + r) * rb + b * bs, bs);
+  std::memcpy(out + n_full * rb, src + n_full * rb, (w.n_out - n_full) * rb);
+  WeightView v = w;
+  v.data = dst;
+  v.interleave = kInterleaveRows;
+  return v;
 }
 
 }  // namespace kvz

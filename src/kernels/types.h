@@ -47,14 +47,28 @@ size_t row_bytes(DType t, int64_t n);
 // Dequantizes n elements (a multiple of the block size) of type t into dst (f32).
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
-// A weight matrix as stored in GGUF: n_out rows of n_in elements, row-major,
-// rows of type `type` (row_bytes(type, n_in) bytes each).
+// A weight matrix: n_out rows of n_in elements of type `type` (row_bytes(type, n_in) bytes
+// per row), row-major as in GGUF, or in the decode layout (interleave = kInterleaveRows).
 struct WeightView {
   DType type = DType::F32;
   int64_t n_in = 0;
   int64_t n_out = 0;
   const void* data = nullptr;
+  // 1: row-major. kInterleaveRows: rows in groups of 4 whose blocks alternate (row 0 block 0,
+  // row 1 block 0, row 2 block 0, row 3 block 0, row 0 block 1, ...), so a 4-row decode tile
+  // reads one sequential stream instead of four short ones; the last n_out % 4 rows stay
+  // row-major. A group fills exactly the bytes its 4 rows did. Made by interleave_rows.
+  int interleave = 1;
 };
+
+constexpr int kInterleaveRows = 4;
+
+// Whether the active kernels multiply type t in the interleaved layout (32-element block
+// types on AVX2).
+bool can_interleave(DType t);
+// Writes w (row-major) into dst (row_bytes * n_out bytes) in the interleaved layout and
+// returns the view of dst.
+WeightView interleave_rows(const WeightView& w, void* dst);
 
 // y[t][o] = sum_i W[o][i] * x[t][i] for t < n_tok.
 // x: [n_tok][n_in] f32, y: [n_tok][n_out] f32. Activations are quantized internally to

@@ -1,6 +1,9 @@
 #include "model/model.h"
 
+#include <sys/mman.h>
+
 #include <cmath>
+#include <map>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -63,7 +66,51 @@ std::unique_ptr<Model> Model::load(const std::string& path, const std::function<
     done += t.n_bytes;
     if (progress) progress(total ? static_cast<double>(done) / total : 1.0);
   }
+  if (opt.interleave) m->interleave_weights();
   return m;
+}
+
+Model::Mapping::~Mapping() {
+  if (base) ::munmap(base, mapped);
+}
+
+void Model::interleave_weights() {
+  // Every matrix the kernels can read interleaved, once (a tied output shares tok_embd).
+  std::vector<WeightView*> views;
+  auto add = [&](WeightView& v) {
+    if (v.data && v.interleave == 1 && can_interleave(v.type) && v.n_out >= kInterleaveRows) views.push_back(&v);
+  };
+  add(w_.tok_embd);
+  add(w_.output);
+  for (auto& l : w_.layers)
+    for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*v);
+  std::map<const void*, size_t> offset;  // source data -> offset in the mapping
+  size_t total = 0;
+  for (const WeightView* v : views)
+    if (offset.emplace(v->data, total).second) total += (row_bytes(v->type, v->n_in) * v->n_out + 63) / 64 * 64;
+  if (total == 0) return;
+  // 2 MiB-aligned so transparent huge pages can back it (fewer TLB misses while decode
+  // streams every weight once per token); the madvise is a hint and may be refused.
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t mapped = (total + kHuge - 1) / kHuge * kHuge + kHuge;
+  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) fail("{}: cannot allocate {} bytes for the interleaved weights", file_->path(), total);
+  repacked_.base = p;
+  repacked_.mapped = mapped;
+  repacked_.size = total;
+  auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) / kHuge * kHuge);
+  ::madvise(base, (total + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
+  std::map<const void*, WeightView> done;
+  for (WeightView* v : views) {
+    auto it = done.find(v->data);
+    if (it == done.end()) {
+      const WeightView iv = interleave_rows(*v, base + offset.at(v->data));
+      file_->release(static_cast<const uint8_t*>(v->data), row_bytes(v->type, v->n_in) * v->n_out);
+      it = done.emplace(v->data, iv).first;
+    }
+    *v = it->second;
+  }
+  ::mprotect(p, mapped, PROT_READ);
 }
 
 size_t Model::weight_bytes_per_token() const {

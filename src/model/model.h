@@ -42,6 +42,10 @@ struct LoadOptions {
   // Quantize HF float weight matrices to this type at load time (only Q8_0 so far);
   // unset = use them in place. GGUF files are always used as they are.
   std::optional<DType> convert;
+  // Copy the 32-element-block weight matrices into the kernels' interleaved decode layout
+  // (WeightView::interleave), in anonymous memory on huge pages where the system allows,
+  // and drop the mapped originals. Off: use the file's rows in place.
+  bool interleave = true;
 };
 
 class Model {
@@ -59,12 +63,27 @@ class Model {
   // Bytes of weights read per generated token (all layer weights + output head + one
   // embedding row): the decode bandwidth denominator.
   size_t weight_bytes_per_token() const;
+  // Bytes of weights held in the interleaved layout (0 when LoadOptions::interleave is off).
+  size_t interleaved_bytes() const { return repacked_.size; }
 
  private:
+  void interleave_weights();
+
+  // Anonymous mapping holding the interleaved weight copies.
+  struct Mapping {
+    void* base = nullptr;
+    size_t mapped = 0, size = 0;
+    Mapping() = default;
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping();
+  };
+
   std::unique_ptr<TensorSource> file_;
   HParams hp_;
   Weights w_;
   std::unique_ptr<Tokenizer> tok_;
+  Mapping repacked_;
 };
 
 // How a family's Hugging Face folder maps onto the GGUF vocabulary its loader reads

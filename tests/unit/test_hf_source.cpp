@@ -164,9 +164,8 @@ TEST(HfSource, ShardedFolderMatchesGguf) {
     ASSERT_EQ(wq8.type, DType::Q8_0);
     std::vector<float> rq(wf.n_in), rf(wf.n_in);
     for (int64_t r = 0; r < wf.n_out; ++r) {
-      dequantize_row(DType::Q8_0, static_cast<const uint8_t*>(wq8.data) + r * row_bytes(DType::Q8_0, wq8.n_in), rq.data(),
-                     wq8.n_in);
-      dequantize_row(wf.type, static_cast<const uint8_t*>(wf.data) + r * row_bytes(wf.type, wf.n_in), rf.data(), wf.n_in);
+      get_row(wq8, r, rq.data());  // in whatever layout the loader left it (interleaved)
+      get_row(wf, r, rf.data());
       for (int64_t b = 0; b < wf.n_in; b += 32) {
         float amax = 0;
         for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(rf[b + i]));

@@ -282,6 +282,53 @@ TEST(QuantKernels, ThreadAndBatchInvariance) {
   }
 }
 
+// The interleaved decode layout gives bitwise the row-major results (decode and prefill,
+// 1 and 2 threads, row counts with and without a row-major tail, inside matmul_multi), and
+// get_row reads every row back; a kernel table that cannot read it refuses it.
+TEST(QuantKernels, InterleavedLayoutEqualsRowMajor) {
+  ThreadPool pool(2);
+  std::mt19937 rng(11);
+  int n_types = 0;
+  for (DType t : kSupported) {
+    if (!can_interleave(t)) continue;
+    ++n_types;
+    SCOPED_TRACE(type_name(t));
+    const int64_t n_in = 576;
+    for (int64_t n_out : {4, 7, 64, 258}) {
+      SCOPED_TRACE("n_out " + std::to_string(n_out));
+      const auto w = random_weights(t, n_out, n_in, rng);
+      const WeightView rows{t, n_in, n_out, w.data()};
+      std::vector<uint8_t> buf(w.size());
+      const WeightView il = interleave_rows(rows, buf.data());
+      ASSERT_EQ(il.interleave, kInterleaveRows);
+      if (n_out >= kInterleaveRows) EXPECT_NE(std::memcmp(buf.data(), w.data(), w.size()), 0) << "layout unchanged";
+      std::vector<float> ra(n_in), rb(n_in);
+      for (int64_t r = 0; r < n_out; ++r) {
+        get_row(rows, r, ra.data());
+        get_row(il, r, rb.data());
+        ASSERT_EQ(std::memcmp(ra.data(), rb.data(), 4 * n_in), 0) << "row " << r;
+      }
+      for (int64_t n_tok : {1, 5, 70})
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          const auto x = random_acts(n_tok * n_in, rng);
+          std::vector<float> ya(n_tok * n_out), yb(n_tok * n_out, 1.f);
+          matmul(rows, x.data(), n_tok, ya.data(), p);
+          matmul(il, x.data(), n_tok, yb.data(), p);
+          ASSERT_EQ(std::memcmp(ya.data(), yb.data(), 4 * ya.size()), 0) << "n_tok " << n_tok;
+          const WeightView both[2] = {il, rows};
+          std::vector<float> y0(n_tok * n_out), y1(n_tok * n_out);
+          float* yp[2] = {y0.data(), y1.data()};
+          matmul_multi(both, 2, x.data(), n_tok, yp, p);
+          ASSERT_EQ(std::memcmp(ya.data(), y0.data(), 4 * ya.size()), 0) << "multi, n_tok " << n_tok;
+        }
+      const auto x = random_acts(n_in, rng);
+      std::vector<float> y(n_out);
+      EXPECT_THROW(matmul_with(kernels_reference(), il, x.data(), 1, y.data(), nullptr), Error);
+    }
+  }
+  if (kernels_avx2()) EXPECT_GE(n_types, 5) << "AVX2 reads every 32-element block type interleaved";
+}
+
 // matmul_multi (one dispatch for several weights of one input) is bitwise the separate
 // matmuls, for mixed partner formats, decode and prefill token counts, with and without
 // a pool (n_in = 768: a multiple of both 32 and 256).

@@ -157,6 +157,7 @@ struct BenchSpec {
   std::string kvzap_dir;          // kvzap case: surrogate folder ("" = default for the model)
   std::string kvzap_threshold = "-6";
   int64_t kvzap_window = 128;
+  bool interleave = true;  // weights in the interleaved decode layout (LoadOptions::interleave)
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -444,7 +445,9 @@ std::string to_json(const BenchSpec& spec, const Model& m, const ThreadPool& poo
 int run_bench(const BenchSpec& spec) {
   if (spec.reps < 1) fail("-r {}: need at least one repetition", spec.reps);
   const auto t_start = clock_type::now();
-  auto m = Model::load(spec.model);
+  LoadOptions lo;
+  lo.interleave = spec.interleave;
+  auto m = Model::load(spec.model, {}, lo);
   ThreadPool pool(spec.threads);
   Bench b(spec, *m, pool);
 
@@ -455,8 +458,10 @@ int run_bench(const BenchSpec& spec) {
     std::vector<float> logits;
     s.forward(synthetic_ids(16, m->hp().n_vocab, spec.seed), LogitsMode::Last, &logits);
   }
-  fmt::print("kvzip bench: {} | {} threads | {} repetitions | KV {} | weights read per token {:.1f} MiB\n",
-             spec.model, pool.size(), spec.reps, spec.kv_type, static_cast<double>(m->weight_bytes_per_token()) / (1 << 20));
+  fmt::print("kvzip bench: {} | {} threads | {} repetitions | KV {} | weights read per token {:.1f} MiB ({:.1f} MiB "
+             "interleaved)\n",
+             spec.model, pool.size(), spec.reps, spec.kv_type, static_cast<double>(m->weight_bytes_per_token()) / (1 << 20),
+             static_cast<double>(m->interleaved_bytes()) / (1 << 20));
   fmt::print("| {:<24} | {:^29} | {:^16} | {:^15} | notes\n", "case", "mean ± sd", "KV bytes", "peak RSS");
 
   const std::regex re_pp(R"(pp(\d+))"), re_tg(R"(tg(\d+)(?:@d(\d+))?)"),
@@ -528,6 +533,9 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--json", "also write the results as JSON to this file");
   sub->add_option("--kv-type", "KV cache storage: f16 (as llama-bench's default) or q8_0")
       ->default_val(def.kv_type)->check(CLI::IsMember({"f16", "q8_0"}));
+  sub->add_option("--weight-layout", "rows: the file's row-major weights in place; interleaved: copied into the "
+                                     "4-row interleaved decode layout at load (default)")
+      ->default_val("interleaved")->check(CLI::IsMember({"rows", "interleaved"}));
 }
 
 int run_bench_command(const CLI::App& app) {
@@ -548,6 +556,7 @@ int run_bench_command(const CLI::App& app) {
   s.kvzap_threshold = sub->get_option("--threshold")->as<std::string>();
   cli::parse_threshold(s.kvzap_threshold);  // bad input fails before the model loads
   s.kvzap_window = sub->get_option("--window")->as<int64_t>();
+  s.interleave = sub->get_option("--weight-layout")->as<std::string>() == "interleaved";
   if (sub->get_option("--json")->count() > 0) s.json_path = sub->get_option("--json")->as<std::string>();
   for (const std::string& r : split_list(s.ratios)) {
     char* end = nullptr;

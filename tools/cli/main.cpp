@@ -478,6 +478,10 @@ int main(int argc, char** argv) {
                  "Hugging Face folders: quantize the float weight matrices at load time (q8_0); default: use them "
                  "in place")
       ->check(CLI::IsMember({"q8_0"}));
+  bool rows_layout = false;
+  app.add_flag("--row-major-weights", rows_layout,
+               "use the weight matrices in the file's row-major layout instead of copying them into the faster "
+               "interleaved decode layout at load (saves the copy; decode is slower)");
   app.set_help_all_flag("--help-all", "show help for every command");
 
   std::string info_model = default_model_path();
@@ -581,6 +585,7 @@ int main(int argc, char** argv) {
   }
   LoadOptions lopt;
   if (convert == "q8_0") lopt.convert = DType::Q8_0;
+  lopt.interleave = !rows_layout;
   g.load = a.load = d.load = lopt;
   try {
     if (*info) return cmd_info(info_model, info_tensors, lopt);

@@ -97,9 +97,10 @@ struct WQ8_0 {
 // per 32-bit lane; lanes >= ng are 0 and not read. Plain loads, no vpgatherdd: on Zen a
 // gather is microcoded, and as the first touch of each weight line it also absorbed the
 // DRAM misses serially (it was half of decode time).
-template <class B>
+// I: blocks are I * sizeof(B) bytes apart (1 row-major, kInterleaveRows interleaved).
+template <class B, int I = 1>
 inline __m256i load_heads(const B* b, int ng) {
-  constexpr int kS = sizeof(B);
+  constexpr int kS = sizeof(B) * I;
   const auto* p = reinterpret_cast<const uint8_t*>(b);
   if (ng == 8) {
     if constexpr (kS == 20) {
@@ -137,8 +138,10 @@ inline __m256 half_hi_to_ps(__m256i v) {
 // measured within noise of each other, none is worse than no prefetch).
 constexpr int kPrefetchRows = 16;
 
-// One R x C tile over the whole row: y[c * ldy + r] = dot(w row r, x row c).
-template <class W, int R, int C>
+// One R x C tile over the whole row: y[c * ldy + r] = dot(w row r, x row c). Block ib of
+// row r is wr[r][ib * I]: I = 1 row-major (rows ws bytes apart), I = kInterleaveRows the
+// interleaved layout (w at a group start, rows ws = sizeof(B) apart).
+template <class W, int R, int C, int I = 1>
 void tile_q8a(int64_t n_in, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
   using B = typename W::B;
   const int64_t nb = n_in / kQK;
@@ -158,7 +161,7 @@ void tile_q8a(int64_t n_in, const uint8_t* w, size_t ws, const uint8_t* x, size_
     // lanes past the last block are 0 (the token's s is 0-padded too).
     alignas(32) float mw[R][8];
     alignas(32) float scale[R][C][8];  // d_w * d_x per (row, token, block): 1 mul per 8 blocks
-    if constexpr (C == 1) {
+    if constexpr (C == 1 && I == 1) {
       // Decode streams each weight byte once from DRAM: fetch the same blocks kPrefetchRows
       // rows further on while this tile computes (+50% decode on one thread; the hardware
       // prefetcher alone does not keep enough misses in flight for 4 short row streams).
@@ -166,9 +169,14 @@ void tile_q8a(int64_t n_in, const uint8_t* w, size_t ws, const uint8_t* x, size_
         const char* pf = reinterpret_cast<const char*>(&wr[r][b0]) + kPrefetchRows * ws;
         for (int off = 0; off < 8 * static_cast<int>(sizeof(B)); off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
       }
+    } else if constexpr (C == 1) {
+      // Interleaved: this group of 8 blocks of the tile's rows is one contiguous span;
+      // fetch the span kPrefetchRows rows further on.
+      const char* pf = reinterpret_cast<const char*>(&wr[0][b0 * I]) + kPrefetchRows * nb * sizeof(B);
+      for (int off = 0; off < 8 * I * static_cast<int>(sizeof(B)); off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
     }
     for (int r = 0; r < R; ++r) {
-      const __m256i dm = load_heads(&wr[r][b0], ng);
+      const __m256i dm = load_heads<B, I>(&wr[r][b0 * I], ng);
       const __m256 d = half_lo_to_ps(dm);
       for (int c = 0; c < C; ++c) _mm256_store_ps(scale[r][c], _mm256_mul_ps(d, _mm256_loadu_ps(xr[c].d + b0)));
       if constexpr (W::kMinField)
@@ -180,7 +188,7 @@ void tile_q8a(int64_t n_in, const uint8_t* w, size_t ws, const uint8_t* x, size_
       const int64_t ib = b0 + j;
       __m256i q[R], aq[R];
       for (int r = 0; r < R; ++r) {
-        q[r] = W::q(&wr[r][ib]);
+        q[r] = W::q(&wr[r][ib * I]);
         if constexpr (W::kSigned) aq[r] = _mm256_sign_epi8(q[r], q[r]);
       }
       for (int c = 0; c < C; ++c) {
@@ -274,12 +282,12 @@ struct TileTable {
   }
 };
 
-template <class W>
+template <class W, int I = 1>
 struct Q8ATile {
   template <int R, int C>
   struct T {
     static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
-      tile_q8a<W, R, C>(n, w, ws, x, xs, y, ldy);
+      tile_q8a<W, R, C, I>(n, w, ws, x, xs, y, ldy);
     }
   };
 };
@@ -316,6 +324,8 @@ void gemm_tiled(const Tiles& tab, int rt, int ct, int64_t n_in, const void* w, s
 
 template <class W>
 constexpr TileTable<Q8ATile<W>::template T, kRMax, kCMax> kQ8ATiles{};
+template <class W>
+constexpr TileTable<Q8ATile<W, kInterleaveRows>::template T, kRMax, kCMax> kQ8ATilesI4{};
 template <class L>
 constexpr TileTable<FTile<L>::template T, kRMax, kCMax> kFTiles{};
 
@@ -323,6 +333,29 @@ template <class W, int R, int C>
 void gemm_q8a(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
               float* y, int64_t ldy) {
   gemm_tiled(kQ8ATiles<W>, R, C, n_in, w, ws, x, xs, n_rows, n_tok, y, ldy);
+}
+// Interleaved layout: tiles of the full groups read the group stream (a tile of rt rows
+// starts at row r of its group, sizeof(B) bytes in, rows sizeof(B) apart); the last
+// n_rows % 4 rows are row-major. Same tile shapes as gemm_q8a, so the same results.
+template <class W, int R, int C>
+void gemm_q8a_i4(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
+                 float* y, int64_t ldy) {
+  static_assert(kRMax == kInterleaveRows && kInterleaveRows % R == 0, "tiles must not straddle groups");
+  using B = typename W::B;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const uint8_t*>(x);
+  const int64_t n_full = n_rows / kInterleaveRows * kInterleaveRows;
+  const int rstep = n_tok == 1 ? kRMax : R;
+  const int cstep = n_tok == 1 ? 1 : C;
+  for (int64_t t = 0; t < n_tok; t += cstep) {
+    const int nc = static_cast<int>(n_tok - t < cstep ? n_tok - t : cstep);
+    for (int64_t r = 0; r < n_full; r += rstep) {
+      const uint8_t* g = wb + (r / kInterleaveRows) * kInterleaveRows * ws + (r % kInterleaveRows) * sizeof(B);
+      kQ8ATilesI4<W>.fn[rstep - 1][nc - 1](n_in, g, sizeof(B), xb + t * xs, xs, y + t * ldy + r, ldy);
+    }
+  }
+  if (n_full < n_rows)
+    gemm_tiled(kQ8ATiles<W>, R, C, n_in, wb + n_full * ws, ws, x, xs, n_rows - n_full, n_tok, y + n_full, ldy);
 }
 template <class W>
 float dot_q8a(int64_t n, const void* w, const void* x) {
@@ -527,15 +560,17 @@ void quantize_q8a(const float* x, int64_t n_in, void* dst, Q8AMode mode) {
 void fill_table(KernelTable& t) {
   t.isa = "avx2";
   t.quantize_q8a = quantize_q8a;
-  auto set = [&](DType ty, VecDotFn dot, GemmFn gemm) { t.by_type[static_cast<uint32_t>(ty)] = {dot, gemm}; };
+  auto set = [&](DType ty, VecDotFn dot, GemmFn gemm, GemmFn gemm_i4 = nullptr) {
+    t.by_type[static_cast<uint32_t>(ty)] = {dot, gemm, gemm_i4};
+  };
   set(DType::F32, dot_f<LF32>, gemm_f<LF32, 4, 3>);
   set(DType::F16, dot_f<LF16>, gemm_f<LF16, 4, 3>);
   set(DType::BF16, dot_f<LBF16>, gemm_f<LBF16, 4, 3>);
-  set(DType::Q4_0, dot_q8a<WQ4_0>, gemm_q8a<WQ4_0, 2, 4>);
-  set(DType::Q4_1, dot_q8a<WQ4_1>, gemm_q8a<WQ4_1, 2, 4>);
-  set(DType::Q5_0, dot_q8a<WQ5_0>, gemm_q8a<WQ5_0, 2, 4>);
-  set(DType::Q5_1, dot_q8a<WQ5_1>, gemm_q8a<WQ5_1, 2, 4>);
-  set(DType::Q8_0, dot_q8a<WQ8_0>, gemm_q8a<WQ8_0, 2, 4>);
+  set(DType::Q4_0, dot_q8a<WQ4_0>, gemm_q8a<WQ4_0, 2, 4>, gemm_q8a_i4<WQ4_0, 2, 4>);
+  set(DType::Q4_1, dot_q8a<WQ4_1>, gemm_q8a<WQ4_1, 2, 4>, gemm_q8a_i4<WQ4_1, 2, 4>);
+  set(DType::Q5_0, dot_q8a<WQ5_0>, gemm_q8a<WQ5_0, 2, 4>, gemm_q8a_i4<WQ5_0, 2, 4>);
+  set(DType::Q5_1, dot_q8a<WQ5_1>, gemm_q8a<WQ5_1, 2, 4>, gemm_q8a_i4<WQ5_1, 2, 4>);
+  set(DType::Q8_0, dot_q8a<WQ8_0>, gemm_q8a<WQ8_0, 2, 4>, gemm_q8a_i4<WQ8_0, 2, 4>);
   set(DType::Q4_K, dot_k<Q4_K>, gemm_k<Q4_K>);
   set(DType::Q5_K, dot_k<Q5_K>, gemm_k<Q5_K>);
   set(DType::Q6_K, dot_k<Q6_K>, gemm_k<Q6_K>);
