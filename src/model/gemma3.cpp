@@ -35,6 +35,11 @@ void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
   // (llama.cpp gemma3.cpp, f_attention_scale).
   hp.attn_scale = hp.n_layer == 62 ? 1.0f / std::sqrt(static_cast<float>(hp.n_embd / hp.n_head))
                                    : 1.0f / std::sqrt(static_cast<float>(hp.d_head));
+  // HF configs state it (hf_names_gemma3 maps query_pre_attn_scalar here): use it as given.
+  if (const auto qs = f.get_float_opt(a + "attention.query_pre_attn_scalar")) {
+    if (!(*qs > 0.0)) fail("{}: query_pre_attn_scalar must be positive", f.path());
+    hp.attn_scale = static_cast<float>(1.0 / std::sqrt(*qs));
+  }
 
   hp.n_swa = static_cast<int>(f.get_int_opt(a + "attention.sliding_window").value_or(0));
   if (hp.n_swa < 0 || hp.n_swa > (1 << 24))

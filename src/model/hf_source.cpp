@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -161,8 +162,46 @@ void HfSource::load_config(const std::string& dir) {
   if (rope.contains("rope_theta")) set(pre + "rope.freq_base", value_of(rope["rope_theta"], cpath + ": rope_theta"));
   std::string rtype = rope.value("rope_type", rope.value("type", std::string("default")));
   if (rtype != "default") {
+    // Types the loaders do not implement (yarn, dynamic, longrope, ...) reach them by name
+    // and are refused there.
     set_str(pre + "rope.scaling.type", rtype);
-    if (rope.contains("factor")) set(pre + "rope.scaling.factor", value_of(rope["factor"], cpath + ": factor"));
+    const std::pair<const char*, const char*> kRopeKeys[] = {
+        {"factor", "rope.scaling.factor"},
+        {"low_freq_factor", "rope.scaling.low_freq_factor"},
+        {"high_freq_factor", "rope.scaling.high_freq_factor"},
+        {"original_max_position_embeddings", "rope.scaling.original_context_length"}};
+    for (const auto& [k, g] : kRopeKeys)
+      if (rope.contains(k) && !rope[k].is_null()) set(pre + g, value_of(rope[k], cpath + ": " + k));
+  }
+
+  // Sliding-window attention. transformers 5 lists every layer's kind in layer_types; older
+  // Gemma 3 configs give the period as sliding_window_pattern. Only gemma3 runs local
+  // layers: any other family with a sliding layer is refused rather than run with full
+  // attention (a silently different model).
+  std::vector<bool> local;
+  if (c.contains("layer_types") && c["layer_types"].is_array()) {
+    for (const auto& t : c["layer_types"]) {
+      const std::string kind = t.is_string() ? t.get<std::string>() : t.dump();
+      if (kind != "sliding_attention" && kind != "full_attention")
+        fail("{}: layer_types entry '{}' is not a layer kind kvzip knows (sliding_attention, full_attention)", cpath, kind);
+      local.push_back(kind == "sliding_attention");
+    }
+  }
+  const bool use_swa = c.value("use_sliding_window", false);
+  const bool any_local = std::find(local.begin(), local.end(), true) != local.end();
+  if (arch != "gemma3" && (use_swa || any_local))
+    fail("{}: this {} model uses sliding-window attention (use_sliding_window / layer_types), which kvzip "
+         "implements for gemma3 only", cpath, arch);
+  if (arch == "gemma3") {
+    GgufValue v;
+    if (!local.empty()) {
+      v.type = GgufType::ARRAY;
+      v.elem_type = GgufType::BOOL;
+      v.v = local;
+      set(pre + "attention.sliding_window_pattern", std::move(v));
+    } else if (c.contains("sliding_window_pattern") && !c["sliding_window_pattern"].is_null()) {
+      set(pre + "attention.sliding_window_pattern", value_of(c["sliding_window_pattern"], cpath + ": sliding_window_pattern"));
+    }
   }
   tied_ = c.contains("tie_word_embeddings") && c["tie_word_embeddings"].is_boolean() && c["tie_word_embeddings"].get<bool>();
 }

@@ -58,6 +58,37 @@ int checked_int(const TensorSource& f, const std::string& key, int64_t lo, int64
 
 }  // namespace
 
+std::vector<float> llama3_rope_divisors(const TensorSource& f, const std::string& a, double base, int rope_dim) {
+  // Llama 3.1's rule: a frequency whose wavelength is shorter than the original context /
+  // high_freq_factor is kept, one longer than original context / low_freq_factor is divided
+  // by factor, and the band between is interpolated in 1/divisor. GGUF files carry the
+  // result as rope_freqs.weight; HF configs carry these four numbers.
+  auto need = [&](const std::string& k) {
+    const auto v = f.get_float_opt(a + k);
+    if (!v) fail("{}: rope scaling 'llama3' needs '{}{}' (or a rope_freqs.weight tensor)", f.path(), a, k);
+    return *v;
+  };
+  const double factor = need("rope.scaling.factor"), lo = need("rope.scaling.low_freq_factor"),
+               hi = need("rope.scaling.high_freq_factor"), ctx = need("rope.scaling.original_context_length");
+  if (!(factor >= 1.0) || !(lo > 0.0) || !(hi > lo) || !(ctx > 0.0))
+    fail("{}: llama3 rope scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and a positive "
+         "original context (got {}, {}, {}, {})", f.path(), factor, lo, hi, ctx);
+  constexpr double kTwoPi = 6.283185307179586;
+  std::vector<float> div(rope_dim / 2);
+  for (int i = 0; i < rope_dim / 2; ++i) {
+    const double freq = std::pow(base, -2.0 * i / rope_dim), wavelen = kTwoPi / freq;
+    if (wavelen < ctx / hi) {
+      div[i] = 1.0f;
+    } else if (wavelen > ctx / lo) {
+      div[i] = static_cast<float>(factor);
+    } else {
+      const double smooth = (ctx / wavelen - lo) / (hi - lo);
+      div[i] = static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth));
+    }
+  }
+  return div;
+}
+
 void load_decoder(const TensorSource& f, HParams& hp, Weights& w) {
   const std::string a = hp.arch + ".";
   hp.n_layer = checked_int(f, a + "block_count", 1, 1024);
@@ -108,6 +139,9 @@ void load_decoder(const TensorSource& f, HParams& hp, Weights& w) {
   if (f.tensor("rope_freqs.weight")) {
     const float* p = vec_f32(f, "rope_freqs.weight", hp.rope_dim / 2);
     w.rope_freqs.assign(p, p + hp.rope_dim / 2);
+    hp.has_rope_freqs = true;
+  } else if (scaling == "llama3") {
+    w.rope_freqs = llama3_rope_divisors(f, a, hp.rope_base, hp.rope_dim);
     hp.has_rope_freqs = true;
   }
 

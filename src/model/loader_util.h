@@ -26,4 +26,10 @@ const float* vec_f32_opt(const TensorSource& f, const std::string& name, int64_t
 // ffn_gate/up/down}), every shape checked. The family file then sets what differs.
 void load_decoder(const TensorSource& f, HParams& hp, Weights& w);
 
+// Llama 3.x rope scaling as per-frequency divisors (the values of GGUF's rope_freqs.weight)
+// from <arch>.rope.scaling.{factor, low_freq_factor, high_freq_factor,
+// original_context_length}; a missing or out-of-range key is an error.
+std::vector<float> llama3_rope_divisors(const TensorSource& f, const std::string& arch_prefix, double base,
+                                        int rope_dim);
+
 }  // namespace kvz

@@ -221,6 +221,19 @@ TEST(HfSource, HostileFolders) {
   c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
   with_config(c, "rope scaling 'yarn' is not supported");
 
+  c = cfg;
+  c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};  // the band limits are missing
+  with_config(c, "rope scaling 'llama3' needs");
+  c = cfg;
+  c["use_sliding_window"] = true;
+  with_config(c, "sliding-window attention");
+  c = cfg;
+  c["layer_types"] = {"full_attention", "sliding_attention"};
+  with_config(c, "sliding-window attention");
+  c = cfg;
+  c["layer_types"] = {"full_attention", "linear_attention"};
+  with_config(c, "'linear_attention' is not a layer kind");
+
   // Index naming a file outside the folder, or a missing shard.
   const std::string index = [&] {
     std::ifstream in(f.dir / "model.safetensors.index.json");
@@ -244,4 +257,58 @@ TEST(HfSource, HostileFolders) {
   EXPECT_NE(error_of().find("dtype I32"), std::string::npos) << error_of();
   fs::remove(f.dir / "config.json");
   EXPECT_NE(error_of().find("no config.json"), std::string::npos);
+}
+
+// Llama 3.x rope scaling from config.json becomes per-frequency divisors equal to
+// transformers' rule (_compute_llama3_parameters: inv_freq / factor above the low-frequency
+// wavelength, interpolated in between), and a Gemma 3 config's layer_types become the
+// per-layer sliding flags (not the default period of 6), with query_pre_attn_scalar kept.
+TEST(HfSource, RopeScalingAndLayerKindsFromConfig) {
+  test::SyntheticSpec spec;
+  Folder f("config");
+  write_hf_copy(spec, f);
+  std::ifstream in(f.dir / "config.json");
+  auto cfg = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
+
+  auto c = cfg;
+  const double base = 500000.0, factor = 8.0, lo = 1.0, hi = 4.0, ctx = 64.0;
+  c["rope_theta"] = base;
+  c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", factor}, {"low_freq_factor", lo},
+                       {"high_freq_factor", hi}, {"original_max_position_embeddings", ctx}};
+  f.write("config.json", c.dump());
+  auto m = Model::load(f.dir.string());
+  ASSERT_TRUE(m->hp().has_rope_freqs);
+  const int dim = m->hp().rope_dim;
+  ASSERT_EQ(m->w().rope_freqs.size(), static_cast<size_t>(dim / 2));
+  int n_kept = 0, n_scaled = 0, n_mid = 0;
+  for (int i = 0; i < dim / 2; ++i) {
+    const double inv = 1.0 / std::pow(base, 2.0 * i / dim), wavelen = 2 * M_PI / inv;
+    double inv_new = inv;
+    if (wavelen > ctx / lo) {
+      inv_new = inv / factor;
+      ++n_scaled;
+    } else if (wavelen >= ctx / hi) {
+      const double smooth = (ctx / wavelen - lo) / (hi - lo);
+      inv_new = (1 - smooth) * inv / factor + smooth * inv;
+      ++n_mid;
+    } else {
+      ++n_kept;
+    }
+    EXPECT_NEAR(m->w().rope_freqs[i], inv / inv_new, 1e-5 * inv / inv_new) << "frequency " << i;
+  }
+  EXPECT_GT(n_kept, 0);  // the synthetic head size puts frequencies in every band
+  EXPECT_GT(n_mid, 0);
+  EXPECT_GT(n_scaled, 0);
+
+  c = cfg;
+  c["model_type"] = "gemma3_text";
+  c["sliding_window"] = 16;
+  c["query_pre_attn_scalar"] = 32;
+  c["layer_types"] = {"full_attention", "sliding_attention"};
+  f.write("config.json", c.dump());
+  auto src = HfSource::open(f.dir.string());
+  const GgufValue* v = src->find("gemma3.attention.sliding_window_pattern");
+  ASSERT_TRUE(v && v->is_array());
+  EXPECT_EQ(std::get<std::vector<bool>>(v->v), (std::vector<bool>{false, true}));
+  EXPECT_EQ(src->get_float("gemma3.attention.query_pre_attn_scalar"), 32.0);
 }

@@ -14,8 +14,12 @@ prompts are run again with every k_proj/v_proj output rounded to float16 (forwar
 the max / mean |logit difference| this alone causes is stored as "f16_kv_noise"; the test
 allows a small multiple of it.
 
+Families: llama (SmolLM2), qwen2 (Qwen2.5-Coder-0.5B, bf16 folder) and gemma3 (Gemma 3 270M,
+with a ~700-token prompt past its 512-token sliding window); any folder make-hf-models.sh makes.
+
 Usage (venv with torch + transformers: ~/.cache/kvzip/ref/venv-kvpress; versions recorded):
-  python tests/golden/gen/gen_hf_parity.py [HF_DIR...]   (default: smollm2-135m smollm2-135m-bf16)
+  python tests/golden/gen/gen_hf_parity.py [HF_DIR...]
+  (default: smollm2-135m smollm2-135m-bf16 qwen2.5-coder-0.5b gemma3-270m)
 Writes tests/golden/data/parity_hf_<name>.json.
 """
 import json
@@ -43,14 +47,28 @@ PROMPTS = [
 ]
 
 
+# Gemma 3 only (sliding window 512): a prompt of ~700 tokens, so the local layers' window
+# start moves during the prompt and during the greedy continuation.
+LONG_PROMPT = "A list of facts, one per line.\n" + "".join(
+    f"Fact {i}: the {['red', 'blue', 'green', 'white'][i % 4]} box number {i} holds {3 * i + 1} marbles.\n"
+    for i in range(1, 36)) + "Fact 36: the"
+
+
+def prompts_for(model):
+    return PROMPTS + ([LONG_PROMPT] if model.config.model_type.startswith("gemma3") else [])
+
+
 def f16_kv_hooks(model):
+    """Round what our cache stores to f16: k after k_norm where the family has one (qwen3,
+    gemma3; our cache holds k after the norm and RoPE), else the k_proj output; v_proj."""
     def hook(_mod, _inp, out):
         return out.to(torch.float16).to(torch.float32)
 
     hs = []
     for layer in model.model.layers:
-        hs.append(layer.self_attn.k_proj.register_forward_hook(hook))
-        hs.append(layer.self_attn.v_proj.register_forward_hook(hook))
+        a = layer.self_attn
+        hs.append((a.k_norm if hasattr(a, "k_norm") else a.k_proj).register_forward_hook(hook))
+        hs.append(a.v_proj.register_forward_hook(hook))
     return hs
 
 
@@ -77,7 +95,7 @@ def greedy(model, ids):
 
 def main():
     root = os.path.expanduser(os.environ.get("KVZ_HF_DIR", "~/.cache/kvzip/hf"))
-    dirs = sys.argv[1:] or [os.path.join(root, n) for n in ("smollm2-135m", "smollm2-135m-bf16")]
+    dirs = sys.argv[1:] or [os.path.join(root, n) for n in ("smollm2-135m", "smollm2-135m-bf16", "qwen2.5-coder-0.5b", "gemma3-270m")]
     torch.manual_seed(SEED)
     torch.set_num_threads(2)
     for d in dirs:
@@ -90,7 +108,7 @@ def main():
         rand_ids = np.sort(rng.choice(n_vocab, NRAND, replace=False)).tolist()
         prompts = []
         noise_max = noise_mean = 0.0
-        for text in PROMPTS:
+        for text in prompts_for(model):
             ids = tok.encode(text, add_special_tokens=False).ids
             lg = logits_all(model, ids)
             hs = f16_kv_hooks(model)
