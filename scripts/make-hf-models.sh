@@ -22,10 +22,15 @@ qwen2.5-coder-0.5b qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf bf
 gemma3-270m gemma3-270m/gemma-3-270m-q4_k_m.gguf float32"
 
 want=("$@")
-# The tiny random Qwen3 (HF folder + GGUF) needs the smollm2-135m folder's tokenizer.
+# The tiny random Qwen3 (HF folder + GGUF) and Llama-3-rope model (HF folder) need the
+# smollm2-135m folder's tokenizer.
 need_qwen3=0
 if { ((${#want[@]} == 0)) || [[ " ${want[*]} " == *" qwen3-tiny "* ]]; } && [[ ! -f "$hf/qwen3-tiny/config.json" || ! -f "$hf/qwen3-tiny.gguf" ]]; then
   need_qwen3=1
+fi
+need_llama3=0
+if { ((${#want[@]} == 0)) || [[ " ${want[*]} " == *" llama3-tiny "* ]]; } && [[ ! -f "$hf/llama3-tiny/config.json" ]]; then
+  need_llama3=1
 fi
 todo=()
 while read -r name gguf dtype; do
@@ -34,7 +39,7 @@ while read -r name gguf dtype; do
   if [[ ! -f "$models/$gguf" ]]; then echo "make-hf-models: $models/$gguf absent, skipping $name" >&2; continue; fi
   todo+=("$name $models/$gguf $dtype")
 done <<<"$table"
-((${#todo[@]} + need_qwen3)) || exit 0
+((${#todo[@]} + need_qwen3 + need_llama3)) || exit 0
 
 ok() { [[ -x "$1" ]] && "$1" -c "import torch, transformers, gguf" 2>/dev/null; }
 py=${KVZ_HF_PYTHON:-}
@@ -69,5 +74,13 @@ if ((need_qwen3)); then
     "$py" tests/golden/gen/gen_qwen3_tiny.py
   else
     echo "make-hf-models: qwen3-tiny needs the smollm2-135m folder, skipping" >&2
+  fi
+fi
+if ((need_llama3)); then
+  if [[ -f "$hf/smollm2-135m/kvzip_tokenizer.txt" ]]; then
+    echo "make-hf-models: llama3-tiny (random weights, Llama 3 rope scaling, HF folder)" >&2
+    "$py" tests/golden/gen/gen_llama3_tiny.py
+  else
+    echo "make-hf-models: llama3-tiny needs the smollm2-135m folder, skipping" >&2
   fi
 fi

@@ -1,13 +1,18 @@
-// Qwen3 architecture parity with HF transformers on a tiny random-weight Qwen3 (no real
-// checkpoint is available), loaded from BOTH formats: the save_pretrained folder
-// (safetensors) and a GGUF of the same weights written by the `gguf` package with
-// llama.cpp's qwen3 keys. Fixture and model: tests/golden/gen/gen_qwen3_tiny.py
-// (transformers eager, float32); scripts/make-hf-models.sh makes the model.
+// Architecture parity with HF transformers on tiny random-weight models, for families with
+// no real checkpoint in a registry package:
+//  - Qwen3, from BOTH formats: the save_pretrained folder (safetensors) and a GGUF of the
+//    same weights written by the `gguf` package with llama.cpp's qwen3 keys
+//    (tests/golden/gen/gen_qwen3_tiny.py);
+//  - Llama with Llama 3.x rope scaling given in config.json (rope_scaling llama3: factor,
+//    low/high_freq_factor, original context), HF folder (tests/golden/gen/gen_llama3_tiny.py;
+//    the GGUF form of that scaling is tested against llama.cpp in test_parity_llamacpp.cpp).
+// transformers eager, float32; scripts/make-hf-models.sh makes the models.
 //
-// Tolerance: the generator measures how much rounding k (after k_norm) and v to f16 alone
-// moves transformers' logits (our KV cache is f16; everything else is f32): max ~1e-3.
-// We allow 2x that plus 2e-4 for f32 summation order. Measured for scale: rotating
-// interleaved pairs instead of halves moves these logits by up to 1.45.
+// Tolerance: the generator measures how much rounding k (after k_norm where there is one)
+// and v to f16 alone moves transformers' logits (our KV cache is f16; everything else is
+// f32): max ~1e-3. We allow 2x that plus 2e-4 for f32 summation order. Measured for scale:
+// rotating interleaved pairs instead of halves moves the Qwen3 logits by up to 1.45; running
+// the Llama weights without the rope scaling moves them by 1.46 ("unscaled_delta").
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -28,12 +33,13 @@ std::string hf_root() {
   return std::string(h ? h : ".") + "/.cache/kvzip/hf";
 }
 
-class Qwen3Parity : public ::testing::TestWithParam<std::string> {};
+class TinyParity : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(Qwen3Parity, LogitsMatchTransformers) {
-  const std::string path = hf_root() + "/" + GetParam();
+TEST_P(TinyParity, LogitsMatchTransformers) {
+  const std::string name = GetParam(), path = hf_root() + "/" + name;
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found (scripts/make-hf-models.sh makes it)";
-  std::ifstream jf(test::source_dir() + "/tests/golden/data/parity_qwen3_tiny.json");
+  const bool qwen3 = name.rfind("qwen3-tiny", 0) == 0;
+  std::ifstream jf(test::source_dir() + "/tests/golden/data/" + (qwen3 ? "parity_qwen3_tiny.json" : "parity_llama3_tiny.json"));
   ASSERT_TRUE(jf.good());
   const auto fx = nlohmann::json::parse(jf);
   const auto rand_ids = fx["rand_ids"].get<std::vector<int32_t>>();
@@ -41,9 +47,14 @@ TEST_P(Qwen3Parity, LogitsMatchTransformers) {
 
   auto model = Model::load(path);
   const HParams& hp = model->hp();
-  EXPECT_EQ(hp.arch, "qwen3");
+  EXPECT_EQ(hp.arch, qwen3 ? "qwen3" : "llama");
   EXPECT_EQ(hp.rope_style, RopeStyle::Neox);
-  EXPECT_TRUE(hp.qk_norm && model->w().layers[0].q_norm && model->w().layers[1].k_norm);
+  if (qwen3) {
+    EXPECT_TRUE(hp.qk_norm && model->w().layers[0].q_norm && model->w().layers[1].k_norm);
+  } else {
+    EXPECT_TRUE(hp.has_rope_freqs);  // from config.json's rope_scaling
+    EXPECT_LT(tol, fx["unscaled_delta"].get<double>() / 100) << "the bound must see a missing scaling";
+  }
   EXPECT_EQ(hp.d_head, 16);
   EXPECT_EQ(hp.n_head_kv, 2);
   const int V = hp.n_vocab;
@@ -76,7 +87,12 @@ TEST_P(Qwen3Parity, LogitsMatchTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, Qwen3Parity, ::testing::Values("qwen3-tiny", "qwen3-tiny.gguf"),
-                         [](const auto& info) { return info.param == "qwen3-tiny" ? std::string("hf") : std::string("gguf"); });
+INSTANTIATE_TEST_SUITE_P(Models, TinyParity, ::testing::Values("qwen3-tiny", "qwen3-tiny.gguf", "llama3-tiny"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
 
 }  // namespace
