@@ -85,9 +85,6 @@ void KvzipContext::restore_full() {
 const HeadScores& KvzipContext::score(Press& press, const std::string& question,
                                       const std::function<void(int64_t, int64_t)>& progress) {
   if (ctx_ids_.empty()) fail("score: no context was prefilled");
-  if (!model_.hp().swa_layers.empty() && !press.supports_sliding_window())
-    fail("this compression method does not support models with sliding-window layers ({}) yet; use kvzip",
-         model_.hp().arch);
   restore_full();
   const std::vector<int32_t> q = question.empty() ? std::vector<int32_t>{} : question_ids(question);
   if (session_.n_pos() + static_cast<int64_t>(q.size()) > session_.n_ctx_max())
@@ -98,6 +95,10 @@ const HeadScores& KvzipContext::score(Press& press, const std::string& question,
   rp.postfix = postfix_ids_;
   PressInput in{session_, n_sys_, sys_ids_, ctx_ids_, q, rp, progress};
   HeadScores s = press.score(in);
+  // Sliding-window layers are never evicted; whatever a press computed there is not a score.
+  for (int il = 0; il < model_.hp().n_layer; ++il)
+    for (int ih = 0; ih < model_.hp().n_head_kv && model_.hp().is_swa(il); ++ih)
+      std::fill(s.head(il, ih), s.head(il, ih) + s.n_ctx, 0.0f);
   set_scores(std::move(s));
   return scores_;
 }
@@ -105,7 +106,18 @@ const HeadScores& KvzipContext::score(Press& press, const std::string& question,
 PruneReport KvzipContext::compress(Press& press, SelectOptions o, const std::string& question,
                                    const std::function<void(int64_t, int64_t)>& progress) {
   score(press, question, progress);
-  if (o.layer_ratios.empty()) o.layer_ratios = press.layer_ratios(model_.hp().n_layer, n_ctx(), o.ratio);
+  if (o.layer_ratios.empty()) {
+    // Per-layer budgets (PyramidKV) are laid out over the evictable layers only; a
+    // sliding-window layer keeps its window (ratio 1, ignored by the selection).
+    const std::vector<uint8_t> ev = evictable_layers();
+    const int n_ev = static_cast<int>(std::count(ev.begin(), ev.end(), 1));
+    const std::vector<double> r = press.layer_ratios(n_ev, n_ctx(), o.ratio);
+    if (!r.empty()) {
+      o.layer_ratios.assign(ev.size(), 1.0);
+      for (size_t il = 0, j = 0; il < ev.size(); ++il)
+        if (ev[il]) o.layer_ratios[il] = r[j++];
+    }
+  }
   return prune(o);
 }
 

@@ -108,6 +108,10 @@ KeepMask select_pairs(const HeadScores& s, const SelectOptions& o) {
         std::copy(s.v.begin() + il * per_layer, s.v.begin() + (il + 1) * per_layer, sub.v.begin() + j++ * per_layer);
       SelectOptions so = o;
       so.evictable.clear();
+      if (!o.layer_ratios.empty()) {  // per-layer budgets of the evictable layers
+        so.layer_ratios.clear();
+        for (int il : evictable_layers(o.evictable)) so.layer_ratios.push_back(o.layer_ratios.at(il));
+      }
       return select_pairs(sub, so);
     });
   }

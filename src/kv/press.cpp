@@ -16,30 +16,82 @@ int32_t PressInput::token(int64_t row) const {
   return question_ids[row - n_full()];
 }
 
+namespace {
+
+// Passes a row observer the global layers only. A sliding-window layer's cache holds just
+// its window, so its rows are not the sequence's rows; those layers are never evicted, and
+// every press leaves their scores at 0.
+class GlobalLayers final : public LayerObserver {
+ public:
+  GlobalLayers(RowObserver& o, const HParams& hp) : o_(o), hp_(hp) {}
+  void on_layer(int il, const float* q, int64_t n, const KvCache& c, ThreadPool& p) override {
+    if (!hp_.is_swa(il)) o_.on_layer(il, q, n, c, p);
+  }
+  void on_attn_input(int il, const float* h, int64_t n, const KvCache& c, ThreadPool& p) override {
+    if (!hp_.is_swa(il)) o_.on_attn_input(il, h, n, c, p);
+  }
+
+ private:
+  RowObserver& o_;
+  const HParams& hp_;
+};
+
+}  // namespace
+
 void observe_rows(PressInput& in, int64_t from, RowObserver& obs) {
   Session& s = in.session;
+  const HParams& hp = s.model().hp();
   const int64_t n_full = in.n_full(), n_seq = in.n_seq();
   KVZ_ASSERT(from >= 0 && from < n_seq, "observe_rows: start row {} outside [0, {})", from, n_seq);
   const std::vector<int64_t> lens = s.cache().lengths();
-  for (int64_t len : lens)
-    if (len != n_full) fail("press scoring needs the unpruned context ({} rows expected, a head has {})", n_full, len);
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (int ih = 0; ih < hp.n_head_kv && !hp.is_swa(il); ++ih)
+      if (s.cache().seg(il, ih).len != n_full)
+        fail("press scoring needs the unpruned context ({} rows expected, a head has {})", n_full,
+             s.cache().seg(il, ih).len);
   KVZ_ASSERT(s.n_pos() == n_full, "position counter {} != cache length {}", s.n_pos(), n_full);
-  const int64_t keep = std::min(from, n_full);
-  s.cache().truncate(std::vector<int64_t>(lens.size(), keep));
+  // Restored afterwards. With sliding-window layers the re-run rows of the global layers
+  // may come out in the last bits differently (the windows are rolled at other points, so
+  // attention tiles fall elsewhere), so every head is copied and put back exactly; without
+  // them a re-run row reproduces its K/V and truncation suffices.
+  const bool windows = !hp.swa_layers.empty();
+  const int64_t n_pos0 = s.n_pos();
+  const KvCache::Snapshot before =
+      s.cache().snapshot(std::vector<uint8_t>(hp.n_layer, windows ? uint8_t{1} : uint8_t{0}));
+  int64_t keep = std::min(from, n_full);
+  // Re-running row r of a sliding-window layer needs that layer's rows (r - n_swa, r); the
+  // cache keeps only about one window before n_full. When those are gone, re-run the whole
+  // prefix (without the observer): exact, at the cost of one more prefill.
+  for (int il = 0; il < hp.n_layer && keep > 0; ++il)
+    if (hp.is_swa(il)) {
+      const HeadSegment& sg = s.cache().seg(il, 0);
+      const int64_t first = sg.len > 0 ? sg.pos[0] : n_full;
+      if (first > std::max<int64_t>(0, keep - hp.n_swa)) keep = 0;
+    }
+  std::vector<int64_t> cut(lens.size(), keep);
+  for (int il = 0; il < hp.n_layer; ++il)  // a window layer keeps its rows before `keep`
+    if (hp.is_swa(il))
+      for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+        const HeadSegment& sg = s.cache().seg(il, ih);
+        cut[static_cast<size_t>(il) * hp.n_head_kv + ih] =
+            std::lower_bound(sg.pos.get(), sg.pos.get() + sg.len, static_cast<int32_t>(keep)) - sg.pos.get();
+      }
+  s.cache().truncate(cut);
   s.set_n_pos(keep);
   std::vector<int32_t> ids;
-  for (int64_t r = keep; r < from; ++r) ids.push_back(in.token(r));  // question rows before the window
+  for (int64_t r = keep; r < from; ++r) ids.push_back(in.token(r));  // rows before the observed ones
   if (!ids.empty()) s.forward(ids, LogitsMode::None, nullptr);
   ids.clear();
   for (int64_t r = from; r < n_seq; ++r) ids.push_back(in.token(r));
-  s.set_observer(&obs);
+  GlobalLayers global(obs, hp);
+  s.set_observer(&global);
   struct Unhook {
     Session& s;
     ~Unhook() { s.set_observer(nullptr); }
   } unhook{s};
   s.forward(ids, LogitsMode::None, nullptr, 512, in.progress);
-  s.cache().truncate(lens);
-  s.set_n_pos(n_full);
+  s.cache().restore(before);
+  s.set_n_pos(n_pos0);
 }
 
 void attention_probs(const float* q, int64_t q_stride, int n_rows, const int64_t* limit, const float* keys,

@@ -27,9 +27,11 @@
 
 namespace kvz {
 
-// What a press sees. The session's cache holds exactly [sys | ctx] rows in every head,
-// unpruned, and n_pos() == n_sys + n_ctx; a press must leave it that way (observe_rows
-// below does). Rows are absolute indices into that sequence; scores cover the ctx rows only
+// What a press sees. The session's cache holds exactly [sys | ctx] rows in every head of
+// every global layer, unpruned, and n_pos() == n_sys + n_ctx; a press must leave it that
+// way (observe_rows below does). A sliding-window layer (Gemma 3's local layers) holds only
+// its recent rows: presses leave its scores at 0 (it is never evicted) and must not read
+// its rows as context rows; observe_rows passes observers the global layers only. Rows are absolute indices into that sequence; scores cover the ctx rows only
 // (the system prompt is always kept, kvzip-spec §4).
 struct PressInput {
   Session& session;
@@ -129,9 +131,6 @@ class Press {
   virtual std::vector<double> layer_ratios(int n_layer, int64_t n_ctx, double ratio) const { return {}; }
   // Whether the scores depend on the question (query-aware mode makes a difference).
   virtual bool uses_question() const { return false; }
-  // Whether it handles sliding-window layers (Gemma 3), whose heads hold a rolling window
-  // rather than every context row. Only KVzip does so far; the others are refused there.
-  virtual bool supports_sliding_window() const { return false; }
 };
 
 // One registry entry.

@@ -146,6 +146,104 @@ TEST_F(PressTest, EveryMethodScoresPrunesAndRestores) {
   }
 }
 
+// Sliding-window models (Gemma 3): every method on a tiny random gemma3 whose layers 0 and 2
+// are local (window 8) and 1 and 3 global, both modes. Local layers get no scores and are
+// never evicted: after scoring the cache is bit-identical (local windows included), a prune
+// meets the budget over the global layers' pairs and leaves each local layer exactly its
+// visible window, and a non-updating query puts every head back. (kvzap is left out: its
+// surrogate file is made for the other synthetic model.)
+TEST(PressSlidingWindow, EveryMethodScoresOnlyGlobalLayersOnGemma3) {
+  test::SyntheticSpec spec;
+  spec.arch = "gemma3";
+  spec.n_layer = 4;
+  spec.n_swa = 8;
+  spec.swa_pattern = 2;
+  const std::string path = test::write_synthetic_llama(spec, "press-gemma3");
+  auto model = Model::load(path);
+  std::remove(path.c_str());
+  const HParams& hp = model->hp();
+  ASSERT_TRUE(hp.is_swa(0) && !hp.is_swa(1) && hp.is_swa(2) && !hp.is_swa(3));
+  ThreadPool pool(2);
+  constexpr int kN = 48;  // six windows
+  for (const MethodInfo& mi : press_registry()) {
+    if (mi.name == "kvzap") continue;
+    SCOPED_TRACE(mi.name);
+    std::map<std::string, std::string> params;
+    if (mi.name == "snapkv" || mi.name == "pyramidkv") params = {{"window", "8"}};
+    if (mi.name == "duo_attention") params = {{"sink", "4"}, {"recent", "8"}};
+    if (mi.name == "expected_attention") params = {{"n_future", "16"}};
+    auto press = make_press(mi.name, params);
+    for (const std::string q : {"", "ab ab"}) {
+      SCOPED_TRACE(q.empty() ? "query-agnostic" : "query-aware");
+      ContextOptions co;
+      co.retain_full = true;
+      co.scoring.chunk = 16;
+      KvzipContext c(*model, pool, co);
+      c.prefill_ids(ids_of(kN, 3));
+      const CacheSnapshot before(c.session().cache());
+      const HeadScores& s = c.score(*press, q);
+      for (int il = 0; il < hp.n_layer; ++il)
+        for (int ih = 0; ih < hp.n_head_kv && hp.is_swa(il); ++ih)
+          for (int64_t t = 0; t < kN; ++t) ASSERT_EQ(s.head(il, ih)[t], 0.0f) << "local layer " << il << " scored";
+      for (float x : s.v) ASSERT_TRUE(std::isfinite(x));
+      EXPECT_TRUE(CacheSnapshot(c.session().cache()) == before) << "scoring must leave the cache as it was";
+
+      SelectOptions so;
+      so.ratio = 0.5;
+      so.level = mi.level;
+      const PruneReport r = c.compress(*press, so, q);
+      const int64_t n_global_pairs = 2 * hp.n_head_kv * kN;
+      if (mi.name != "pyramidkv") EXPECT_NEAR(r.ratio_true, 0.5, 1.0 / n_global_pairs) << "budget over global pairs";
+      int64_t kept = 0;
+      for (int il = 0; il < hp.n_layer; ++il)
+        for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+          const HeadSegment& sg = c.session().cache().seg(il, ih);
+          if (hp.is_swa(il)) {
+            ASSERT_EQ(sg.len, hp.n_swa - 1) << "local layer " << il << ": its visible window, nothing evicted";
+            EXPECT_EQ(sg.pos[sg.len - 1], c.n_sys() + kN - 1);
+          } else {
+            kept += sg.len - c.n_sys();
+          }
+        }
+      if (mi.name != "pyramidkv") EXPECT_NEAR(static_cast<double>(kept) / n_global_pairs, 0.5, 1.0 / n_global_pairs);
+      const CacheSnapshot pruned(c.session().cache());
+      GenerateParams gp;
+      gp.n_predict = 10;  // rolls the local windows
+      gp.stop_at_eog = false;
+      c.query("ab", gp, false);
+      EXPECT_TRUE(CacheSnapshot(c.session().cache()) == pruned) << "a non-updating query restores every head";
+    }
+  }
+}
+
+// PyramidKV's per-layer budgets on a model with local layers are laid over the global
+// layers: the first global layer keeps more than the last, and the total meets the ratio.
+TEST(PressSlidingWindow, PyramidBudgetsSpanTheGlobalLayers) {
+  test::SyntheticSpec spec;
+  spec.arch = "gemma3";
+  spec.n_layer = 6;
+  spec.n_swa = 8;
+  spec.swa_pattern = 2;  // layers 1, 3, 5 global
+  const std::string path = test::write_synthetic_llama(spec, "press-gemma3-pyr");
+  auto model = Model::load(path);
+  std::remove(path.c_str());
+  ThreadPool pool(2);
+  ContextOptions co;
+  co.scoring.chunk = 32;
+  KvzipContext c(*model, pool, co);
+  constexpr int kN = 120;
+  c.prefill_ids(ids_of(kN, 5));
+  SelectOptions so;
+  so.ratio = 0.5;
+  so.level = PruneLevel::PairUniform;  // pyramidkv's own level: per-layer budgets apply
+  const PruneReport r = c.compress(*make_press("pyramidkv", {{"window", "4"}, {"beta", "4"}}), so);
+  std::vector<int64_t> kept;
+  for (int il : {1, 3, 5}) kept.push_back(c.session().cache().seg(il, 0).len - c.n_sys());
+  EXPECT_GT(kept[0], kept[1]);
+  EXPECT_GT(kept[1], kept[2]);
+  EXPECT_NEAR(r.ratio_true, 0.5, 0.02);
+}
+
 TEST_F(PressTest, QueryAwareScoresDependOnTheQuestionOnlyForQueryAwareMethods) {
   ThreadPool pool(2);
   ContextOptions co;

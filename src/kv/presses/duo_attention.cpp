@@ -32,12 +32,15 @@ struct DuoAttention final : Press {
       KvzipScoreOptions so;
       hs = head_scores_from_pairs(kvzip_score(in.session, in.n_sys, in.ctx_ids, in.repeat, so, in.progress));
     }
+    // Ranks among the heads of evictable layers (a sliding-window layer's heads keep their
+    // window and take no part in the split).
     const int n_heads = hp.n_layer * hp.n_head_kv;
-    std::vector<int> order(n_heads);
-    std::iota(order.begin(), order.end(), 0);
+    std::vector<int> order;
+    for (int h = 0; h < n_heads; ++h)
+      if (!hp.is_swa(h / hp.n_head_kv)) order.push_back(h);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return hs[a] < hs[b]; });  // worst first
-    std::vector<float> rank(n_heads);
-    for (int i = 0; i < n_heads; ++i) rank[order[i]] = static_cast<float>(i) / n_heads;
+    std::vector<float> rank(n_heads, 0.0f);
+    for (size_t i = 0; i < order.size(); ++i) rank[order[i]] = static_cast<float>(i) / order.size();
     HeadScores out;
     out.reset(hp.n_layer, hp.n_head_kv, in.n_ctx(), 0.0f);
     for (int il = 0; il < hp.n_layer; ++il)

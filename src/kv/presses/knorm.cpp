@@ -17,7 +17,7 @@ struct KNorm final : Press {
     HeadScores out;
     out.reset(hp.n_layer, hp.n_head_kv, in.n_ctx(), 0.0f);
     for (int il = 0; il < hp.n_layer; ++il)
-      for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      for (int ih = 0; ih < hp.n_head_kv && !hp.is_swa(il); ++ih) {  // window layers: never evicted, 0
         std::vector<float> k(static_cast<size_t>(in.n_ctx()) * d);
         c.keys_f32(il, ih, in.n_sys, in.n_ctx(), k.data());
         float* s = out.head(il, ih);

@@ -14,7 +14,6 @@ struct KvzipPress final : Press {
     so.chunk = chunk;
     return kvzip_score(in.session, in.n_sys, in.ctx_ids, in.repeat, so, in.progress);
   }
-  bool supports_sliding_window() const override { return true; }
 };
 
 }  // namespace
