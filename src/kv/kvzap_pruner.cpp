@@ -38,7 +38,7 @@ KvzapPruner::~KvzapPruner() { session_.set_observer(nullptr); }
 void KvzapPruner::reset() {
   // Rows already in the cache (none after Session::reset) count as decided and kept.
   for (int il = 0; il < surrogate_.n_layer(); ++il)
-    for (int ih = 0; ih < n_head_kv_; ++ih) {
+    for (int ih = 0; ih < n_head_kv_ && !session_.model().hp().is_swa(il); ++ih) {
       HeadState& s = head(il, ih);
       const int64_t len = session_.cache().seg(il, ih).len;
       s.score.assign(len, 0.0f);
@@ -66,6 +66,9 @@ void KvzapPruner::sync(int il, int ih) {
 }
 
 void KvzapPruner::on_attn_input(int il, const float* h, int64_t n, const KvCache& cache, ThreadPool& pool) {
+  // Sliding-window layers keep their rolling window, as with every other method: no
+  // prediction, no eviction (and no pairs counted in the kept fraction).
+  if (session_.model().hp().is_swa(il)) return;
   const auto t0 = std::chrono::steady_clock::now();
   out_.resize(static_cast<size_t>(n) * n_head_kv_);
   surrogate_.predict(il, h, n, out_.data(), scratch_, &pool);
@@ -88,7 +91,7 @@ int64_t KvzapPruner::prune() {
   const int64_t limit = session_.n_pos() - opt_.window;  // rows at pos < limit left the window
   int64_t removed = 0;
   for (int il = 0; il < surrogate_.n_layer(); ++il)
-    for (int ih = 0; ih < n_head_kv_; ++ih) {
+    for (int ih = 0; ih < n_head_kv_ && !session_.model().hp().is_swa(il); ++ih) {
       sync(il, ih);
       HeadState& s = head(il, ih);
       const HeadSegment& seg = cache.seg(il, ih);
@@ -166,7 +169,7 @@ void KvzapPruner::end_query() {
   // their dropped rows come back from the snapshot), so the scores are cut the same way.
   query_floor_ = -1;
   for (int il = 0; il < surrogate_.n_layer(); ++il)
-    for (int ih = 0; ih < n_head_kv_; ++ih) {
+    for (int ih = 0; ih < n_head_kv_ && !session_.model().hp().is_swa(il); ++ih) {  // local layers: no state
       HeadState& s = head(il, ih);
       const auto len = static_cast<size_t>(session_.cache().seg(il, ih).len);
       KVZ_ASSERT(s.score.size() >= len, "end_query: {} scores for {} rows (restore to the begin_query checkpoint)",

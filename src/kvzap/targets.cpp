@@ -101,7 +101,10 @@ class TargetObserver final : public LayerObserver {
     }
   }
 
+  // Sliding-window layers are never evicted, so they get no targets (x and y stay 0): their
+  // cache holds only the window, and the repeat rows cannot see the text through it anyway.
   void on_attn_input(int il, const float* h, int64_t n, const KvCache& cache, ThreadPool& pool) override {
+    if (hp_.is_swa(il)) return;
     const int64_t row0 = cache.seg(il, 0).len, D = hp_.n_embd;
     for (int64_t t = 0; t < n; ++t) {
       const int64_t row = row0 + t;
@@ -119,6 +122,7 @@ class TargetObserver final : public LayerObserver {
   }
 
   void on_layer(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) override {
+    if (hp_.is_swa(il)) return;
     const int64_t len = cache.seg(il, 0).len, row0 = len - n;
     const int64_t a = std::max(row0, seq_.rep0), b = len;  // repeat rows of this batch
     if (a >= b) return;
@@ -164,6 +168,7 @@ class TargetObserver final : public LayerObserver {
     const int nh = hp_.n_head, G = hp_.n_group(), H = hp_.n_head_kv;
     const int64_t m = seq_.n_text;
     for (int il = 0; il < hp_.n_layer; ++il) {
+      if (hp_.is_swa(il)) continue;
       KVZ_ASSERT(have_vnorm_[il], "layer {} saw no repeat rows", il);
       const size_t base = static_cast<size_t>(il) * nh * m;
       for (int64_t i = 0; i < m; ++i) {
@@ -223,8 +228,6 @@ class TargetObserver final : public LayerObserver {
 KvzapTargets kvzip_plus_targets(Session& s, const RepeatSequence& seq, const std::vector<int64_t>& pos,
                                 const std::vector<float>& grams, int64_t n_batch) {
   const HParams& hp = s.model().hp();
-  for (int il = 0; il < hp.n_layer; ++il)
-    if (hp.is_swa(il)) fail("kvzap targets: sliding-window layers (layer {}) are not supported", il);
   KVZ_ASSERT(seq.rep0 + seq.n_text == static_cast<int64_t>(seq.ids.size()) && seq.n_text > 0, "bad repeat sequence");
   KVZ_ASSERT(grams.size() == static_cast<size_t>(hp.n_layer) * hp.n_head * hp.d_head * hp.d_head, "gram size");
   KvzapTargets out;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <mutex>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -30,15 +31,17 @@ struct PairSet {
   int64_t n = 0, texts = 0;
 };
 
-// Held-out R^2 per layer (mean over KV heads) and the mean over all (layer, head).
+// Held-out R^2 per layer (mean over KV heads) and the mean over the trained layers'
+// (layer, head); a sliding-window layer (never pruned, no targets) gets NaN.
 std::vector<double> held_out_r2(const KvzapModel& km, const PairSet& val, int D, int H, ThreadPool& pool,
-                                double& mean) {
+                                const HParams& hp, double& mean) {
   const int L = km.n_layer();
   std::vector<double> per_layer(L, 0.0);
   std::vector<std::vector<double>> cols(L);
   pool.parallel_for(L, [&](int64_t b, int64_t e, int) {
     std::vector<float> xf, pred, scratch;
     for (int64_t il = b; il < e; ++il) {
+      if (hp.is_swa(static_cast<int>(il))) continue;
       xf.resize(static_cast<size_t>(val.n) * D);
       for (size_t i = 0; i < xf.size(); ++i) xf[i] = bf16_to_f32(val.x[il][i]);
       pred.resize(static_cast<size_t>(val.n) * H);
@@ -47,11 +50,17 @@ std::vector<double> held_out_r2(const KvzapModel& km, const PairSet& val, int D,
     }
   });
   double sum = 0.0;
+  int n = 0;
   for (int il = 0; il < L; ++il) {
+    if (hp.is_swa(il)) {
+      per_layer[il] = std::numeric_limits<double>::quiet_NaN();
+      continue;
+    }
     per_layer[il] = std::accumulate(cols[il].begin(), cols[il].end(), 0.0) / H;
     sum += per_layer[il];
+    ++n;
   }
-  mean = sum / L;
+  mean = sum / std::max(n, 1);
   return per_layer;
 }
 
@@ -184,6 +193,7 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
     std::atomic<int> done{0};
     pool.parallel_for(L, [&](int64_t b, int64_t e, int) {
       for (int64_t il = b; il < e; ++il) {
+        if (hp.is_swa(static_cast<int>(il))) continue;  // never pruned: weights stay 0
         ridge_fit(train.x[il].data(), train.y[il].data(), train.n, D, H, opt.ridge_alpha,
                   res.linear.layer(static_cast<int>(il)));
         std::lock_guard<std::mutex> g(mu);
@@ -192,7 +202,7 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
     });
     lb.finish();
     res.linear_seconds = seconds_since(t1);
-    res.r2_linear = held_out_r2(res.linear, val, D, H, pool, res.r2_linear_mean);
+    res.r2_linear = held_out_r2(res.linear, val, D, H, pool, hp, res.r2_linear_mean);
     note(fmt::format("linear: trained in {:.1f} s, held-out R^2 mean {:.3f}", res.linear_seconds, res.r2_linear_mean));
   }
 
@@ -205,9 +215,12 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
     ProgressBar mb("kvzap mlp", "epoch", opt.progress && stderr_is_tty());
     std::mutex mu;
     int64_t done = 0;
-    const int64_t total_epochs = int64_t{L} * mo.epochs;
+    int n_global = 0;
+    for (int il = 0; il < L; ++il) n_global += !hp.is_swa(il);
+    const int64_t total_epochs = int64_t{n_global} * mo.epochs;
     pool.parallel_for(L, [&](int64_t b, int64_t e, int) {
       for (int64_t il = b; il < e; ++il) {
+        if (hp.is_swa(static_cast<int>(il))) continue;  // never pruned: weights stay 0
         MlpTrainOptions lo = mo;
         lo.seed = mo.seed + static_cast<uint64_t>(il);
         const MlpParams p = mlp_fit(train.x[il].data(), train.y[il].data(), train.n, D, H, lo, [&](int, double) {
@@ -219,7 +232,7 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
     });
     mb.finish();
     res.mlp_seconds = seconds_since(t1);
-    res.r2_mlp = held_out_r2(res.mlp, val, D, H, pool, res.r2_mlp_mean);
+    res.r2_mlp = held_out_r2(res.mlp, val, D, H, pool, hp, res.r2_mlp_mean);
     note(fmt::format("mlp: trained in {:.1f} s, held-out R^2 mean {:.3f}", res.mlp_seconds, res.r2_mlp_mean));
   }
   return res;

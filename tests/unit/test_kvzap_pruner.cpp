@@ -269,4 +269,49 @@ TEST_F(KvzapPrunerTest, MismatchedSurrogateIsAnError) {
   EXPECT_THROW(kvzap_default_dir("/nonexistent/kvzap", "m.gguf", "/tmp"), Error);
 }
 
+// Sliding-window models: a surrogate that would evict every pair (bias -1000) evicts only in
+// the global layers; each local layer keeps exactly its rolling window, through prefill,
+// decode and a non-updating query.
+TEST(KvzapPrunerGemma3, LocalLayersKeepTheirWindow) {
+  test::SyntheticSpec spec;
+  spec.arch = "gemma3";
+  spec.n_layer = 4;
+  spec.n_swa = 8;
+  spec.swa_pattern = 2;  // layers 0, 2 local
+  const std::string path = test::write_synthetic_llama(spec, "kvzap-pruner-gemma3");
+  auto model = Model::load(path);
+  std::remove(path.c_str());
+  const HParams& hp = model->hp();
+  KvzapModel sur = KvzapModel::zeros(KvzapModel::Kind::Linear, hp.n_layer, hp.n_embd, hp.n_head_kv, 0);
+  for (int il = 0; il < hp.n_layer; ++il) sur.layer(il).b1.assign(hp.n_head_kv, -1e3f);
+  ThreadPool pool(2);
+  Session s(*model, pool);
+  KvzapOptions o;
+  o.threshold = 0.0f;
+  o.window = 4;
+  KvzapPruner p(s, sur, o);
+  std::vector<int32_t> ctx(40);
+  for (int i = 0; i < 40; ++i) ctx[i] = (i * 37 + 5) % 256;
+  std::vector<float> lg;
+  p.forward(ctx, LogitsMode::Last, &lg, 7);
+  for (int t = 0; t < 6; ++t) {
+    const int32_t one = (t * 11 + 3) % 256;
+    p.forward(std::span<const int32_t>(&one, 1), LogitsMode::Last, &lg, 1);
+  }
+  const int64_t n_pos = s.n_pos();
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      const HeadSegment& sg = s.cache().seg(il, ih);
+      if (hp.is_swa(il)) {  // every position the window still sees is there
+        ASSERT_GE(sg.len, hp.n_swa - 1) << "local layer " << il;
+        EXPECT_EQ(sg.pos[sg.len - 1], n_pos - 1);
+        for (int64_t r = 1; r < sg.len; ++r) ASSERT_EQ(sg.pos[r], sg.pos[r - 1] + 1) << "local layer " << il << " has a gap";
+      } else {  // only the protected recent window survives
+        EXPECT_EQ(sg.len, o.window) << "global layer " << il;
+      }
+    }
+  EXPECT_EQ(p.stats().entered[0], 0) << "local layers are not counted";
+  EXPECT_GT(p.stats().entered[1], 0);
+}
+
 }  // namespace

@@ -41,6 +41,7 @@ std::vector<double> naive_targets(const Model& m, const RepeatSequence& seq) {
   const double scale = hp.softmax_scale();
   std::vector<double> y(static_cast<size_t>(L) * m_txt * H);
   for (int il = 0; il < L; ++il) {
+    if (hp.is_swa(il)) continue;  // no targets for sliding-window layers (never pruned): y = 0
     const WeightView& wo = m.w().layers[il].wo;
     std::vector<float> W(static_cast<size_t>(wo.n_out) * wo.n_in);
     for (int64_t r = 0; r < wo.n_out; ++r) get_row(wo, r, W.data() + r * wo.n_in);
@@ -139,6 +140,45 @@ TEST_F(KvzapTargetsTest, MatchTheDefinitionComputedNaively) {
       for (int c = 0; c < hp.n_embd; ++c)
         ASSERT_EQ(got.x[(static_cast<size_t>(il) * pos.size() + p) * hp.n_embd + c],
                   cap.h[il][(seq.text0 + pos[p]) * hp.n_embd + c]);
+}
+
+// Sliding-window models (Gemma 3): targets for the global layers as defined, none for the
+// local layers (their x and y stay exactly 0), on a tiny random gemma3 whose windows (8)
+// are much shorter than the repeat sequence.
+TEST(KvzapTargetsGemma3, GlobalLayersMatchTheDefinitionLocalLayersGetNone) {
+  test::SyntheticSpec spec;
+  spec.arch = "gemma3";
+  spec.n_layer = 4;
+  spec.n_swa = 8;
+  spec.swa_pattern = 2;  // layers 0, 2 local
+  const std::string path = test::write_synthetic_llama(spec, "kvzap-targets-gemma3");
+  auto model = Model::load(path);
+  std::remove(path.c_str());
+  const HParams& hp = model->hp();
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int32_t> tokd(0, 255);
+  std::vector<int32_t> text(30);
+  for (auto& t : text) t = tokd(rng);
+  const RepeatSequence seq = kvzap_repeat_sequence(*model, text);
+  const std::vector<double> want = naive_targets(*model, seq);
+  ThreadPool pool(2);
+  const std::vector<float> grams = output_gram_matrices(*model, &pool);
+  const std::vector<int64_t> pos = {0, 3, 11, 29};
+  Session s(*model, pool);
+  const KvzapTargets got = kvzip_plus_targets(s, seq, pos, grams, 16);
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (size_t p = 0; p < pos.size(); ++p) {
+      for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+        const float g = got.y[(static_cast<size_t>(il) * pos.size() + p) * hp.n_head_kv + ih];
+        if (hp.is_swa(il))
+          ASSERT_EQ(g, 0.0f) << "local layer " << il;
+        else
+          EXPECT_NEAR(g, want[(static_cast<size_t>(il) * seq.n_text + pos[p]) * hp.n_head_kv + ih], 2e-3)
+              << "layer " << il << " pos " << pos[p];
+      }
+      if (hp.is_swa(il))
+        for (int c = 0; c < hp.n_embd; ++c) ASSERT_EQ(got.x[(static_cast<size_t>(il) * pos.size() + p) * hp.n_embd + c], 0.0f);
+    }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // `kvzip train-kvzap`: trains the KVzap surrogates (linear and MLP) for a model on the
 // offline corpus and writes them where `--method kvzap` finds them (kvzap/train.h).
+#include <cmath>
 #include <fmt/format.h>
 #include <sys/resource.h>
 
@@ -110,9 +111,9 @@ int run_train_kvzap_command(const CLI::App& app) {
              hp.n_head_kv, r.n_val_texts);
   fmt::print("{:>5}{}{}\n", "layer", o.linear ? fmt::format("{:>9}", "linear") : "",
              o.mlp ? fmt::format("{:>9}", "mlp") : "");
+  auto cell = [](double v) { return std::isnan(v) ? fmt::format("{:>9}", "local") : fmt::format("{:>9.3f}", v); };
   for (int il = 0; il < hp.n_layer; ++il)
-    fmt::print("{:>5}{}{}\n", il, o.linear ? fmt::format("{:>9.3f}", r.r2_linear[il]) : "",
-               o.mlp ? fmt::format("{:>9.3f}", r.r2_mlp[il]) : "");
+    fmt::print("{:>5}{}{}\n", il, o.linear ? cell(r.r2_linear[il]) : "", o.mlp ? cell(r.r2_mlp[il]) : "");
   fmt::print("{:>5}{}{}\n", "mean", o.linear ? fmt::format("{:>9.3f}", r.r2_linear_mean) : "",
              o.mlp ? fmt::format("{:>9.3f}", r.r2_mlp_mean) : "");
   fmt::print("\ntargets: {} texts ({} training, {} held out), {} sampled tokens, {} forward tokens, {:.1f} s\n",
