@@ -3,14 +3,21 @@
 # creates ~/.cache/kvzip/bench-venv with matplotlib for the plots (if python3 lacks it),
 # runs `kvzip eval`, then `kvzip report` (Markdown tables, summary.csv, PNG plots).
 #
-# Usage: scripts/eval.sh [--quick] [-o OUT_DIR] [MODEL_NAME] [-- extra `kvzip eval` args]
+# Usage: scripts/eval.sh [--quick | --preset NAME] [-o OUT_DIR] [MODEL_NAME] [-- extra `kvzip eval` args]
 #
 #   default suite  ten tasks (needle at 2000 tokens, the others' easy variants at 300-850
 #                  tokens), 2 samples each, methods pair / pair-uniform / head, ratios
 #                  1.0 0.8 0.6 0.4 0.3 0.2 0.1: about 50 minutes for SmolLM2-135M on 2 cores
+#                  (30 for Qwen2.5-Coder-0.5B, whose full cache answers more)
 #   --quick        the CI smoke test: three tasks, one sample, ratios 1.0 0.5 0.2 (~2 min)
+#   --preset presses      KVzip beside SnapKV, PyramidKV, H2O, TOVA, KNorm, StreamingLLM,
+#                         ExpectedAttention and random on four tasks (docs/eval/<model>-presses)
+#   --preset query-aware  agnostic vs query-aware vs a query-aware cache reused, on three tasks
+#                         (the paper's finding; docs/eval/<model>-query-aware)
+#   --preset lengths      KVzip at 1000, 2000, 4000 and 7000 context tokens on squad and kv
+#                         (docs/eval/<model>-lengths; 7000 fits SmolLM2's 8192-token context)
 #
-# Results go to OUT_DIR (default docs/eval/<model>/, or eval-quick/ with --quick):
+# Results go to OUT_DIR (default docs/eval/<model>[-<preset>]/, or eval-quick/ with --quick):
 # results.jsonl (appended; rerunning resumes), report.md, summary.csv, *.png.
 # Environment: THREADS (default: all cores), PYTHON (default python3).
 set -euo pipefail
@@ -18,17 +25,23 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
 QUICK=0
+PRESET=""
 OUT=""
 NAME=smollm2-135m
 while (($#)); do
     case "$1" in
         --quick) QUICK=1; shift ;;
+        --preset) PRESET="$2"; shift 2 ;;
         -o) OUT="$2"; shift 2 ;;
         --) shift; break ;;
         *) NAME="$1"; shift ;;
     esac
 done
-[[ -n "$OUT" ]] || { if ((QUICK)); then OUT=eval-quick; else OUT="docs/eval/$NAME"; fi; }
+case "$PRESET" in
+    ""|presses|query-aware|lengths) ;;
+    *) echo "eval.sh: unknown preset '$PRESET' (presses, query-aware, lengths)" >&2; exit 2 ;;
+esac
+[[ -n "$OUT" ]] || { if ((QUICK)); then OUT=eval-quick; else OUT="docs/eval/$NAME${PRESET:+-$PRESET}"; fi; }
 
 log() { printf 'eval.sh: %s\n' "$*" >&2; }
 
@@ -52,6 +65,16 @@ THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
 mkdir -p "$OUT"
 if ((QUICK)); then
     ARGS=(--quick)
+elif [[ "$PRESET" == presses ]]; then
+    ARGS=(--task needle-easy,squad-easy,kv-easy,summary-needles-easy --samples 2 --seed 1
+          --methods pair,snapkv,pyramidkv,h2o,tova,knorm,streaming_llm,expected_attention,random
+          --ratios 1.0,0.6,0.3,0.1)
+elif [[ "$PRESET" == query-aware ]]; then
+    ARGS=(--task squad-easy,summary-needles-easy,needle-multikey --samples 3 --seed 1
+          --methods pair,snapkv,tova,h2o --mode agnostic,aware,reuse --ratios 1.0,0.5,0.3,0.1)
+elif [[ "$PRESET" == lengths ]]; then
+    ARGS=(--task squad,kv --ctx-tokens 1000,2000,4000,7000 --samples 1 --seed 1
+          --methods pair --ratios 1.0,0.5,0.3,0.1)
 else
     ARGS=(--task needle-easy,needle,squad-easy,vt-easy,many-shot-easy,summary-needles-easy,repoqa-easy,kv-easy,prefix-suffix-easy,gsm-easy
           --samples 2 --methods pair,pair-uniform,head --ratios 1.0,0.8,0.6,0.4,0.3,0.2,0.1 --seed 1)
