@@ -135,4 +135,16 @@ std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& 
   return path;
 }
 
+std::unique_ptr<Model> load_tiny_gemma3(int n_layer, const std::string& tag) {
+  SyntheticSpec spec;
+  spec.arch = "gemma3";
+  spec.n_layer = n_layer;
+  spec.n_swa = 8;
+  spec.swa_pattern = 2;
+  const std::string path = write_synthetic_llama(spec, tag);
+  auto model = Model::load(path);
+  std::remove(path.c_str());
+  return model;
+}
+
 }  // namespace kvz::test

@@ -41,6 +41,9 @@ struct SyntheticSpec {
 GgufWriter synthetic_llama(const SyntheticSpec& spec);
 // Writes it to a unique temp path and returns the path.
 std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& tag);
+// A tiny random gemma3 with sliding windows of 8 positions, every second layer global
+// (layers 0, 2, ... local), loaded (its file already removed).
+std::unique_ptr<Model> load_tiny_gemma3(int n_layer, const std::string& tag);
 
 // A test suite sharing one default synthetic model, written and loaded once per suite.
 class SyntheticModelTest : public ::testing::Test {

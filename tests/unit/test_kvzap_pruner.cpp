@@ -273,14 +273,7 @@ TEST_F(KvzapPrunerTest, MismatchedSurrogateIsAnError) {
 // the global layers; each local layer keeps exactly its rolling window, through prefill,
 // decode and a non-updating query.
 TEST(KvzapPrunerGemma3, LocalLayersKeepTheirWindow) {
-  test::SyntheticSpec spec;
-  spec.arch = "gemma3";
-  spec.n_layer = 4;
-  spec.n_swa = 8;
-  spec.swa_pattern = 2;  // layers 0, 2 local
-  const std::string path = test::write_synthetic_llama(spec, "kvzap-pruner-gemma3");
-  auto model = Model::load(path);
-  std::remove(path.c_str());
+  auto model = test::load_tiny_gemma3(4, "kvzap-pruner-gemma3");  // layers 0, 2, ... local (window 8)
   const HParams& hp = model->hp();
   KvzapModel sur = KvzapModel::zeros(KvzapModel::Kind::Linear, hp.n_layer, hp.n_embd, hp.n_head_kv, 0);
   for (int il = 0; il < hp.n_layer; ++il) sur.layer(il).b1.assign(hp.n_head_kv, -1e3f);

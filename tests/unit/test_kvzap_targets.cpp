@@ -146,14 +146,7 @@ TEST_F(KvzapTargetsTest, MatchTheDefinitionComputedNaively) {
 // local layers (their x and y stay exactly 0), on a tiny random gemma3 whose windows (8)
 // are much shorter than the repeat sequence.
 TEST(KvzapTargetsGemma3, GlobalLayersMatchTheDefinitionLocalLayersGetNone) {
-  test::SyntheticSpec spec;
-  spec.arch = "gemma3";
-  spec.n_layer = 4;
-  spec.n_swa = 8;
-  spec.swa_pattern = 2;  // layers 0, 2 local
-  const std::string path = test::write_synthetic_llama(spec, "kvzap-targets-gemma3");
-  auto model = Model::load(path);
-  std::remove(path.c_str());
+  auto model = test::load_tiny_gemma3(4, "kvzap-targets-gemma3");  // layers 0, 2, ... local (window 8)
   const HParams& hp = model->hp();
   std::mt19937 rng(9);
   std::uniform_int_distribution<int32_t> tokd(0, 255);

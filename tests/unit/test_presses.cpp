@@ -153,14 +153,7 @@ TEST_F(PressTest, EveryMethodScoresPrunesAndRestores) {
 // visible window, and a non-updating query puts every head back. (kvzap is left out: its
 // surrogate file is made for the other synthetic model.)
 TEST(PressSlidingWindow, EveryMethodScoresOnlyGlobalLayersOnGemma3) {
-  test::SyntheticSpec spec;
-  spec.arch = "gemma3";
-  spec.n_layer = 4;
-  spec.n_swa = 8;
-  spec.swa_pattern = 2;
-  const std::string path = test::write_synthetic_llama(spec, "press-gemma3");
-  auto model = Model::load(path);
-  std::remove(path.c_str());
+  auto model = test::load_tiny_gemma3(4, "press-gemma3");  // layers 0, 2, ... local (window 8)
   const HParams& hp = model->hp();
   ASSERT_TRUE(hp.is_swa(0) && !hp.is_swa(1) && hp.is_swa(2) && !hp.is_swa(3));
   ThreadPool pool(2);
@@ -219,14 +212,7 @@ TEST(PressSlidingWindow, EveryMethodScoresOnlyGlobalLayersOnGemma3) {
 // PyramidKV's per-layer budgets on a model with local layers are laid over the global
 // layers: the first global layer keeps more than the last, and the total meets the ratio.
 TEST(PressSlidingWindow, PyramidBudgetsSpanTheGlobalLayers) {
-  test::SyntheticSpec spec;
-  spec.arch = "gemma3";
-  spec.n_layer = 6;
-  spec.n_swa = 8;
-  spec.swa_pattern = 2;  // layers 1, 3, 5 global
-  const std::string path = test::write_synthetic_llama(spec, "press-gemma3-pyr");
-  auto model = Model::load(path);
-  std::remove(path.c_str());
+  auto model = test::load_tiny_gemma3(6, "press-gemma3-pyr");  // layers 0, 2, ... local (window 8)
   ThreadPool pool(2);
   ContextOptions co;
   co.scoring.chunk = 32;
