@@ -14,8 +14,8 @@
 #                         ExpectedAttention and random on four tasks (docs/eval/<model>-presses)
 #   --preset query-aware  agnostic vs query-aware vs a query-aware cache reused, on three tasks
 #                         (the paper's finding; docs/eval/<model>-query-aware)
-#   --preset lengths      KVzip at 1000, 2000, 4000 and 6000 context tokens on squad and kv
-#                         (docs/eval/<model>-lengths; 6000 + a 2000-token scoring chunk fit SmolLM2's 8192)
+#   --preset lengths      KVzip at 1000, 2000, 4000 and 5500 context tokens on squad and kv
+#                         (docs/eval/<model>-lengths; 5500 (+ a 2000-token scoring chunk) fits SmolLM2's 8192)
 #
 # Results go to OUT_DIR (default docs/eval/<model>[-<preset>]/, or eval-quick/ with --quick):
 # results.jsonl (appended; rerunning resumes), report.md, summary.csv, *.png.
@@ -73,7 +73,7 @@ elif [[ "$PRESET" == query-aware ]]; then
     ARGS=(--task squad-easy,summary-needles-easy,needle-multikey --samples 3 --seed 1
           --methods pair,snapkv,tova,h2o --mode agnostic,aware,reuse --ratios 1.0,0.5,0.3,0.1)
 elif [[ "$PRESET" == lengths ]]; then
-    ARGS=(--task squad,kv --ctx-tokens 1000,2000,4000,6000 --samples 1 --seed 1
+    ARGS=(--task squad,kv --ctx-tokens 1000,2000,4000,5500 --samples 1 --seed 1
           --methods pair --ratios 1.0,0.5,0.3,0.1)
 else
     ARGS=(--task needle-easy,needle,squad-easy,vt-easy,many-shot-easy,summary-needles-easy,repoqa-easy,kv-easy,prefix-suffix-easy,gsm-easy
