@@ -154,16 +154,19 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   tp.count = [&tok](const std::string& s) {
     return static_cast<int64_t>(tok.encode(s, /*add_special=*/false, /*parse_special=*/false).size());
   };
-  // A length the model cannot hold fails here, not after the shorter ones have run.
+  // A length the model cannot hold fails here, not after the shorter ones have run. Room
+  // needed beyond the target: the generators' overshoot (up to ~3%), the system prompt and
+  // answers (256), and the scoring pass's repeat chunk after the context (KvzipContext).
   const int64_t n_ctx_train = model->hp().n_ctx_train;
+  const int64_t reserve = KvzipScoreOptions{}.chunk + 64 + 256;
   for (const auto& name : tasks) {
     const TaskInfo& t = find_task(name);
     for (int64_t len : ctx_lengths) {
       const int64_t eff = len > 0 ? len : t.default_ctx_tokens;
-      if (n_ctx_train > 0 && eff + 512 > n_ctx_train)
-        fail("--ctx-tokens: {} tokens for task {} leave no room for the prompt and answers in {}'s {}-token "
-             "training context (keep it under {})", eff, name, std::filesystem::path(o.model).filename().string(),
-             n_ctx_train, n_ctx_train - 512);
+      if (n_ctx_train > 0 && eff + eff / 32 + reserve > n_ctx_train)
+        fail("--ctx-tokens: {} tokens for task {} leave no room for the scoring pass, prompt and answers in {}'s "
+             "{}-token training context (keep it under {})", eff, name,
+             std::filesystem::path(o.model).filename().string(), n_ctx_train, (n_ctx_train - reserve) * 32 / 33);
     }
     const std::vector<EvalSample> v = make_task_samples(t, o.samples, ctx_lengths, tp);
     samples.insert(samples.end(), v.begin(), v.end());
