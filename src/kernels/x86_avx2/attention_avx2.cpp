@@ -123,22 +123,34 @@ void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1,
     l[r] = 0.0f;
     std::memset(acc[r], 0, sizeof(float) * d);
   }
-  for (int64_t t0 = k0; t0 < k1; t0 += kTile) {
-    const int n = static_cast<int>(std::min<int64_t>(kTile, k1 - t0));
+  // The tiles, maxima, exponentials, sums and products of attend_head_impl in the same order
+  // (tile_rows(d) keys per online-softmax step, per-8 partial sums added in turn), so a
+  // decode step gives bitwise what the general kernel gave: batched and incremental forward
+  // passes, and the greedy continuations checked against llama.cpp, do not move.
+  const int tile = tile_rows(d);
+  for (int64_t t0 = k0; t0 < k1; t0 += tile) {
+    const int n = static_cast<int>(std::min<int64_t>(tile, k1 - t0));
     const uint16_t* kt = K + t0 * d;
     const uint16_t* vt = V + t0 * d;
-    int j = 0;
-    // 4 keys x at most 2 rows per sweep: 8 accumulators + 4 keys + q stay in registers
-    // (4 x 3 spilled one accumulator)
-    for (; j + 4 <= n; j += 4) {
+    // Keys in groups of 4 up to the last multiple of 8 (per key the sum order of dot8x8),
+    // the rest one by one as dot8 sums them (two alternating accumulators). 4 keys x at most
+    // 2 rows per sweep keep 8 accumulators + 4 keys + q in registers (4 x 3 spilled one).
+    const int n8 = n / 8 * 8;
+    for (int j = 0; j < n8; j += 4) {
       for (int r = 0; r + 2 <= R; r += 2) dots4<2>(qr + r, kt + static_cast<int64_t>(j) * d, d, scale, s + r, j);
       if constexpr (R % 2) dots4<1>(qr + R - 1, kt + static_cast<int64_t>(j) * d, d, scale, s + R - 1, j);
     }
-    for (; j < n; ++j)
+    for (int j = n8; j < n; ++j)
       for (int r = 0; r < R; ++r) {
-        v8f a = splat(0.0f);
-        for (int c = 0; c < d; c += 8) a += load8(qr[r] + c) * load_h8<R>(kt + static_cast<int64_t>(j) * d + c);
-        s[r][j] = hsum(a) * scale;
+        v8f a0 = splat(0.0f), a1 = splat(0.0f);
+        const uint16_t* kj = kt + static_cast<int64_t>(j) * d;
+        int c = 0;
+        for (; c + 16 <= d; c += 16) {
+          a0 += load8(qr[r] + c) * load_h8<R>(kj + c);
+          a1 += load8(qr[r] + c + 8) * load_h8<R>(kj + c + 8);
+        }
+        if (c < d) a0 += load8(qr[r] + c) * load_h8<R>(kj + c);
+        s[r][j] = hsum(a0 + a1) * scale;
       }
     float corr[R];
     for (int r = 0; r < R; ++r) {
@@ -156,13 +168,12 @@ void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1,
       const float m_new = std::max(m[r], tmax);
       corr[r] = std::exp(m[r] - m_new);
       m[r] = m_new;
-      v8f vsum = splat(0.0f);
+      float psum = 0.0f;
       for (i = 0; i + 8 <= n; i += 8) {
         const v8f p = exp8(load8(s[r] + i) - splat(m_new));
         store8(s[r] + i, p);
-        vsum += p;
+        psum += hsum(p);
       }
-      float psum = hsum(vsum);
       for (; i < n; ++i) {
         s[r][i] = std::exp(s[r][i] - m_new);
         psum += s[r][i];
