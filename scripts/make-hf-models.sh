@@ -7,7 +7,8 @@
 #
 # Needs a Python with torch + transformers + gguf: $KVZ_HF_PYTHON, else the first of
 # ~/.cache/kvzip/ref/venv-kvpress and ~/.cache/kvzip/ref/venv-hf that imports them, else a
-# venv of its own (~/.cache/kvzip/ref/venv-hfcopy) with transformers 5.2.0 and torch.
+# venv of its own (~/.cache/kvzip/ref/venv-hfcopy) with transformers 5.2.0, torch and accelerate
+# (transformers needs accelerate to read a GGUF).
 set -euo pipefail
 export TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ while read -r name gguf dtype; do
 done <<<"$table"
 ((${#todo[@]} + need_qwen3 + need_llama3)) || exit 0
 
-ok() { [[ -x "$1" ]] && "$1" -c "import torch, transformers, gguf" 2>/dev/null; }
+ok() { [[ -x "$1" ]] && "$1" -c "import torch, transformers, gguf, accelerate" 2>/dev/null; }
 py=${KVZ_HF_PYTHON:-}
 if [[ -z "$py" ]]; then
   for cand in "$ref/venv-kvpress/bin/python" "$ref/venv-hf/bin/python"; do
@@ -54,7 +55,7 @@ if [[ -z "$py" ]]; then
   # fixtures were made with (5.2.0, as in venv-kvpress); torch from the package index.
   py_env=$ref/venv-hfcopy
   [[ -x "$py_env/bin/python" ]] || python3 -m venv "$py_env"
-  "$py_env/bin/pip" install -q "transformers==5.2.0" "gguf==0.17.1" numpy sentencepiece protobuf jinja2 torch
+  "$py_env/bin/pip" install -q "transformers==5.2.0" "gguf==0.17.1" numpy sentencepiece protobuf jinja2 torch accelerate
   py=$py_env/bin/python
 fi
 mkdir -p "$hf"

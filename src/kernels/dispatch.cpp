@@ -1,9 +1,12 @@
 #include "kernels/dispatch.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "kernels/ref/quant_ref.h"
 #include "kernels/x86_avx2/quant_avx2.h"
+#include "kernels/x86_avx512/quant_avx512.h"
 
 namespace kvz {
 
@@ -33,7 +36,30 @@ std::optional<KernelTable> make_avx2() {
   return t;
 }
 
+// The x86_avx512/ files add -mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx512vnni.
+bool cpu_has_avx512vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+std::optional<KernelTable> make_avx512() {
+  if (!cpu_has_avx512vnni()) return std::nullopt;
+  KernelTable t = *kernels_avx2();
+  qavx512::fill_table(t);
+  return t;
+}
+
 }  // namespace
+
+const char* isa_override() {
+  const char* e = std::getenv("KVZ_ISA");
+  return e && *e ? e : nullptr;
+}
 
 // Function-local statics: built once on first use (thread-safe), immutable afterwards.
 const KernelTable& kernels_reference() {
@@ -46,10 +72,28 @@ const KernelTable* kernels_avx2() {
   return t ? &*t : nullptr;
 }
 
+const KernelTable* kernels_avx512() {
+  static const std::optional<KernelTable> t = make_avx512();
+  return t ? &*t : nullptr;
+}
+
+// The best table, or the one KVZ_ISA names (ref, avx2, avx512vnni) when the CPU has it:
+// for side-by-side measurements of the ISA paths. An unknown or unavailable name falls
+// back to the best table (the choice is visible as kernels().isa, which `kvzip bench`
+// and `kvzip info` print).
 const KernelTable& kernels() {
-  static const KernelTable* t = kernels_avx2() ? kernels_avx2() : &kernels_reference();
+  static const KernelTable* t = [] {
+    const KernelTable* best = kernels_avx512() ? kernels_avx512() : kernels_avx2() ? kernels_avx2() : &kernels_reference();
+    if (const char* want = isa_override()) {
+      if (std::strcmp(want, "ref") == 0) return &kernels_reference();
+      if (std::strcmp(want, "avx2") == 0 && kernels_avx2()) return kernels_avx2();
+    }
+    return best;
+  }();
   return *t;
 }
+
+const char* kernel_isa() { return kernels().isa; }
 
 bool can_interleave(DType t) { return kernels().of(t).gemm_i4 != nullptr; }
 

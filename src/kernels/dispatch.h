@@ -53,12 +53,17 @@ struct KernelTable {
   const TypeKernels& of(DType t) const { return by_type[static_cast<uint32_t>(t)]; }
 };
 
-// Best table for this CPU (AVX2+FMA+F16C+BMI2 if present, else the reference), chosen once.
+// Best table for this CPU (AVX-512 VNNI, else AVX2+FMA+F16C+BMI2, else the reference),
+// chosen once; the environment variable KVZ_ISA=ref|avx2 picks a lesser one.
 const KernelTable& kernels();
 // The portable scalar table; tests compare every ISA against it.
 const KernelTable& kernels_reference();
 // The AVX2 table, or nullptr if this CPU cannot run it.
 const KernelTable* kernels_avx2();
+// The AVX-512 VNNI table (AVX2 entries where it has none), or nullptr.
+const KernelTable* kernels_avx512();
+// KVZ_ISA from the environment, or nullptr.
+const char* isa_override();
 
 Partner partner_of(DType t);
 blk::Q8AMode q8a_mode_of(DType t);

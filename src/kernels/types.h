@@ -76,6 +76,10 @@ WeightView interleave_rows(const WeightView& w, void* dst);
 // so results match llama.cpp's to within that rounding. `pool` may be null (one thread).
 void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool* pool);
 
+// Name of the matmul kernel set in use: "avx512vnni", "avx2" or "ref" (KVZ_ISA can pick a
+// lesser one, kernels/dispatch.h).
+const char* kernel_isa();
+
 // Gathers row `row` of w as f32 (embedding lookup): dst[n_in].
 void get_row(const WeightView& w, int64_t row, float* dst);
 

@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
+#include "kernels/types.h"
 #include "kv/kvzap_pruner.h"
 #include "kv/kvzip_context.h"
 #include "kvzap_cli.h"
@@ -414,8 +415,9 @@ std::string to_json(const BenchSpec& spec, const Model& m, const ThreadPool& poo
                    m.file().file_size());
   o += fmt::format("  \"n_layer\": {}, \"n_head_kv\": {}, \"d_head\": {}, \"kv_dtype\": \"{}\",\n", hp.n_layer,
                    hp.n_head_kv, hp.d_head, spec.kv_type);
-  o += fmt::format("  \"weight_bytes_per_token\": {},\n  \"threads\": {},\n  \"reps\": {},\n  \"cpu\": {},\n",
-                   m.weight_bytes_per_token(), pool.size(), spec.reps, json_str(cpu_model_name()));
+  o += fmt::format("  \"weight_bytes_per_token\": {},\n  \"threads\": {},\n  \"reps\": {},\n  \"cpu\": {},\n"
+                   "  \"kernels\": \"{}\",\n",
+                   m.weight_bytes_per_token(), pool.size(), spec.reps, json_str(cpu_model_name()), kernel_isa());
   o += fmt::format("  \"bandwidth_gbs\": {},\n  \"peak_rss_bytes\": {},\n  \"wall_s\": {},\n  \"results\": [\n",
                    b.bandwidth_gbs() > 0 ? num(b.bandwidth_gbs()) : "null", process_peak_rss_bytes(), num(total_s));
   const auto& rs = b.results();
@@ -458,9 +460,9 @@ int run_bench(const BenchSpec& spec) {
     std::vector<float> logits;
     s.forward(synthetic_ids(16, m->hp().n_vocab, spec.seed), LogitsMode::Last, &logits);
   }
-  fmt::print("kvzip bench: {} | {} threads | {} repetitions | KV {} | weights read per token {:.1f} MiB ({:.1f} MiB "
-             "interleaved)\n",
-             spec.model, pool.size(), spec.reps, spec.kv_type, static_cast<double>(m->weight_bytes_per_token()) / (1 << 20),
+  fmt::print("kvzip bench: {} | {} threads | {} repetitions | KV {} | kernels {} | weights read per token {:.1f} MiB "
+             "({:.1f} MiB interleaved)\n",
+             spec.model, pool.size(), spec.reps, spec.kv_type, kernel_isa(), static_cast<double>(m->weight_bytes_per_token()) / (1 << 20),
              static_cast<double>(m->interleaved_bytes()) / (1 << 20));
   fmt::print("| {:<24} | {:^29} | {:^16} | {:^15} | notes\n", "case", "mean ± sd", "KV bytes", "peak RSS");
 

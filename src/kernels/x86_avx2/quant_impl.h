@@ -1,0 +1,607 @@
+// AVX2 matmul kernels. Integer dot products follow ggml's scheme (ggml-cpu/arch/x86/quants.c):
+// weights unpacked to bytes, _mm256_maddubs_epi16 (u8 x s8 -> i16 pairs), _mm256_madd_epi16
+// to i32, one f32 FMA per 32-element block with the product of the two block scales.
+//
+// Register tiling: a tile of R weight rows x C tokens keeps R*C f32 accumulators; each
+// weight block is unpacked once and reused for C tokens, each activation block is loaded
+// once and reused for R rows. Every output is produced by the same instruction sequence
+// for any (R, C), so results are independent of tiling, batch size and thread split.
+//
+// Unsigned weights (Q4_*, Q5_*) multiply directly with maddubs; their offset (Q4_1/Q5_1
+// min m, or -8d / -16d for Q4_0 / Q5_0) contributes m * s per block, where s = d_x * sum(q_x)
+// comes with the activations. Those terms are added 8 blocks at a time with one FMA of
+// the row's 8 m values against the token's 8 s values (blocks.h keeps s contiguous).
+// Nothing here may use functions defined in shared headers unless they are inlined:
+// an out-of-line copy compiled with AVX2 could be picked by the linker for ref code.
+//
+// Not a standalone header: the body of the x86 integer kernels, compiled once per ISA like
+// kernels/attention_impl.h. The includer defines KVZ_QUANT_NS (namespace), KVZ_QUANT_VNNI
+// (1: AVX-512 VNNI dot products on ymm registers, needs -mavx512vl -mavx512vnni) and
+// KVZ_QUANT_CMAX (widest prefill tile in tokens of the 32-element block types),
+// KVZ_QUANT_KC45 / KVZ_QUANT_KC6 (tokens per Q4_K/Q5_K and Q6_K tile), then calls
+// fill_common<R, C>.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/dispatch.h"
+
+namespace kvz::KVZ_QUANT_NS {
+
+namespace {
+
+using namespace kvz::blk;
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+// Per 32-bit lane, the sum of its four u8 x s8 byte products. AVX2: maddubs to i16 pairs,
+// then madd with ones; VNNI: one vpdpbusd. Equal bit for bit: no pair sum here reaches
+// maddubs' i16 saturation (weights are at most 6-bit unsigned or |q| <= 128 after sign,
+// activations |q| <= 127).
+inline __m256i dot_u8s8(__m256i u, __m256i s) {
+#if KVZ_QUANT_VNNI
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+// acc + madd(p, s): i16 pairs times i16 scales summed into i32 lanes (VNNI: one vpdpwssd).
+inline __m256i madd_acc(__m256i acc, __m256i p, __m256i s) {
+#if KVZ_QUANT_VNNI
+  return _mm256_dpwssd_epi32(acc, p, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+#endif
+}
+
+inline float hsum(__m256 v) {
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 16 packed bytes -> 32 nibbles: bytes 0..15 the low nibbles, 16..31 the high nibbles
+// (the element order of Q4_0 / Q4_1 / Q5_* blocks).
+// One broadcast load (no ALU uop) and a per-lane variable shift instead of shift + insert.
+inline __m256i nibbles32(const uint8_t* qs) {
+  const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
+}
+
+// Byte j = 0x10 if bit j of the 32-bit little-endian qh is set, else 0.
+inline __m256i qh_bits32(const uint8_t* qh4) {
+  uint32_t qh;
+  std::memcpy(&qh, qh4, 4);
+  const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)), shuf);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+// Weight traits of the 32-element block types: q(b) the 32 quants (u8, or s8 if kSigned)
+// with x = d * q + m; m is the block's fp16 field if kMinField, else kOffset * d.
+struct WQ4_0 {
+  using B = Q4_0;
+  static constexpr bool kSigned = false, kHasMin = true, kMinField = false;
+  static constexpr float kOffset = -8.f;
+  static __m256i q(const B* b) { return nibbles32(b->qs); }
+};
+struct WQ4_1 {
+  using B = Q4_1;
+  static constexpr bool kSigned = false, kHasMin = true, kMinField = true;
+  static constexpr float kOffset = 0.f;
+  static __m256i q(const B* b) { return nibbles32(b->qs); }
+};
+struct WQ5_0 {
+  using B = Q5_0;
+  static constexpr bool kSigned = false, kHasMin = true, kMinField = false;
+  static constexpr float kOffset = -16.f;
+  static __m256i q(const B* b) { return _mm256_or_si256(nibbles32(b->qs), qh_bits32(b->qh)); }
+};
+struct WQ5_1 {
+  using B = Q5_1;
+  static constexpr bool kSigned = false, kHasMin = true, kMinField = true;
+  static constexpr float kOffset = 0.f;
+  static __m256i q(const B* b) { return _mm256_or_si256(nibbles32(b->qs), qh_bits32(b->qh)); }
+};
+struct WQ8_0 {
+  using B = Q8_0;
+  static constexpr bool kSigned = true, kHasMin = false, kMinField = false;
+  static constexpr float kOffset = 0.f;
+  static __m256i q(const B* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs)); }
+};
+
+// The first 4 bytes (d, and m for Q4_1 / Q5_1) of up to 8 consecutive blocks, one block
+// per 32-bit lane; lanes >= ng are 0 and not read. Plain loads, no vpgatherdd: on Zen a
+// gather is microcoded, and as the first touch of each weight line it also absorbed the
+// DRAM misses serially (it was half of decode time).
+// I: blocks are I * sizeof(B) bytes apart (1 row-major, kInterleaveRows interleaved).
+template <class B, int I = 1>
+inline __m256i load_heads(const B* b, int ng) {
+  constexpr int kS = sizeof(B) * I;
+  const auto* p = reinterpret_cast<const uint8_t*>(b);
+  if (ng == 8) {
+    if constexpr (kS == 20) {
+      // Q4_1: the 32 bytes at 40k hold head 2k in dword 0 and head 2k+1 in dword 5.
+      __m256i v = _mm256_setzero_si256();
+      for (int k = 0; k < 4; ++k) {
+        const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 40 * k));
+        const __m256i idx = _mm256_setr_epi32(0, 5, 0, 5, 0, 5, 0, 5);
+        v = _mm256_blend_epi32(v, _mm256_permutevar8x32_epi32(l, idx), 3 << (2 * k));
+      }
+      return v;
+    } else {
+      uint32_t h[8];
+      for (int j = 0; j < 8; ++j) std::memcpy(&h[j], p + j * kS, 4);
+      return _mm256_setr_epi32(static_cast<int>(h[0]), static_cast<int>(h[1]), static_cast<int>(h[2]),
+                               static_cast<int>(h[3]), static_cast<int>(h[4]), static_cast<int>(h[5]),
+                               static_cast<int>(h[6]), static_cast<int>(h[7]));
+    }
+  }
+  alignas(32) uint32_t h[8] = {};
+  for (int j = 0; j < ng; ++j) std::memcpy(&h[j], p + j * kS, 4);
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(h));
+}
+// fp16 in the low / high 16 bits of each 32-bit lane -> 8 x f32.
+inline __m256 half_lo_to_ps(__m256i v) {
+  const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+  return _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1)));
+}
+inline __m256 half_hi_to_ps(__m256i v) {
+  const __m256i hi = _mm256_srli_epi32(v, 16);
+  return _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1)));
+}
+
+// Software prefetch distance of the decode tiles, in weight rows (4 tiles ahead; 4..32
+// measured within noise of each other, none is worse than no prefetch).
+constexpr int kPrefetchRows = 16;
+
+// One R x C tile over the whole row: y[c * ldy + r] = dot(w row r, x row c). Block ib of
+// row r is wr[r][ib * I]: I = 1 row-major (rows ws bytes apart), I = kInterleaveRows the
+// interleaved layout (w at a group start, rows ws = sizeof(B) apart).
+template <class W, int R, int C, int I = 1>
+void tile_q8a(int64_t n_in, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
+  using B = typename W::B;
+  const int64_t nb = n_in / kQK;
+  const B* wr[R];
+  for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const B*>(w + r * ws);
+  Q8ARow xr[C];
+  for (int c = 0; c < C; ++c) xr[c] = q8a_row(x + c * xs, n_in);
+
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+
+  for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+    const int ng = nb - b0 < 8 ? static_cast<int>(nb - b0) : 8;
+    // Scales (and offsets) of the R rows for this group of up to 8 blocks, as f32;
+    // lanes past the last block are 0 (the token's s is 0-padded too).
+    alignas(32) float mw[R][8];
+    alignas(32) float scale[R][C][8];  // d_w * d_x per (row, token, block): 1 mul per 8 blocks
+    if constexpr (C == 1 && I == 1) {
+      // Decode streams each weight byte once from DRAM: fetch the same blocks kPrefetchRows
+      // rows further on while this tile computes (+50% decode on one thread; the hardware
+      // prefetcher alone does not keep enough misses in flight for 4 short row streams).
+      for (int r = 0; r < R; ++r) {
+        const char* pf = reinterpret_cast<const char*>(&wr[r][b0]) + kPrefetchRows * ws;
+        for (int off = 0; off < 8 * static_cast<int>(sizeof(B)); off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
+      }
+    } else if constexpr (C == 1) {
+      // Interleaved: this group of 8 blocks of the tile's rows is one contiguous span;
+      // fetch the span kPrefetchRows rows further on.
+      const char* pf = reinterpret_cast<const char*>(&wr[0][b0 * I]) + kPrefetchRows * nb * sizeof(B);
+      for (int off = 0; off < 8 * I * static_cast<int>(sizeof(B)); off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i dm = load_heads<B, I>(&wr[r][b0 * I], ng);
+      const __m256 d = half_lo_to_ps(dm);
+      for (int c = 0; c < C; ++c) _mm256_store_ps(scale[r][c], _mm256_mul_ps(d, _mm256_loadu_ps(xr[c].d + b0)));
+      if constexpr (W::kMinField)
+        _mm256_store_ps(mw[r], half_hi_to_ps(dm));
+      else if constexpr (W::kHasMin)
+        _mm256_store_ps(mw[r], _mm256_mul_ps(d, _mm256_set1_ps(W::kOffset)));
+    }
+    for (int j = 0; j < ng; ++j) {
+      const int64_t ib = b0 + j;
+      __m256i q[R], aq[R];
+      for (int r = 0; r < R; ++r) {
+        q[r] = W::q(&wr[r][ib * I]);
+        if constexpr (W::kSigned) aq[r] = _mm256_sign_epi8(q[r], q[r]);
+      }
+      for (int c = 0; c < C; ++c) {
+        const __m256i yv = _mm256_load_si256(reinterpret_cast<const __m256i*>(xr[c].qs + ib * kQK));
+        for (int r = 0; r < R; ++r) {
+          __m256i p;
+          if constexpr (W::kSigned)
+            p = dot_u8s8(aq[r], _mm256_sign_epi8(yv, q[r]));
+          else
+            p = dot_u8s8(q[r], yv);
+          const __m256 f = _mm256_cvtepi32_ps(p);
+          acc[r][c] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(&scale[r][c][j]), acc[r][c]);
+        }
+      }
+    }
+    if constexpr (W::kHasMin) {
+      for (int c = 0; c < C; ++c) {
+        const __m256 sv = _mm256_loadu_ps(xr[c].s + b0);
+        for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(_mm256_load_ps(mw[r]), sv, acc[r][c]);
+      }
+    }
+  }
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < R; ++r) y[c * ldy + r] = hsum(acc[r][c]);
+}
+
+// ---------------------------------------------------------------- float weights
+
+struct LF32 {
+  static __m256 load(const void* p, int64_t i) { return _mm256_loadu_ps(static_cast<const float*>(p) + i); }
+  static float one(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
+};
+struct LF16 {
+  static __m256 load(const void* p, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+  }
+  static float one(const void* p, int64_t i) { return h2f(static_cast<const uint16_t*>(p)[i]); }
+};
+struct LBF16 {
+  static __m256 load(const void* p, int64_t i) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static float one(const void* p, int64_t i) {
+    const uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(p)[i]) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+};
+
+template <class L, int R, int C>
+void tile_f(int64_t n_in, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  const int64_t n8 = n_in / 8 * 8;
+  for (int64_t i = 0; i < n8; i += 8) {
+    __m256 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = L::load(w + r * ws, i);
+    for (int c = 0; c < C; ++c) {
+      const __m256 xv = _mm256_loadu_ps(reinterpret_cast<const float*>(x + c * xs) + i);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+    }
+  }
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < R; ++r) {
+      float s = hsum(acc[r][c]);
+      const auto* xc = reinterpret_cast<const float*>(x + c * xs);
+      for (int64_t i = n8; i < n_in; ++i) s = std::fma(L::one(w + r * ws, i), xc[i], s);
+      y[c * ldy + r] = s;
+    }
+}
+
+// ---------------------------------------------------------------- tiling driver
+
+using TileFn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
+
+// table[r-1][c-1] = Tile<r, c>, so edge tiles use the same code with fewer rows / tokens.
+template <template <int, int> class T, int RMax, int CMax>
+struct TileTable {
+  TileFn fn[RMax][CMax];
+  constexpr TileTable() : fn() { fill<1, 1>(); }
+  template <int R, int C>
+  constexpr void fill() {
+    fn[R - 1][C - 1] = &T<R, C>::run;
+    if constexpr (C < CMax)
+      fill<R, C + 1>();
+    else if constexpr (R < RMax)
+      fill<R + 1, 1>();
+  }
+};
+
+template <class W, int I = 1>
+struct Q8ATile {
+  template <int R, int C>
+  struct T {
+    static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
+      tile_q8a<W, R, C, I>(n, w, ws, x, xs, y, ldy);
+    }
+  };
+};
+template <class L>
+struct FTile {
+  template <int R, int C>
+  struct T {
+    static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
+      tile_f<L, R, C>(n, w, ws, x, xs, y, ldy);
+    }
+  };
+};
+
+// Tile shapes: prefill (kR x kC) chosen by bench on Zen (16 ymm registers: R*C
+// accumulators + R unpacked weight blocks); decode uses kR rows x 1 token.
+constexpr int kRMax = 4, kCMax = KVZ_QUANT_CMAX;
+
+// Decode tiles of 8 rows measured 30% slower than 4 (accumulator + weight registers spill).
+template <class Tiles>
+void gemm_tiled(const Tiles& tab, int rt, int ct, int64_t n_in, const void* w, size_t ws, const void* x,
+                size_t xs, int64_t n_rows, int64_t n_tok, float* y, int64_t ldy) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const uint8_t*>(x);
+  const int rstep = n_tok == 1 ? kRMax : rt;
+  const int cstep = n_tok == 1 ? 1 : ct;
+  for (int64_t t = 0; t < n_tok; t += cstep) {
+    const int nc = static_cast<int>(n_tok - t < cstep ? n_tok - t : cstep);
+    for (int64_t r = 0; r < n_rows; r += rstep) {
+      const int nr = static_cast<int>(n_rows - r < rstep ? n_rows - r : rstep);
+      tab.fn[nr - 1][nc - 1](n_in, wb + r * ws, ws, xb + t * xs, xs, y + t * ldy + r, ldy);
+    }
+  }
+}
+
+template <class W>
+constexpr TileTable<Q8ATile<W>::template T, kRMax, kCMax> kQ8ATiles{};
+template <class W>
+constexpr TileTable<Q8ATile<W, kInterleaveRows>::template T, kRMax, kCMax> kQ8ATilesI4{};
+template <class L>
+constexpr TileTable<FTile<L>::template T, kRMax, kCMax> kFTiles{};
+
+template <class W, int R, int C>
+void gemm_q8a(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
+              float* y, int64_t ldy) {
+  gemm_tiled(kQ8ATiles<W>, R, C, n_in, w, ws, x, xs, n_rows, n_tok, y, ldy);
+}
+// Interleaved layout: tiles of the full groups read the group stream (a tile of rt rows
+// starts at row r of its group, sizeof(B) bytes in, rows sizeof(B) apart); the last
+// n_rows % 4 rows are row-major. Same tile shapes as gemm_q8a, so the same results.
+template <class W, int R, int C>
+void gemm_q8a_i4(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
+                 float* y, int64_t ldy) {
+  static_assert(kRMax == kInterleaveRows && kInterleaveRows % R == 0, "tiles must not straddle groups");
+  using B = typename W::B;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const uint8_t*>(x);
+  const int64_t n_full = n_rows / kInterleaveRows * kInterleaveRows;
+  const int rstep = n_tok == 1 ? kRMax : R;
+  const int cstep = n_tok == 1 ? 1 : C;
+  for (int64_t t = 0; t < n_tok; t += cstep) {
+    const int nc = static_cast<int>(n_tok - t < cstep ? n_tok - t : cstep);
+    for (int64_t r = 0; r < n_full; r += rstep) {
+      const uint8_t* g = wb + (r / kInterleaveRows) * kInterleaveRows * ws + (r % kInterleaveRows) * sizeof(B);
+      kQ8ATilesI4<W>.fn[rstep - 1][nc - 1](n_in, g, sizeof(B), xb + t * xs, xs, y + t * ldy + r, ldy);
+    }
+  }
+  if (n_full < n_rows)
+    gemm_tiled(kQ8ATiles<W>, R, C, n_in, wb + n_full * ws, ws, x, xs, n_rows - n_full, n_tok, y + n_full, ldy);
+}
+template <class W>
+float dot_q8a(int64_t n, const void* w, const void* x) {
+  float y;
+  tile_q8a<W, 1, 1>(n, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x), 0, &y, 0);
+  return y;
+}
+
+template <class L, int R, int C>
+void gemm_f(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
+            float* y, int64_t ldy) {
+  gemm_tiled(kFTiles<L>, R, C, n_in, w, ws, x, xs, n_rows, n_tok, y, ldy);
+}
+template <class L>
+float dot_f(int64_t n, const void* w, const void* x) {
+  float y;
+  tile_f<L, 1, 1>(n, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x), 0, &y, 0);
+  return y;
+}
+
+// ---------------------------------------------------------------- K-quants
+// Per super-block the integer sums are exact and combined in f32 exactly as the reference
+// does (kernels/ref/quant_ref.cpp dot_k45 / dot_q6_k), except that here the f32 update is
+// fused (FMA), so results differ from the reference in the last bits only.
+
+inline void scales_mins_k4(const uint8_t* q, uint8_t* sc, uint8_t* m) {
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = q[j] & 63;
+    m[j] = q[j + 4] & 63;
+  }
+  for (int j = 4; j < 8; ++j) {
+    sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// C tokens per call: each super-block is unpacked once and multiplied with C activation
+// rows. The integer sums are exact and the f32 combination per token does not depend on
+// C, so any C gives the vec_dot (C = 1) result bitwise.
+template <class B, int C>
+void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  float sumf[C] = {};
+  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
+    uint8_t sc[8], m[8];
+    scales_mins_k4(b[ib].scales, sc, m);
+    __m256i hb = _mm256_setzero_si256();
+    if constexpr (std::is_same_v<B, Q5_K>) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].qh));
+    __m256i sumi[C];
+    for (int t = 0; t < C; ++t) sumi[t] = _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {  // 64 elements: sub-blocks 2k (low nibbles), 2k+1 (high)
+      const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].qs + 32 * k));
+      __m256i lo = _mm256_and_si256(qv, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
+      if constexpr (std::is_same_v<B, Q5_K>) {
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * k)), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * k + 1)), one), 4));
+      }
+      const __m256i s0 = _mm256_set1_epi16(sc[2 * k]), s1 = _mm256_set1_epi16(sc[2 * k + 1]);
+      for (int t = 0; t < C; ++t) {
+        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * k));
+        const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * k + 32));
+        sumi[t] = madd_acc(madd_acc(sumi[t], _mm256_maddubs_epi16(lo, y0), s0), _mm256_maddubs_epi16(hi, y1), s1);
+      }
+    }
+    for (int t = 0; t < C; ++t) {
+      int summ = 0;
+      for (int j = 0; j < 8; ++j) summ += m[j] * (a[t][ib].bsums[2 * j] + a[t][ib].bsums[2 * j + 1]);
+      const float d = a[t][ib].d * h2f(b[ib].d), dmin = a[t][ib].d * h2f(b[ib].dmin);
+      // Explicit FMAs: left to -ffp-contract the instantiations for different C could
+      // round differently.
+      sumf[t] = std::fma(d, static_cast<float>(hsum_i32(sumi[t])), std::fma(-dmin, static_cast<float>(summ), sumf[t]));
+    }
+  }
+  for (int t = 0; t < C; ++t) out[t] = sumf[t];
+}
+
+template <int C>
+void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  float sumf[C] = {};
+  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
+    const int8_t* sc = b[ib].scales;
+    __m256i sumi[C];
+    for (int t = 0; t < C; ++t) sumi[t] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].ql + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].qh + 32 * h));
+      __m256i q[4];  // unsigned 6-bit quants, q - 32 is the value
+      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+      for (int g = 0; g < 4; ++g) {
+        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * g + 1]), _mm_set1_epi16(sc[8 * h + 2 * g]));
+        for (int t = 0; t < C; ++t) {
+          const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 128 * h + 32 * g));
+          sumi[t] = madd_acc(sumi[t], _mm256_maddubs_epi16(q[g], yv), sv);
+        }
+      }
+    }
+    // The -32 offset: sum_k sc[k] * 32 * bsums[k].
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    for (int t = 0; t < C; ++t) {
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums));
+      const int total = hsum_i32(sumi[t]) - 32 * hsum_i32(_mm256_madd_epi16(bs, sc16));
+      sumf[t] = std::fma(a[t][ib].d * h2f(b[ib].d), static_cast<float>(total), sumf[t]);
+    }
+  }
+  for (int t = 0; t < C; ++t) out[t] = sumf[t];
+}
+
+template <class B, int C>
+void tile_k(int64_t n, const void* w, const Q8_K* const* a, float* out) {
+  if constexpr (std::is_same_v<B, Q6_K>)
+    tile_q6_k<C>(n, static_cast<const Q6_K*>(w), a, out);
+  else
+    tile_k45<B, C>(n, static_cast<const B*>(w), a, out);
+}
+
+template <class B>
+float dot_k(int64_t n, const void* w, const void* x) {
+  const Q8_K* a[1] = {static_cast<const Q8_K*>(x)};
+  float y;
+  tile_k<B, 1>(n, w, a, &y);
+  return y;
+}
+
+// tile_k with C = nc (1 <= nc <= CMax) picked at run time.
+template <class B, int CMax>
+void tile_k_n(int nc, int64_t n, const void* w, const Q8_K* const* a, float* out) {
+  if constexpr (CMax > 1)
+    if (nc < CMax) return tile_k_n<B, CMax - 1>(nc, n, w, a, out);
+  tile_k<B, CMax>(n, w, a, out);
+}
+
+// Rows in chunks of 16 (L1-resident) x kC tokens per tile call.
+template <class B, int kC>
+void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
+            float* y, int64_t ldy) {
+  constexpr int64_t kRowTile = 16;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const uint8_t*>(x);
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kRowTile) {
+    const int64_t r1 = r0 + kRowTile < n_rows ? r0 + kRowTile : n_rows;
+    for (int64_t t = 0; t < n_tok; t += kC) {
+      const int nc = static_cast<int>(n_tok - t < kC ? n_tok - t : kC);
+      const Q8_K* a[kC];
+      for (int i = 0; i < nc; ++i) a[i] = reinterpret_cast<const Q8_K*>(xb + (t + i) * xs);
+      for (int64_t r = r0; r < r1; ++r) {
+        float out[kC];
+        tile_k_n<B, kC>(nc, n_in, wb + r * ws, a, out);
+        for (int i = 0; i < nc; ++i) y[(t + i) * ldy + r] = out[i];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- activation quantization
+// Same arithmetic as qref::quantize_q8a (ggml's AVX2 quantize_row_q8_0 / q8_1), bitwise.
+void quantize_q8a(const float* x, int64_t n_in, void* dst, Q8AMode mode) {
+  auto* qs = static_cast<int8_t*>(dst);
+  const int64_t nb = n_in / kQK, nbp = q8a_nbp(n_in);
+  auto* d = reinterpret_cast<float*>(qs + nb * kQK);
+  float* s = d + nbp;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t ib = 0; ib < nb; ++ib, x += kQK) {
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 ma = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                              _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(ma, 1), _mm256_castps256_ps128(ma));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float dv = amax / 127.f;
+    const __m256 id = _mm256_set1_ps(amax != 0.f ? 127.f / amax : 0.f);
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));  // MXCSR default: half to even
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
+    const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + ib * kQK), _mm256_permutevar8x32_epi32(p, perm));
+    d[ib] = h2f(_cvtss_sh(dv, _MM_FROUND_TO_NEAREST_INT));
+    switch (mode) {
+      case Q8AMode::kNone: s[ib] = 0; break;
+      case Q8AMode::kSumFp16: s[ib] = h2f(_cvtss_sh(dv * static_cast<float>(sum), _MM_FROUND_TO_NEAREST_INT)); break;
+      case Q8AMode::kSumExact: s[ib] = d[ib] * static_cast<float>(sum); break;
+    }
+  }
+  for (int64_t ib = nb; ib < nbp; ++ib) d[ib] = s[ib] = 0;
+}
+
+// Every entry this body has, with the prefill tile shape (R rows x C tokens) of the
+// 32-element block types given by the includer.
+template <int QR, int QC>
+void fill_common(KernelTable& t) {
+  t.quantize_q8a = quantize_q8a;
+  auto set = [&](DType ty, VecDotFn dot, GemmFn gemm, GemmFn gemm_i4 = nullptr) {
+    t.by_type[static_cast<uint32_t>(ty)] = {dot, gemm, gemm_i4};
+  };
+  set(DType::F32, dot_f<LF32>, gemm_f<LF32, 4, 3>);
+  set(DType::F16, dot_f<LF16>, gemm_f<LF16, 4, 3>);
+  set(DType::BF16, dot_f<LBF16>, gemm_f<LBF16, 4, 3>);
+  set(DType::Q4_0, dot_q8a<WQ4_0>, gemm_q8a<WQ4_0, QR, QC>, gemm_q8a_i4<WQ4_0, QR, QC>);
+  set(DType::Q4_1, dot_q8a<WQ4_1>, gemm_q8a<WQ4_1, QR, QC>, gemm_q8a_i4<WQ4_1, QR, QC>);
+  set(DType::Q5_0, dot_q8a<WQ5_0>, gemm_q8a<WQ5_0, QR, QC>, gemm_q8a_i4<WQ5_0, QR, QC>);
+  set(DType::Q5_1, dot_q8a<WQ5_1>, gemm_q8a<WQ5_1, QR, QC>, gemm_q8a_i4<WQ5_1, QR, QC>);
+  set(DType::Q8_0, dot_q8a<WQ8_0>, gemm_q8a<WQ8_0, QR, QC>, gemm_q8a_i4<WQ8_0, QR, QC>);
+  set(DType::Q4_K, dot_k<Q4_K>, gemm_k<Q4_K, KVZ_QUANT_KC45>);
+  set(DType::Q5_K, dot_k<Q5_K>, gemm_k<Q5_K, KVZ_QUANT_KC45>);
+  set(DType::Q6_K, dot_k<Q6_K>, gemm_k<Q6_K, KVZ_QUANT_KC6>);
+}
+
+}  // namespace
+
+}  // namespace kvz::KVZ_QUANT_NS
