@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/activation.h"
+#include "kernels/dispatch.h"
 #include "kernels/kvzip_score.h"
 
 namespace kvz {
@@ -17,6 +18,10 @@ void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*,
                      float, float*, int64_t, float*);
 void attend_head_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType,
                       int, float, float*, int64_t, float*);
+void attend_head_avx512(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType,
+                        int, float, float*, int64_t, float*);
+void kvzip_score_head_avx512(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
+                             const void*, KvType, const float*, int, float, float*);
 void kvzip_score_head_ref(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
                           const void*, KvType, const float*, int, float, float*);
 void kvzip_score_head_avx2(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
@@ -44,15 +49,28 @@ struct AttnTable {
   decltype(&geglu_tanh_ref) geglu;
 };
 
+AttnTable reference_table() {
+  return {attend_head_ref, f16_to_f32_row_ref,   f32_to_f16_row_ref, q8_0_to_f32_ref,
+          kvzip_score_head_ref, swiglu_ref, geglu_tanh_ref};
+}
+
 AttnTable pick() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    return {attend_head_avx2, f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2, kvzip_score_head_avx2,
-            swiglu_avx2, geglu_tanh_avx2};
+  // The same ISA levels and KVZ_ISA override as the matmul kernels (kernels/dispatch.h).
+  const char* want = isa_override();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (want && std::strcmp(want, "ref") == 0) return reference_table();
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                      !(want && std::strcmp(want, "avx2") == 0);
+  if (avx512)
+    return {attend_head_avx512,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
+            kvzip_score_head_avx512, swiglu_avx2,         geglu_tanh_avx2};
+  if (avx2)
+    return {attend_head_avx2,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
+            kvzip_score_head_avx2, swiglu_avx2,         geglu_tanh_avx2};
 #endif
-  return {attend_head_ref, f16_to_f32_row_ref, f32_to_f16_row_ref, q8_0_to_f32_ref, kvzip_score_head_ref, swiglu_ref,
-          geglu_tanh_ref};
+  return reference_table();
 }
 
 // Chosen once; read-only afterwards (CPU features do not change under us).

@@ -18,6 +18,14 @@ using namespace kvz;
 namespace kvz {
 void attend_head_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType, int,
                      float, float*, int64_t, float*);
+void attend_head_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType,
+                      int, float, float*, int64_t, float*);
+void attend_head_avx512(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*, KvType,
+                        int, float, float*, int64_t, float*);
+void kvzip_score_head_avx2(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
+                           const void*, KvType, const float*, int, float, float*);
+void kvzip_score_head_avx512(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
+                             const void*, KvType, const float*, int, float, float*);
 }
 
 namespace {
@@ -162,6 +170,64 @@ TEST(Attention, DecodePathIsBitwiseTheGeneralKernel) {
         ASSERT_EQ(0, std::memcmp(alone.data(), batch.data(), alone.size() * sizeof(float)))
             << "d=" << d << " rows=" << rows << " len=" << len;
         ASSERT_EQ(0, std::memcmp(lse_a.data(), lse_b.data(), rows * sizeof(float))) << "d=" << d << " rows=" << rows;
+      }
+}
+
+// The AVX-512 build of the x86 kernels (more rows per register block) gives bitwise the
+// AVX2 build's outputs and log-sum-exps: decode groups of 1-8 rows, batches with causal
+// limits and sliding-window starts, Q8_0 rows, and the KVzip scoring kernel.
+TEST(Attention, Avx512BuildIsBitwiseAvx2) {
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")))
+    GTEST_SKIP() << "CPU has no AVX-512VL";
+  std::mt19937 rng(29);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int d : {64, 128, 256})
+    for (int rows = 1; rows <= 12; ++rows)
+      for (int len : {7, 70, 333}) {
+        SCOPED_TRACE("d=" + std::to_string(d) + " rows=" + std::to_string(rows) + " len=" + std::to_string(len));
+        std::vector<float> q(static_cast<size_t>(rows) * d), kf(static_cast<size_t>(len) * d), vf(kf.size());
+        for (auto& x : q) x = 2.0f * nd(rng);
+        for (auto& x : kf) x = nd(rng);
+        for (auto& x : vf) x = nd(rng);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+        for (KvType kt : {KvType::F16, KvType::Q8_0}) {
+          const size_t rb = kv_row_bytes(kt, d);
+          std::vector<uint8_t> k(rb * len), v(rb * len);
+          f32_to_kv_rows(kt, kf.data(), k.data(), len, d);
+          f32_to_kv_rows(kt, vf.data(), v.data(), len, d);
+          std::vector<int64_t> same(rows, len), causal(rows), start(rows);
+          for (int i = 0; i < rows; ++i) {
+            causal[i] = std::max<int64_t>(1, len - rows + 1 + i);
+            start[i] = i % 3 == 0 ? 0 : i;
+          }
+          for (int variant = 0; variant < 3; ++variant) {
+            const int64_t* lim = variant == 0 ? same.data() : causal.data();
+            const int64_t* st = variant == 2 ? start.data() : nullptr;
+            std::vector<float> oa(q.size(), 1.f), ob(q.size(), 2.f), la(rows, 1.f), lb(rows, 2.f);
+            attend_head_avx2(q.data(), d, rows, st, lim, k.data(), v.data(), kt, d, scale, oa.data(), d, la.data());
+            attend_head_avx512(q.data(), d, rows, st, lim, k.data(), v.data(), kt, d, scale, ob.data(), d, lb.data());
+            ASSERT_EQ(0, std::memcmp(oa.data(), ob.data(), oa.size() * sizeof(float))) << "variant " << variant;
+            ASSERT_EQ(0, std::memcmp(la.data(), lb.data(), la.size() * sizeof(float))) << "variant " << variant;
+          }
+          // Scoring: 16 system rows, the rest chunk, the query rows causal over a repeat block.
+          if (len > 16 + rows) {
+            const int64_t n_sys = 16, n_chunk = len - n_sys - rows;
+            std::vector<int64_t> rl(rows);
+            std::vector<float> logw(rows);
+            for (int i = 0; i < rows; ++i) {
+              rl[i] = i + 1;
+              logw[i] = -0.1f * i;
+            }
+            std::vector<float> ca(n_chunk, 0.f), cb(n_chunk, 0.f);
+            const uint8_t* kb = k.data();
+            kvzip_score_head_avx2(q.data(), d, rows, rl.data(), kb, n_sys, kb + n_sys * rb, n_chunk,
+                                  kb + (n_sys + n_chunk) * rb, kt, logw.data(), d, scale, ca.data());
+            kvzip_score_head_avx512(q.data(), d, rows, rl.data(), kb, n_sys, kb + n_sys * rb, n_chunk,
+                                    kb + (n_sys + n_chunk) * rb, kt, logw.data(), d, scale, cb.data());
+            ASSERT_EQ(0, std::memcmp(ca.data(), cb.data(), ca.size() * sizeof(float))) << "score";
+          }
+        }
       }
 }
 
@@ -341,3 +407,4 @@ TEST(Activation, VectorGatedActivationsMatchTheScalarDefinitions) {
       ASSERT_NEAR(got[i], want[i], 2e-6f * std::fabs(want[i]) + 1e-7f * std::fabs(g[i] * u[i])) << (gelu ? "gelu" : "silu") << " x=" << g[i];
   }
 }
+
