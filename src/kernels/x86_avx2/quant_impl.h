@@ -81,6 +81,9 @@ inline __m256i nibbles32(const uint8_t* qs) {
 inline __m256i qh_bits32(const uint8_t* qh4) {
   uint32_t qh;
   std::memcpy(&qh, qh4, 4);
+#if KVZ_QUANT_VNNI  // AVX512BW: the 32 bits are a byte mask
+  return _mm256_maskz_mov_epi8(static_cast<__mmask32>(qh), _mm256_set1_epi8(0x10));
+#endif
   const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
   const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)), shuf);
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
@@ -447,9 +450,15 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
         sumi[t] = madd_acc(madd_acc(sumi[t], _mm256_maddubs_epi16(lo, y0), s0), _mm256_maddubs_epi16(hi, y1), s1);
       }
     }
+    // m[j] against the 16 sub-block sums of 16 (two per 32-element sub-block j): one madd.
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_setr_epi8(
+        static_cast<char>(m[0]), static_cast<char>(m[0]), static_cast<char>(m[1]), static_cast<char>(m[1]),
+        static_cast<char>(m[2]), static_cast<char>(m[2]), static_cast<char>(m[3]), static_cast<char>(m[3]),
+        static_cast<char>(m[4]), static_cast<char>(m[4]), static_cast<char>(m[5]), static_cast<char>(m[5]),
+        static_cast<char>(m[6]), static_cast<char>(m[6]), static_cast<char>(m[7]), static_cast<char>(m[7])));
     for (int t = 0; t < C; ++t) {
-      int summ = 0;
-      for (int j = 0; j < 8; ++j) summ += m[j] * (a[t][ib].bsums[2 * j] + a[t][ib].bsums[2 * j + 1]);
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums));
+      const int summ = hsum_i32(_mm256_madd_epi16(bs, m16));
       const float d = a[t][ib].d * h2f(b[ib].d), dmin = a[t][ib].d * h2f(b[ib].dmin);
       // Explicit FMAs: left to -ffp-contract the instantiations for different C could
       // round differently.
