@@ -16,6 +16,10 @@
 #                         (the paper's finding; docs/eval/<model>-query-aware)
 #   --preset lengths      KVzip at 1000, 2000, 4000 and 5500 context tokens on squad and kv
 #                         (docs/eval/<model>-lengths; 5500 (+ a 2000-token scoring chunk) fits SmolLM2's 8192)
+#   --preset kvzap        KVzap beside KVzip on the default suite's ten tasks: KVzip and the
+#                         surrogate ranked at kept ratios 1.0 0.5 0.3 0.1, and KVzap's own threshold
+#                         rule at tau -7 -6 -5 -4 -3 -2 (docs/eval/<model>-kvzap-suite); trains
+#                         the surrogate first (`kvzip train-kvzap`, defaults) when none is cached
 #
 # Results go to OUT_DIR (default docs/eval/<model>[-<preset>]/, or eval-quick/ with --quick):
 # results.jsonl (appended; rerunning resumes), report.md, summary.csv, *.png.
@@ -38,10 +42,12 @@ while (($#)); do
     esac
 done
 case "$PRESET" in
-    ""|presses|query-aware|lengths) ;;
-    *) echo "eval.sh: unknown preset '$PRESET' (presses, query-aware, lengths)" >&2; exit 2 ;;
+    ""|presses|query-aware|lengths|kvzap) ;;
+    *) echo "eval.sh: unknown preset '$PRESET' (presses, query-aware, lengths, kvzap)" >&2; exit 2 ;;
 esac
-[[ -n "$OUT" ]] || { if ((QUICK)); then OUT=eval-quick; else OUT="docs/eval/$NAME${PRESET:+-$PRESET}"; fi; }
+SUFFIX="${PRESET:+-$PRESET}"
+[[ "$PRESET" == kvzap ]] && SUFFIX=-kvzap-suite  # docs/eval/<model>-kvzap holds session 3's two-task run
+[[ -n "$OUT" ]] || { if ((QUICK)); then OUT=eval-quick; else OUT="docs/eval/$NAME$SUFFIX"; fi; }
 
 log() { printf 'eval.sh: %s\n' "$*" >&2; }
 
@@ -72,12 +78,24 @@ elif [[ "$PRESET" == presses ]]; then
 elif [[ "$PRESET" == query-aware ]]; then
     ARGS=(--task squad-easy,summary-needles-easy,needle-multikey --samples 3 --seed 1
           --methods pair,snapkv,tova,h2o --mode agnostic,aware,reuse --ratios 1.0,0.5,0.3,0.1)
+elif [[ "$PRESET" == kvzap ]]; then
+    ARGS=(--task needle-easy,needle,squad-easy,vt-easy,many-shot-easy,summary-needles-easy,repoqa-easy,kv-easy,prefix-suffix-easy,gsm-easy
+          --samples 2 --methods pair,kvzap --ratios 1.0,0.5,0.3,0.1 --thresholds -7,-6,-5,-4,-3,-2 --seed 1)
 elif [[ "$PRESET" == lengths ]]; then
     ARGS=(--task squad,kv --ctx-tokens 1000,2000,4000,5500 --samples 1 --seed 1
           --methods pair --ratios 1.0,0.5,0.3,0.1)
 else
     ARGS=(--task needle-easy,needle,squad-easy,vt-easy,many-shot-easy,summary-needles-easy,repoqa-easy,kv-easy,prefix-suffix-easy,gsm-easy
           --samples 2 --methods pair,pair-uniform,head --ratios 1.0,0.8,0.6,0.4,0.3,0.2,0.1 --seed 1)
+fi
+if [[ "$PRESET" == kvzap ]]; then
+    # Where `kvzip train-kvzap` writes and `kvzip eval` looks by default: the pulled model's
+    # folder is named after its pull name.
+    KVZAP_DIR="$HOME/.cache/kvzip/kvzap/$NAME-mlp"
+    if [[ ! -f "$KVZAP_DIR/config.json" ]]; then
+        log "no KVzap surrogate in $KVZAP_DIR: training one (kvzip train-kvzap, defaults) ..."
+        build/kvzip train-kvzap -m "$MODEL" -t "$THREADS" >&2
+    fi
 fi
 log "running kvzip eval ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) ..."
 build/kvzip eval -m "$MODEL" -t "$THREADS" "${ARGS[@]}" --out "$OUT/results.jsonl" "$@"
