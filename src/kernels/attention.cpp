@@ -55,21 +55,16 @@ AttnTable reference_table() {
 }
 
 AttnTable pick() {
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  // The same ISA levels and KVZ_ISA override as the matmul kernels (kernels/dispatch.h).
-  const char* want = isa_override();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  if (want && std::strcmp(want, "ref") == 0) return reference_table();
-  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                      !(want && std::strcmp(want, "avx2") == 0);
-  if (avx512)
-    return {attend_head_avx512,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
-            kvzip_score_head_avx512, swiglu_avx2,         geglu_tanh_avx2};
-  if (avx2)
-    return {attend_head_avx2,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
-            kvzip_score_head_avx2, swiglu_avx2,         geglu_tanh_avx2};
-#endif
+  // The matmul kernels' choice (same CPU checks, same compile flags per folder, same KVZ_ISA).
+  switch (active_isa()) {
+    case Isa::kAvx512Vnni:
+      return {attend_head_avx512,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
+              kvzip_score_head_avx512, swiglu_avx2,         geglu_tanh_avx2};
+    case Isa::kAvx2:
+      return {attend_head_avx2,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
+              kvzip_score_head_avx2, swiglu_avx2,         geglu_tanh_avx2};
+    case Isa::kRef: break;
+  }
   return reference_table();
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <optional>
 
+#include "core/error.h"
 #include "kernels/ref/quant_ref.h"
 #include "kernels/x86_avx2/quant_avx2.h"
 #include "kernels/x86_avx512/quant_avx512.h"
@@ -56,11 +57,6 @@ std::optional<KernelTable> make_avx512() {
 
 }  // namespace
 
-const char* isa_override() {
-  const char* e = std::getenv("KVZ_ISA");
-  return e && *e ? e : nullptr;
-}
-
 // Function-local statics: built once on first use (thread-safe), immutable afterwards.
 const KernelTable& kernels_reference() {
   static const KernelTable t = make_reference();
@@ -77,20 +73,38 @@ const KernelTable* kernels_avx512() {
   return t ? &*t : nullptr;
 }
 
-// The best table, or the one KVZ_ISA names (ref, avx2, avx512vnni) when the CPU has it:
-// for side-by-side measurements of the ISA paths. An unknown or unavailable name falls
-// back to the best table (the choice is visible as kernels().isa, which `kvzip bench`
-// and `kvzip info` print).
-const KernelTable& kernels() {
-  static const KernelTable* t = [] {
-    const KernelTable* best = kernels_avx512() ? kernels_avx512() : kernels_avx2() ? kernels_avx2() : &kernels_reference();
-    if (const char* want = isa_override()) {
-      if (std::strcmp(want, "ref") == 0) return &kernels_reference();
-      if (std::strcmp(want, "avx2") == 0 && kernels_avx2()) return kernels_avx2();
-    }
-    return best;
+// The best kernel set the CPU runs, or the one KVZ_ISA names (ref, avx2, avx512vnni), for
+// side-by-side measurements of the ISA paths. A name that is unknown, or that this CPU
+// cannot run, is an error: a benchmark must not silently measure another kernel set.
+Isa active_isa() {
+  static const Isa isa = [] {
+    const Isa best = kernels_avx512() ? Isa::kAvx512Vnni : kernels_avx2() ? Isa::kAvx2 : Isa::kRef;
+    const char* want = std::getenv("KVZ_ISA");
+    if (!want || !*want) return best;
+    Isa asked;
+    if (std::strcmp(want, "ref") == 0)
+      asked = Isa::kRef;
+    else if (std::strcmp(want, "avx2") == 0)
+      asked = Isa::kAvx2;
+    else if (std::strcmp(want, "avx512vnni") == 0)
+      asked = Isa::kAvx512Vnni;
+    else
+      fail("KVZ_ISA={}: unknown kernel set (ref, avx2, avx512vnni)", want);
+    if (static_cast<int>(asked) > static_cast<int>(best))
+      fail("KVZ_ISA={}: this CPU cannot run that kernel set (the best it runs is {})", want,
+           best == Isa::kAvx2 ? "avx2" : "ref");
+    return asked;
   }();
-  return *t;
+  return isa;
+}
+
+const KernelTable& kernels() {
+  switch (active_isa()) {
+    case Isa::kAvx512Vnni: return *kernels_avx512();
+    case Isa::kAvx2: return *kernels_avx2();
+    case Isa::kRef: break;
+  }
+  return kernels_reference();
 }
 
 const char* kernel_isa() { return kernels().isa; }

@@ -62,8 +62,12 @@ const KernelTable& kernels_reference();
 const KernelTable* kernels_avx2();
 // The AVX-512 VNNI table (AVX2 entries where it has none), or nullptr.
 const KernelTable* kernels_avx512();
-// KVZ_ISA from the environment, or nullptr.
-const char* isa_override();
+
+// Kernel sets in increasing order of what they need from the CPU.
+enum class Isa { kRef, kAvx2, kAvx512Vnni };
+// The set every kernel family uses (matmul here, attention in kernels/attention.cpp): the
+// best this CPU runs, or KVZ_ISA's; chosen once. An unknown or unavailable KVZ_ISA throws.
+Isa active_isa();
 
 Partner partner_of(DType t);
 blk::Q8AMode q8a_mode_of(DType t);

@@ -594,6 +594,7 @@ void quantize_q8a(const float* x, int64_t n_in, void* dst, Q8AMode mode) {
 // 32-element block types given by the includer.
 template <int QR, int QC>
 void fill_common(KernelTable& t) {
+  static_assert(QR <= kRMax && QC <= kCMax, "the prefill tile must fit the tile table (KVZ_QUANT_CMAX)");
   t.quantize_q8a = quantize_q8a;
   auto set = [&](DType ty, VecDotFn dot, GemmFn gemm, GemmFn gemm_i4 = nullptr) {
     t.by_type[static_cast<uint32_t>(ty)] = {dot, gemm, gemm_i4};
