@@ -18,8 +18,9 @@
 #                         (docs/eval/<model>-lengths; 5500 (+ a 2000-token scoring chunk) fits SmolLM2's 8192)
 #   --preset kvzap        KVzap beside KVzip on the default suite's ten tasks: KVzip and the
 #                         surrogate ranked at kept ratios 1.0 0.5 0.3 0.1, and KVzap's own threshold
-#                         rule at tau -7 -6 -5 -4 -3 -2 (docs/eval/<model>-kvzap-suite); trains
-#                         the surrogate first (`kvzip train-kvzap`, defaults) when none is cached
+#                         rule at tau -7 -6 -5 -4 -3 -2, once per sample (docs/eval/<model>-kvzap-suite);
+#                         trains the surrogate first (`kvzip train-kvzap`, defaults) when none is
+#                         cached; another surrogate: `-- --kvzap DIR`
 #
 # Results go to OUT_DIR (default docs/eval/<model>[-<preset>]/, or eval-quick/ with --quick):
 # results.jsonl (appended; rerunning resumes), report.md, summary.csv, *.png.

@@ -8,8 +8,16 @@ namespace kvz {
 
 bool stderr_is_tty() { return ::isatty(2) != 0; }
 
+ProgressMode long_work_progress(bool want) {
+  if (!want) return ProgressMode::Off;
+  return stderr_is_tty() ? ProgressMode::Bar : ProgressMode::Lines;
+}
+
 ProgressBar::ProgressBar(std::string label, std::string unit, bool enabled)
-    : label_(std::move(label)), unit_(std::move(unit)), enabled_(enabled) {
+    : ProgressBar(std::move(label), std::move(unit), enabled ? ProgressMode::Bar : ProgressMode::Off) {}
+
+ProgressBar::ProgressBar(std::string label, std::string unit, ProgressMode mode)
+    : label_(std::move(label)), unit_(std::move(unit)), mode_(mode), enabled_(mode != ProgressMode::Off) {
   start_ = last_ = std::chrono::steady_clock::now();
 }
 
@@ -18,7 +26,10 @@ ProgressBar::~ProgressBar() { finish(); }
 void ProgressBar::update(double done, double total) {
   if (!enabled_ || finished_) return;
   const auto now = std::chrono::steady_clock::now();
-  if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
+  const bool lines = mode_ == ProgressMode::Lines;
+  // A log gets a line per interval and none at the end (the caller reports the result).
+  if (lines && (done >= total || now - last_ < line_interval)) return;
+  if (!lines && done < total && now - last_ < std::chrono::milliseconds(100)) return;
   last_ = now;
   const double el = std::chrono::duration<double>(now - start_).count();
   const double frac = total > 0 ? done / total : 1.0;
@@ -34,13 +45,17 @@ void ProgressBar::update(double done, double total) {
   else  // long runs (evaluation sweeps): h:mm:ss
     std::snprintf(eta_s, sizeof eta_s, "%d:%02d:%02d", static_cast<int>(eta) / 3600, static_cast<int>(eta) / 60 % 60,
                   static_cast<int>(eta) % 60);
-  std::fprintf(stderr, "\r%s [%s] %5.1f%%  %.0f/%.0f %s  %.1f %s/s  ETA %s   ", label_.c_str(), bar.c_str(),
-               100.0 * frac, done, total, unit_.c_str(), rate, unit_.c_str(), eta_s);
+  if (lines)
+    std::fprintf(stderr, "%s: %5.1f%%  %.0f/%.0f %s  %.1f %s/s  elapsed %.0f s  ETA %s\n", label_.c_str(),
+                 100.0 * frac, done, total, unit_.c_str(), rate, unit_.c_str(), el, eta_s);
+  else
+    std::fprintf(stderr, "\r%s [%s] %5.1f%%  %.0f/%.0f %s  %.1f %s/s  ETA %s   ", label_.c_str(), bar.c_str(),
+                 100.0 * frac, done, total, unit_.c_str(), rate, unit_.c_str(), eta_s);
   std::fflush(stderr);
 }
 
 void ProgressBar::clear() {
-  if (!enabled_ || finished_) return;
+  if (mode_ != ProgressMode::Bar || finished_) return;
   std::fprintf(stderr, "\r\033[K");
   std::fflush(stderr);
   last_ = std::chrono::steady_clock::time_point{};  // redraw on the next update
@@ -49,6 +64,7 @@ void ProgressBar::clear() {
 void ProgressBar::finish() {
   if (!enabled_ || finished_) return;
   finished_ = true;
+  if (mode_ != ProgressMode::Bar) return;
   std::fprintf(stderr, "\r\033[K");
   std::fflush(stderr);
 }

@@ -1,5 +1,6 @@
-// A one-line terminal progress bar on stderr with rate and ETA. Silent when stderr is
-// not a terminal (logs and CI stay clean) unless forced.
+// A one-line terminal progress bar on stderr with rate and ETA. Off when stderr is not a
+// terminal (logs and CI stay clean), except for long work, which in a log prints a plain
+// progress line every half minute instead (ProgressMode::Lines).
 #pragma once
 
 #include <chrono>
@@ -9,9 +10,16 @@
 
 namespace kvz {
 
+enum class ProgressMode {
+  Off,
+  Bar,    // redrawn in place (a terminal)
+  Lines,  // a full line every `line_interval` (a log file)
+};
+
 class ProgressBar {
  public:
-  ProgressBar(std::string label, std::string unit, bool enabled);
+  ProgressBar(std::string label, std::string unit, bool enabled);  // Bar or Off
+  ProgressBar(std::string label, std::string unit, ProgressMode mode);
   ~ProgressBar();
   void update(double done, double total);
   // update() as the (done, total) callback that prefill, scoring and forward take.
@@ -23,12 +31,16 @@ class ProgressBar {
   void clear();
 
  private:
+  static constexpr std::chrono::seconds line_interval{30};
   std::string label_, unit_;
+  ProgressMode mode_;
   bool enabled_;
   bool finished_ = false;
   std::chrono::steady_clock::time_point start_, last_;
 };
 
 bool stderr_is_tty();
+// For work of minutes to hours: a bar on a terminal, progress lines in a log; Off if !want.
+ProgressMode long_work_progress(bool want = true);
 
 }  // namespace kvz

@@ -61,11 +61,12 @@ EvalMethod press_method(const MethodInfo& mi, const EvalMethodEnv& env) {
 
 // "kvzap@TAU": KVzap's threshold rule applied to the context after a dense prefill (as
 // kvpress does, docs §0.5): a pair is kept when its predicted log-score is >= TAU or its token
-// is among the context's last `window`; the `ratio` of the sweep is ignored and the kept
+// is among the context's last `window`; the `ratio` is ignored (ratio_free) and the kept
 // fraction reached is recorded as r_true. Shares the "kvzap" scoring pass.
 EvalMethod kvzap_threshold_method(const std::string& name, float tau, const EvalMethodEnv& env) {
   EvalMethod m = press_method(method_info("kvzap"), env);
   m.name = name;
+  m.ratio_free = true;
   const int64_t window = env.kvzap_window;
   m.prune = [tau, window](KvzipContext& ctx, const HeadScores& s, double) {
     HeadScores t = s;

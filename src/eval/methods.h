@@ -36,6 +36,9 @@ struct EvalMethod {
   // question empty: query-agnostic scores; otherwise the question exactly as query() feeds it.
   std::function<HeadScores(KvzipContext&, const std::string& question, const ProgressFn&)> score;
   std::function<PruneReport(KvzipContext&, const HeadScores&, double ratio)> prune;
+  // The prune ignores `ratio` (a threshold rule, kvzap@TAU): the kept fraction is what the
+  // rule reaches. Such a method runs once per sample, not once per ratio of the sweep.
+  bool ratio_free = false;
 };
 
 // Throws kvz::Error listing known_methods() for an unknown name.

@@ -154,6 +154,23 @@ std::string report_markdown(const std::vector<ReportRow>& rows, const std::strin
       }
       md += "\n";
     }
+    // The compression-quality curve in one table: every (method, ratio) point as the mean
+    // over tasks of what it kept and how close its answers stayed. A threshold method's
+    // points are its thresholds, whatever nominal ratio they were recorded under.
+    md += "\n### Kept against quality, mean over tasks\n\n"
+          "| method | ratio | kept (r_true) | KV bytes kept | score | mean KL (nats/token) | answers = full | tasks |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& m : methods)
+      for (double ratio : ratios) {
+        double rt = 0, kv = 0, sc = 0, kl = 0, same = 0;
+        int n = 0;
+        for (const auto& t : tasks)
+          if (const ReportRow* r = find(t, m, ratio))
+            rt += r->r_true, kv += r->kv_frac, sc += r->score, kl += r->mean_kl, same += r->same_as_full, ++n;
+        if (n)
+          md += fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.1f} | {:.4f} | {:.2f} | {} |\n", m, fmt_ratio(ratio),
+                            rt / n, kv / n, sc / n, kl / n, same / n, n);
+      }
     for (const auto& t : tasks) {
       md += fmt::format("\n### {}\n\nScore (samples: ", t);
       int n = 0;

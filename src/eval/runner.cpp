@@ -140,11 +140,27 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
   JsonlAppender out(o.out_path);
   const int n_vocab = model.hp().n_vocab;
 
+  // The ratios a variant runs at: all of the sweep's, except that a ratio-free method
+  // (a threshold rule) runs once, under the sweep's first compressed ratio as its nominal
+  // ratio (its record's r_true says what it kept), plus 1.0 (the full reference) if asked.
+  std::vector<std::vector<double>> variant_ratios(variants.size());
+  size_t n_slots = 0;  // (variant, ratio) records per sample
+  for (size_t iv = 0; iv < variants.size(); ++iv) {
+    bool compressed_taken = false;
+    for (double r : o.ratios) {
+      if (variants[iv].m.ratio_free && r < 1.0) {
+        if (compressed_taken) continue;
+        compressed_taken = true;
+      }
+      variant_ratios[iv].push_back(r);
+    }
+    n_slots += variant_ratios[iv].size();
+  }
   // Pending (variant, ratio) pairs of a sample, variant-major.
   auto pending_of = [&](const EvalSample& s) {
     std::vector<std::pair<size_t, double>> p;
     for (size_t iv = 0; iv < variants.size(); ++iv)
-      for (double r : o.ratios)
+      for (double r : variant_ratios[iv])
         if (!done.count(record_key(o.model_name, s.task, s.index, s.seed, s.ctx_target, variants[iv].label, r)))
           p.emplace_back(iv, r);
     return p;
@@ -159,14 +175,14 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
     for (const auto& [iv, r] : p) compressed += r < 1.0;
     total_units += 2 + static_cast<double>(s.questions.size()) * (1 + compressed);
   }
-  ProgressBar bar("eval", "ans", o.progress_bar);
+  ProgressBar bar("eval", "ans", o.progress);
   double units = 0;
   bar.update(0, total_units);
 
   EvalRunStats st;
   for (const EvalSample& s : samples) {
     const auto pending = pending_of(s);
-    st.records_skipped += static_cast<int64_t>(variants.size() * o.ratios.size() - pending.size());
+    st.records_skipped += static_cast<int64_t>(n_slots - pending.size());
     if (pending.empty()) continue;
     ++st.samples_run;
     ContextOptions co;

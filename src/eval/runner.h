@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/progress.h"
 #include "core/thread_pool.h"
 #include "eval/methods.h"
 #include "eval/sample.h"
@@ -48,7 +49,7 @@ struct EvalOptions {
   bool fidelity = true;              // teacher-forced comparison with the full cache
   int64_t score_chunk = 0;           // KVzip scoring chunk in tokens (0: the default, 2000)
   std::string out_path;              // JSON lines, appended
-  bool progress_bar = false;         // one-line bar with ETA on stderr
+  ProgressMode progress = ProgressMode::Off;  // bar (terminal) or lines (log) with ETA on stderr
   bool log_records = true;           // one stderr line per record
 };
 

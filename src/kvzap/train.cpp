@@ -110,7 +110,7 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
   Session session(m, pool);
   std::mt19937_64 rng(opt.corpus.seed * 0x2545F4914F6CDD1Dull + 7);
   PairSet train, val;
-  ProgressBar bar("kvzap targets", "tok", opt.progress && stderr_is_tty());
+  ProgressBar bar("kvzap targets", "tok", long_work_progress(opt.progress));
   const int64_t total = opt.tokens + val_tokens;
   auto collect = [&](bool is_val, PairSet& set, int64_t want) {
     set.x.resize(L);
@@ -212,7 +212,7 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
     MlpTrainOptions mo = opt.mlp_opt;
     if (mo.hidden <= 0) mo.hidden = std::max(1, D / 8);
     res.mlp = KvzapModel::zeros(KvzapModel::Kind::Mlp, L, D, H, mo.hidden);
-    ProgressBar mb("kvzap mlp", "epoch", opt.progress && stderr_is_tty());
+    ProgressBar mb("kvzap mlp", "epoch", long_work_progress(opt.progress));
     std::mutex mu;
     int64_t done = 0;
     int n_global = 0;

@@ -15,6 +15,7 @@
 #include "eval/fidelity.h"
 #include "eval/report.h"
 #include "eval/runner.h"
+#include "kv/kvzap_model.h"
 #include "kv/kvzip_context.h"
 #include "synthetic_model.h"
 
@@ -333,4 +334,59 @@ TEST(EvalReport, TasksAtSeveralLengthsAreSplit) {
   EXPECT_DOUBLE_EQ(rows[1].score, 0.0);
   EXPECT_EQ(rows[2].task, "kv");
   std::remove(path.c_str());
+}
+
+// A threshold rule (kvzap@TAU) ignores the ratio, so a sweep runs it once per sample under
+// the first compressed ratio (plus the free full-cache row at 1.0), not once per ratio; the
+// ranked methods still run at every ratio. The report's kept-against-quality table lists it.
+TEST_F(EvalRunnerTest, ThresholdMethodsRunOncePerSample) {
+  const HParams& hp = model_->hp();
+  KvzapModel sur = KvzapModel::zeros(KvzapModel::Kind::Linear, hp.n_layer, hp.n_embd, hp.n_head_kv, 0);
+  uint64_t x = 88172645463325252ull;
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (float& w : sur.layer(il).w1) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      w = static_cast<float>(x % 2001) / 1000.0f - 1.0f;
+    }
+  const std::string dir = (std::filesystem::temp_directory_path() / "kvz-eval-threshold").string();
+  sur.save(dir, *model_);
+
+  ThreadPool pool(1);
+  const std::string out = ::testing::TempDir() + "/kvz_eval_threshold.jsonl";
+  std::remove(out.c_str());
+  EvalOptions o;
+  o.model_name = "synthetic";
+  o.methods = {"pair", "kvzap@0", "kvzap@1e9"};
+  o.ratios = {1.0, 0.5, 0.3};
+  o.out_path = out;
+  o.score_chunk = 32;
+  o.log_records = false;
+  o.method_env.kvzap_dir = dir;
+  o.method_env.kvzap_window = 4;
+  EvalRunStats st = run_eval(*model_, pool, tiny_samples(), o);
+  EXPECT_EQ(st.records_written, 2 * (3 + 2 + 2));  // pair x 3 ratios, each threshold x {1.0, 0.5}
+  std::map<std::string, std::set<double>> ratios_of;
+  for (const auto& r : read_lines(out)) {
+    const std::string m = r["method"];
+    ratios_of[m].insert(r["ratio"].get<double>());
+    if (m == "kvzap@1e9" && r["ratio"].get<double>() < 1.0) {
+      // Nothing scores 1e9: only the protected window of 4 context tokens stays.
+      EXPECT_NEAR(r["r_true"].get<double>(), 4.0 / r["n_ctx"].get<double>(), 0.02);
+    }
+  }
+  EXPECT_EQ(ratios_of["pair"], (std::set<double>{1.0, 0.5, 0.3}));
+  EXPECT_EQ(ratios_of["kvzap@0"], (std::set<double>{1.0, 0.5}));
+  EXPECT_EQ(ratios_of["kvzap@1e9"], (std::set<double>{1.0, 0.5}));
+  st = run_eval(*model_, pool, tiny_samples(), o);
+  EXPECT_EQ(st.records_written, 0);
+  EXPECT_EQ(st.records_skipped, 14);
+
+  const std::string md = report_markdown(aggregate_results(out), "x.jsonl");
+  const size_t table = md.find("### Kept against quality");
+  ASSERT_NE(table, std::string::npos);
+  EXPECT_NE(md.find("| kvzap@1e9 | 0.50 |", table), std::string::npos);
+  EXPECT_EQ(md.find("| kvzap@1e9 | 0.30 |", table), std::string::npos);
+  EXPECT_NE(md.find("| pair | 0.30 |", table), std::string::npos);
+  std::remove(out.c_str());
+  std::filesystem::remove_all(dir);
 }

@@ -104,8 +104,9 @@ CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
       ->capture_default_str();
   sub->add_flag("--no-fidelity", o.no_fidelity, "skip the teacher-forced comparison with the full cache");
   sub->add_option("--thresholds", o.thresholds, "KVzap threshold sweep, comma-separated log-scores (adds methods "
-                  "kvzap@TAU: keep pairs scoring >= TAU plus the last --window context tokens; the ratio is ignored, "
-                  "the kept fraction reached is r_true)");
+                  "kvzap@TAU: keep pairs scoring >= TAU plus the last --window context tokens; each runs once per sample, "
+                  "recorded under the first --ratios value below 1 as its nominal ratio; the kept fraction reached "
+                  "is r_true)");
   sub->add_option("--window", o.kvzap_window, "kvzap@TAU: protected last context tokens")->capture_default_str();
   sub->add_option("--kvzap", o.kvzap_dir, "KVzap surrogate folder for method kvzap (default ~/.cache/kvzip/kvzap/<model>-mlp, else -linear)");
   sub->add_option("--head-scores", o.head_scores, "context-independent head scores (`kvzip score-heads`) for "
@@ -197,7 +198,7 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   eo.modes = modes;
   eo.fidelity = !o.no_fidelity;
   eo.out_path = o.out;
-  eo.progress_bar = stderr_is_tty();
+  eo.progress = long_work_progress();
   for (const auto& t : split_commas({o.thresholds})) eo.methods.push_back("kvzap@" + t);
   eo.method_env.kvzap_window = o.kvzap_window;
   if (std::any_of(eo.methods.begin(), eo.methods.end(), [](const std::string& n) { return n.rfind("kvzap", 0) == 0; })) {
