@@ -47,37 +47,6 @@ RepeatSequence kvzap_repeat_sequence(const Model& m, const std::vector<int32_t>&
   return s;
 }
 
-std::vector<float> output_gram_matrices(const Model& m, ThreadPool* pool) {
-  const HParams& hp = m.hp();
-  const int L = hp.n_layer, nh = hp.n_head, d = hp.d_head;
-  const size_t per_head = static_cast<size_t>(d) * d;
-  std::vector<float> out(static_cast<size_t>(L) * nh * per_head);
-  auto layer = [&](int il) {
-    const WeightView& wo = m.w().layers[il].wo;  // [n_embd rows][n_head * d_head]
-    KVZ_ASSERT(wo.n_in == int64_t{nh} * d, "layer {}: output projection has {} inputs, want {}", il, wo.n_in, nh * d);
-    std::vector<double> acc(static_cast<size_t>(nh) * per_head, 0.0);
-    std::vector<float> row(static_cast<size_t>(wo.n_in));
-    for (int64_t r = 0; r < wo.n_out; ++r) {
-      get_row(wo, r, row.data());
-      for (int g = 0; g < nh; ++g) {
-        const float* w = row.data() + static_cast<size_t>(g) * d;
-        double* a = acc.data() + g * per_head;
-        for (int i = 0; i < d; ++i)
-          for (int j = 0; j < d; ++j) a[static_cast<size_t>(i) * d + j] += double{w[i]} * w[j];
-      }
-    }
-    float* dst = out.data() + static_cast<size_t>(il) * nh * per_head;
-    for (size_t i = 0; i < acc.size(); ++i) dst[i] = static_cast<float>(acc[i]);
-  };
-  if (pool)
-    pool->parallel_for(L, [&](int64_t b, int64_t e, int) {
-      for (int64_t il = b; il < e; ++il) layer(static_cast<int>(il));
-    });
-  else
-    for (int il = 0; il < L; ++il) layer(il);
-  return out;
-}
-
 namespace {
 
 // Collects h at the sampled text rows and the running per-query-head column maxima of
@@ -195,18 +164,12 @@ class TargetObserver final : public LayerObserver {
     float* dst = vnorm_.data() + static_cast<size_t>(il) * nh * m;
     const float* gl = grams_.data() + static_cast<size_t>(il) * nh * d * d;
     pool.parallel_for(int64_t{nh} * m, [&](int64_t begin, int64_t end, int) {
-      std::vector<float> v(d), gv(d);
+      std::vector<float> v(d);
       for (int64_t item = begin; item < end; ++item) {
         const int g = static_cast<int>(item / m);
         const int64_t i = item % m;
         cache.values_f32(il, g / G, seq_.text0 + i, 1, v.data());
-        const float* gg = gl + static_cast<size_t>(g) * d * d;
-        std::fill(gv.begin(), gv.end(), 0.0f);
-        for (int r = 0; r < d; ++r)  // gv = G v, row by row of the symmetric G
-          for (int c = 0; c < d; ++c) gv[c] += gg[static_cast<size_t>(r) * d + c] * v[r];
-        double q2 = 0.0;
-        for (int c = 0; c < d; ++c) q2 += double{gv[c]} * v[c];
-        dst[static_cast<size_t>(g) * m + i] = static_cast<float>(std::sqrt(std::max(q2, 0.0)));
+        dst[static_cast<size_t>(g) * m + i] = output_norm(gl + static_cast<size_t>(g) * d * d, v.data(), d);
       }
     });
     have_vnorm_[il] = 1;

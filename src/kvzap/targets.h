@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kv/presses/kvzip.h"  // output_gram_matrices
 #include "model/session.h"
 
 namespace kvz {
@@ -30,10 +31,6 @@ struct RepeatSequence {
 // instruction + "\n\n" + text when the model has none we recognise).
 RepeatSequence kvzap_repeat_sequence(const Model& m, const std::vector<int32_t>& text);
 
-// Per-head Gram matrices of the output projection, G_g = W_O^g^T W_O^g ([d_head][d_head]),
-// so ||W_O^g v||^2 = v^T G_g v. [n_layer][n_head][d_head][d_head] f32, built once per model
-// from the dequantized weights (pool may be null).
-std::vector<float> output_gram_matrices(const Model& m, ThreadPool* pool);
 
 struct KvzapTargets {
   int64_t n_pos = 0;

@@ -8,10 +8,13 @@
 //     `kvzap` press: the right hidden state (the attention input after the input RMSNorm) in
 //     the right layer, through the same surrogate arithmetic. Remaining difference: our forward
 //     uses the Q4_1 weights through our own kernels, kvpress the same weights in float32.
+//  3. KVzip+ (the quantity the surrogates learn; the training targets share its arithmetic,
+//     kvzap/targets.cpp) against kvpress's KVzipPress(kvzip_plus_normalization=True).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -227,4 +230,71 @@ TEST(KvzapKvpress, PressScoresMatchKvpress) {
     EXPECT_FALSE(passes(shifted));
     EXPECT_FALSE(passes(rotated));
   }
+}
+
+// KVzip+, what KVzap learns: our kvzip_plus press against kvpress's KVzipPress with
+// kvzip_plus_normalization on the same ids (one repeat chunk, sink = the system prompt as in
+// test_kvzip_kvpress.cpp). Bounds as for the presses; plain KVzip scored against the KVzip+
+// reference is the control (it must fail: the ||W_O v|| / ||h|| weights reorder the pairs).
+TEST(KvzapKvpress, KvzipPlusMatchesKvpress) {
+  if (!test::file_exists(test::smollm2_path()))
+    GTEST_SKIP() << "model not found at " << test::smollm2_path() << "; run scripts/pull-model.sh smollm2-135m";
+  const json meta = fixture();
+  const json& e = meta["surrogates"]["kvzip_plus"];
+  const int L = meta["n_layer"], H = meta["n_head_kv"];
+  const int64_t n = meta["n_ctx"];
+  const size_t per = static_cast<size_t>(L) * H * n;
+  std::vector<float> ref(per);
+  {
+    std::ifstream bf(test::source_dir() + kBase + "smollm2.bin", std::ios::binary);
+    bf.seekg(static_cast<std::streamoff>(e["offset_values"].get<size_t>() * 4));
+    ASSERT_TRUE(bf.read(reinterpret_cast<char*>(ref.data()), static_cast<std::streamsize>(per * 4)));
+  }
+  auto model = Model::load(test::smollm2_path());
+  ThreadPool pool(2);
+  KvzipContext ctx(*model, pool);
+  ASSERT_EQ(ctx.n_sys(), e["n_sink"].get<int64_t>());
+  const auto ctx_ids = meta["ctx_ids"].get<std::vector<int32_t>>();
+  // The one repeat input kvpress fed is ours: repeat prompt ++ postfix ++ the context.
+  ASSERT_EQ(e["repeat_inputs"].size(), 1u);
+  std::vector<int32_t> x = model->tokenizer().encode(ctx.tmpl().repeat_first, false, true);
+  const auto post = meta["postfix_ids"].get<std::vector<int32_t>>();
+  x.insert(x.end(), post.begin(), post.end());
+  x.insert(x.end(), ctx_ids.begin(), ctx_ids.end());
+  ASSERT_EQ(x, e["repeat_inputs"][0].get<std::vector<int32_t>>());
+  ctx.prefill_ids(ctx_ids);
+
+  auto measure = [&](const char* method) {
+    auto press = make_press(method, {{"chunk", std::to_string(e["chunk"].get<int64_t>())}});
+    const HeadScores& s = ctx.score(*press, "");
+    std::vector<float> ln(per);
+    for (size_t i = 0; i < per; ++i) ln[i] = std::log(std::max(s.v[i], 1e-45f));
+    std::vector<double> rho, ov;
+    for (int il = 0; il < L; ++il)
+      for (int ih = 0; ih < H; ++ih) {
+        const size_t off = (static_cast<size_t>(il) * H + ih) * n;
+        rho.push_back(test::spearman(ln.data() + off, ref.data() + off, n));
+        const auto a = top(ln.data() + off, n, n / 2), b = top(ref.data() + off, n, n / 2);
+        int64_t both = 0;
+        for (int64_t i : a) both += b.count(i);
+        ov.push_back(static_cast<double>(both) / static_cast<double>(n / 2));
+      }
+    return std::array<double, 4>{std::accumulate(rho.begin(), rho.end(), 0.0) / static_cast<double>(rho.size()),
+                                 *std::min_element(rho.begin(), rho.end()),
+                                 std::accumulate(ov.begin(), ov.end(), 0.0) / static_cast<double>(ov.size()),
+                                 *std::min_element(ov.begin(), ov.end())};
+  };
+  auto passes = [](const std::array<double, 4>& m) {
+    return m[0] >= 0.998 && m[1] >= 0.99 && m[2] >= 0.97 && m[3] >= 0.93;
+  };
+  const auto plus = measure("kvzip_plus"), plain = measure("kvzip");
+  const json& nz = meta["noise_bf16"]["kvzip_plus"];
+  std::printf("KVzip+ vs kvpress: spearman %.5f / %.5f, overlap %.4f / %.4f (kvpress bf16-vs-f32: %.5f / %.5f, "
+              "%.4f / %.4f)\n",
+              plus[0], plus[1], plus[2], plus[3], nz["spearman_mean"].get<double>(), nz["spearman_min"].get<double>(),
+              nz["overlap_mean"].get<double>(), nz["overlap_min"].get<double>());
+  std::printf("control, plain KVzip vs kvpress KVzip+: spearman %.4f / %.4f, overlap %.4f / %.4f  %s\n", plain[0],
+              plain[1], plain[2], plain[3], passes(plain) ? "PASSES (bad)" : "fails (good)");
+  EXPECT_TRUE(passes(plus));
+  EXPECT_FALSE(passes(plain));
 }

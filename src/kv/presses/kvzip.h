@@ -23,7 +23,20 @@ struct KvzipRepeatPrompt {
 
 struct KvzipScoreOptions {
   int64_t chunk = 2000;  // context tokens per reconstruction chunk
+  // KVzip+ (kvzap-and-presses.md §1.1; kvpress kvzip_plus_normalization): each probability
+  // a^g_{j,i} is weighted by ||W_O^g v_i|| / ||h_j|| before the max, h_j the repeat row's
+  // attention input. `grams`: output_gram_matrices(model); computed when null.
+  bool plus = false;
+  const std::vector<float>* grams = nullptr;
 };
+
+// Per-head Gram matrices of the output projection, G_g = W_O^g^T W_O^g ([d_head][d_head]),
+// so ||W_O^g v||^2 = v^T G_g v. [n_layer][n_head][d_head][d_head] f32, built once per model
+// from the dequantized weights (pool may be null).
+std::vector<float> output_gram_matrices(const Model& m, ThreadPool* pool);
+
+// ||W_O^g v||: sqrt(v^T G v) for one value row v of d_head values (G from output_gram_matrices).
+float output_norm(const float* gram, const float* v, int d);
 
 // Scores every context token of a freshly prefilled session whose cache holds exactly
 // [sys (n_sys rows) | context (ctx_ids)] in every head, unpruned. Runs one repeat pass per

@@ -5,6 +5,7 @@
 namespace kvz {
 
 std::unique_ptr<Press> make_kvzip(const PressParams&);
+std::unique_ptr<Press> make_kvzip_plus(const PressParams&);
 std::unique_ptr<Press> make_snapkv(const PressParams&);
 std::unique_ptr<Press> make_pyramidkv(const PressParams&);
 std::unique_ptr<Press> make_h2o(const PressParams&);
@@ -21,6 +22,8 @@ const std::vector<MethodInfo>& press_registry() {
   static const std::vector<MethodInfo> r = {
       {"kvzip", "context reconstruction: max attention paid to each pair while the model repeats the context",
        {{"chunk", P::Int, 2000, 1, 1 << 20, "", "context tokens per repeat chunk"}}, PruneLevel::Pair, make_kvzip},
+      {"kvzip_plus", "KVzip+: KVzip's attention weighted by ||W_O v|| / ||h|| (what KVzap learns; kvpress kvzip_plus)",
+       {{"chunk", P::Int, 2000, 1, 1 << 20, "", "context tokens per repeat chunk"}}, PruneLevel::Pair, make_kvzip_plus},
       {"kvzap", "KVzap surrogate: predicted log KVzip+ score of each pair from its hidden state (one pass)",
        {{"dir", P::Text, 0, 0, 0, "", "surrogate folder from `kvzip train-kvzap` (ask: default ~/.cache/kvzip/kvzap/<model>-mlp)"}},
        PruneLevel::Pair, make_kvzap},

@@ -5,7 +5,7 @@ Independent implementation: kvpress's KVzapModel / KVzapConfig (the published ch
 save_pretrained / from_pretrained) and KVzapPress (the per-layer surrogate applied to the
 attention input inside kvpress's forward hooks), on HF transformers in float32.
 
-Two parts:
+Three parts:
 
 1. Tiny checkpoints written by kvpress itself (tests/golden/data/kvzap_kvpress_tiny/{linear,mlp}:
    config.json + model.safetensors, a few hundred bytes each): KVzapModel(KVzapConfig(input_dim
@@ -21,6 +21,11 @@ Two parts:
    a formula (below), so no weights are committed. Captured: the [H, T] scores KVzapPress.score
    returns per layer (before any selection), context columns only, float32 (log-scores of
    random surrogates are too close together for float16's 11 bits).
+
+3. KVzip+ scores, the quantity KVzap learns: KVzipPress(kvzip_plus_normalization=True) on the
+   same ids, run as gen_kvzip_kvpress_fixture.py runs KVzipPress (our prefix length and
+   postfix, n_sink = n_sys, chunk 2048: one chunk here). Stored as float32 ln(score), context
+   columns, with the repeat input kvpress fed (the test checks ours is the same).
 
 Weights formula (identical in tests/unit/test_kvzap_kvpress.cpp): tensor t of layer l (t = 0
 W1 or W, 1 b1 or b, 2 W2, 3 b2), element i of its row-major [out][in] data:
@@ -50,7 +55,8 @@ from kvpress import KVzapPress
 from kvpress.presses.kvzap_press import KVzapConfig, KVzapModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_kvzip_kvpress_fixture import DATA, POSTFIX, PREFIX, SEED, context_text, hf_copy  # noqa: E402
+from gen_kvzip_kvpress_fixture import (CHUNK, DATA, POSTFIX, PREFIX, SEED, context_text, hf_copy,  # noqa: E402
+                                       run_kvpress)
 from gen_presses_kvpress_fixture import N_CTX, metrics, run  # noqa: E402
 
 RATIO = 0.5  # kvpress compression_ratio: any value > 0 makes the press score
@@ -165,6 +171,21 @@ def main():
         entries[kind]["range"] = [round(float(s.min()), 4), round(float(s.max()), 4)]
         print(kind, entries[kind]["range"], noise[kind], flush=True)
 
+    # KVzip+ (part 3), and how much bf16 rounding moves it.
+    post_ids = enc(POSTFIX)
+    plus, _, rep = run_kvpress(f32, ids, n_sys, post_ids, CHUNK, n_sink=n_sys, plus=True)
+    with np.errstate(divide="ignore"):
+        ln_plus = np.log(plus)
+    assert np.isfinite(ln_plus).all()
+    blobs.append(ln_plus.astype(np.float32))
+    entries["kvzip_plus"] = {"offset_values": offset, "transform": "ln", "chunk": CHUNK, "n_sink": n_sys,
+                             "repeat_inputs": rep}
+    offset += ln_plus.size
+    plus_bf, _, _ = run_kvpress(bf16, ids, n_sys, post_ids, CHUNK, n_sink=n_sys, plus=True)
+    with np.errstate(divide="ignore"):
+        noise["kvzip_plus"] = metrics(ln_plus, np.log(plus_bf))
+    print("kvzip_plus", noise["kvzip_plus"], flush=True)
+
     base = os.path.join(DATA, "kvzap_kvpress_smollm2")
     np.concatenate([b.reshape(-1) for b in blobs]).tofile(base + ".bin")
     meta = {
@@ -174,8 +195,9 @@ def main():
         "seed": SEED, "dtype": "float32", "compression_ratio": RATIO,
         "n_layer": L, "n_head_kv": H, "n_embd": D, "n_sys": n_sys, "n_ctx": n_ctx,
         "sys_ids": sys_ids, "postfix_ids": enc(POSTFIX), "ctx_ids": ctx_ids,
-        "values_file": "kvzap_kvpress_smollm2.bin: float32, per surrogate kind [n_layer][n_head_kv][n_ctx] at "
-                       "offset_values (elements): the log-scores KVzapPress.score returned",
+        "values_file": "kvzap_kvpress_smollm2.bin: float32, per entry of `surrogates` [n_layer][n_head_kv][n_ctx] at "
+                       "offset_values (elements): the log-scores KVzapPress.score returned; kvzip_plus: ln of "
+                       "KVzipPress(kvzip_plus_normalization=True)'s scores",
         "surrogates": entries,
         "noise_bf16": noise,
         "tiny": tiny,

@@ -124,10 +124,12 @@ def hf_copy(gguf_path):
     return out
 
 
-def run_kvpress(model, ids, n_sys, suffix_ids, chunk, n_sink):
+def run_kvpress(model, ids, n_sys, suffix_ids, chunk, n_sink, plus=False):
     """Returns (scores [L][H][n_ctx] float64 from score_val before the sink override,
-    kept mask [L][H][n_ctx] bool from the press's own selection, repeat-prompt ids)."""
-    press = KVzipPress(compression_ratio=1.0 - KEEP_RATIO, chunk_size=chunk, n_sink=n_sink)
+    kept mask [L][H][n_ctx] bool from the press's own selection, repeat-prompt ids).
+    plus: KVzip+ (kvzip_plus_normalization)."""
+    press = KVzipPress(compression_ratio=1.0 - KEEP_RATIO, chunk_size=chunk, n_sink=n_sink,
+                       kvzip_plus_normalization=plus)
     captured = {}
     orig_post = press.compress_post
     orig_prepare = press.prepare
