@@ -16,8 +16,8 @@
 #                         (the paper's finding; docs/eval/<model>-query-aware)
 #   --preset lengths      KVzip at 1000, 2000, 4000 and 5500 context tokens on squad and kv
 #                         (docs/eval/<model>-lengths; 5500 (+ a 2000-token scoring chunk) fits SmolLM2's 8192)
-#   --preset kvzap        KVzap beside KVzip on the default suite's ten tasks: KVzip and the
-#                         surrogate ranked at kept ratios 1.0 0.5 0.3 0.1, and KVzap's own threshold
+#   --preset kvzap        KVzap beside KVzip on the default suite's ten tasks: KVzip, KVzip+ (what
+#                         KVzap learns) and the surrogate ranked at kept ratios 1.0 0.5 0.3 0.1, and KVzap's own threshold
 #                         rule at tau -7 -6 -5 -4 -3 -2, once per sample (docs/eval/<model>-kvzap-suite);
 #                         trains the surrogate first (`kvzip train-kvzap`, defaults) when none is
 #                         cached; another surrogate: `-- --kvzap DIR`
@@ -81,7 +81,7 @@ elif [[ "$PRESET" == query-aware ]]; then
           --methods pair,snapkv,tova,h2o --mode agnostic,aware,reuse --ratios 1.0,0.5,0.3,0.1)
 elif [[ "$PRESET" == kvzap ]]; then
     ARGS=(--task needle-easy,needle,squad-easy,vt-easy,many-shot-easy,summary-needles-easy,repoqa-easy,kv-easy,prefix-suffix-easy,gsm-easy
-          --samples 2 --methods pair,kvzap --ratios 1.0,0.5,0.3,0.1 --thresholds -7,-6,-5,-4,-3,-2 --seed 1)
+          --samples 2 --methods pair,kvzip_plus,kvzap --ratios 1.0,0.5,0.3,0.1 --thresholds -7,-6,-5,-4,-3,-2 --seed 1)
 elif [[ "$PRESET" == lengths ]]; then
     ARGS=(--task squad,kv --ctx-tokens 1000,2000,4000,5500 --samples 1 --seed 1
           --methods pair --ratios 1.0,0.5,0.3,0.1)

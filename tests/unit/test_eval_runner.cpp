@@ -15,8 +15,8 @@
 #include "eval/fidelity.h"
 #include "eval/report.h"
 #include "eval/runner.h"
-#include "kv/kvzap_model.h"
 #include "kv/kvzip_context.h"
+#include "kvzap_random.h"
 #include "synthetic_model.h"
 
 using namespace kvz;
@@ -340,14 +340,7 @@ TEST(EvalReport, TasksAtSeveralLengthsAreSplit) {
 // the first compressed ratio (plus the free full-cache row at 1.0), not once per ratio; the
 // ranked methods still run at every ratio. The report's kept-against-quality table lists it.
 TEST_F(EvalRunnerTest, ThresholdMethodsRunOncePerSample) {
-  const HParams& hp = model_->hp();
-  KvzapModel sur = KvzapModel::zeros(KvzapModel::Kind::Linear, hp.n_layer, hp.n_embd, hp.n_head_kv, 0);
-  uint64_t x = 88172645463325252ull;
-  for (int il = 0; il < hp.n_layer; ++il)
-    for (float& w : sur.layer(il).w1) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      w = static_cast<float>(x % 2001) / 1000.0f - 1.0f;
-    }
+  const KvzapModel sur = test::random_linear_kvzap(*model_);
   const std::string dir = (std::filesystem::temp_directory_path() / "kvz-eval-threshold").string();
   sur.save(dir, *model_);
 

@@ -19,6 +19,7 @@
 #include "kv/kvzip_context.h"
 #include "kv/kvzap_model.h"
 #include "kv/press.h"
+#include "kvzap_random.h"
 #include "synthetic_model.h"
 #include "test_paths.h"
 
@@ -52,14 +53,7 @@ class PressTest : public test::SyntheticModelTest {
   // A random linear KVzap surrogate for the synthetic model, written once per suite.
   static std::string kvzap_dir() {
     static const std::string dir = [] {
-      const HParams& hp = model_->hp();
-      KvzapModel m = KvzapModel::zeros(KvzapModel::Kind::Linear, hp.n_layer, hp.n_embd, hp.n_head_kv, 0);
-      uint64_t x = 88172645463325252ull;
-      for (int il = 0; il < hp.n_layer; ++il)
-        for (float& w : m.layer(il).w1) {
-          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-          w = static_cast<float>(x % 2001) / 1000.0f - 1.0f;
-        }
+      const KvzapModel m = test::random_linear_kvzap(*model_);
       const std::string d = (std::filesystem::temp_directory_path() / "kvz-press-kvzap").string();
       m.save(d, *model_);
       return d;
