@@ -5,7 +5,7 @@
 #
 # Usage: scripts/eval.sh [--quick | --preset NAME] [-o OUT_DIR] [MODEL_NAME] [-- extra `kvzip eval` args]
 #
-#   default suite  ten tasks (needle at 2000 tokens, the others' easy variants at 300-850
+#   default suite  ten tasks (needle: haystacks of 500 and 1,000 tokens under its 2000-token target; the others' easy variants at 300-850
 #                  tokens), 2 samples each, methods pair / pair-uniform / head, ratios
 #                  1.0 0.8 0.6 0.4 0.3 0.2 0.1: about 50 minutes for SmolLM2-135M on 2 cores
 #                  (30 for Qwen2.5-Coder-0.5B, whose full cache answers more)
