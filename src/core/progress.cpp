@@ -17,14 +17,14 @@ ProgressBar::ProgressBar(std::string label, std::string unit, bool enabled)
     : ProgressBar(std::move(label), std::move(unit), enabled ? ProgressMode::Bar : ProgressMode::Off) {}
 
 ProgressBar::ProgressBar(std::string label, std::string unit, ProgressMode mode)
-    : label_(std::move(label)), unit_(std::move(unit)), mode_(mode), enabled_(mode != ProgressMode::Off) {
+    : label_(std::move(label)), unit_(std::move(unit)), mode_(mode) {
   start_ = last_ = std::chrono::steady_clock::now();
 }
 
 ProgressBar::~ProgressBar() { finish(); }
 
 void ProgressBar::update(double done, double total) {
-  if (!enabled_ || finished_) return;
+  if (mode_ == ProgressMode::Off || finished_) return;
   const auto now = std::chrono::steady_clock::now();
   const bool lines = mode_ == ProgressMode::Lines;
   // A log gets a line per interval and none at the end (the caller reports the result).
@@ -62,7 +62,7 @@ void ProgressBar::clear() {
 }
 
 void ProgressBar::finish() {
-  if (!enabled_ || finished_) return;
+  if (mode_ == ProgressMode::Off || finished_) return;
   finished_ = true;
   if (mode_ != ProgressMode::Bar) return;
   std::fprintf(stderr, "\r\033[K");

@@ -34,7 +34,6 @@ class ProgressBar {
   static constexpr std::chrono::seconds line_interval{30};
   std::string label_, unit_;
   ProgressMode mode_;
-  bool enabled_;
   bool finished_ = false;
   std::chrono::steady_clock::time_point start_, last_;
 };

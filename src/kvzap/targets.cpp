@@ -82,11 +82,7 @@ class TargetObserver final : public LayerObserver {
         const int64_t p = slot_[row - seq_.text0];
         if (p >= 0) std::memcpy(out_.x.data() + (static_cast<size_t>(il) * out_.n_pos + p) * D, ht, D * sizeof(float));
       }
-      if (row >= seq_.rep0) {
-        double ss = 0.0;
-        for (int64_t c = 0; c < D; ++c) ss += double{ht[c]} * ht[c];
-        rlw_[row - seq_.rep0] = static_cast<float>(-0.5 * std::log(std::max(ss, 1e-300)));
-      }
+      if (row >= seq_.rep0) rlw_[row - seq_.rep0] = log_inv_norm(ht, D);
     }
   }
 

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kv/presses/kvzip.h"  // output_gram_matrices
+#include "kv/presses/kvzip.h"  // output_gram_matrices, output_norm, log_inv_norm
 #include "model/session.h"
 
 namespace kvz {
@@ -30,7 +30,6 @@ struct RepeatSequence {
 // Builds the extended prompt with the model's chat template (a plain BOS + text +
 // instruction + "\n\n" + text when the model has none we recognise).
 RepeatSequence kvzap_repeat_sequence(const Model& m, const std::vector<int32_t>& text);
-
 
 struct KvzapTargets {
   int64_t n_pos = 0;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <set>
 #include <vector>
 
 namespace kvz::test {
@@ -35,6 +36,21 @@ inline double spearman(const float* a, const float* b, int64_t n) {
     sbb += (rb[i] - mean) * (rb[i] - mean);
   }
   return sab / std::sqrt(saa * sbb);
+}
+
+// Indices of the k largest of x[0..n), ties to the lower index (a per-head kept set).
+inline std::set<int64_t> top(const float* x, int64_t n, int64_t k) {
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return x[a] > x[b]; });
+  return std::set<int64_t>(idx.begin(), idx.begin() + k);
+}
+
+// |a & b| / |a|: the share of kept set a that b keeps too.
+inline double overlap(const std::set<int64_t>& a, const std::set<int64_t>& b) {
+  int64_t both = 0;
+  for (int64_t i : a) both += b.count(i);
+  return static_cast<double>(both) / static_cast<double>(a.size());
 }
 
 }  // namespace kvz::test

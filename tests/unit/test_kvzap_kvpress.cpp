@@ -101,13 +101,6 @@ KvzapModel formula_model(KvzapModel::Kind kind, int L, int D, int H, int F, int 
   return m;
 }
 
-std::set<int64_t> top(const float* x, int64_t n, int64_t k) {
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return x[a] > x[b]; });
-  return std::set<int64_t>(idx.begin(), idx.begin() + k);
-}
-
 }  // namespace
 
 TEST(KvzapKvpress, KvpressCheckpointsLoadAndPredictAlike) {
@@ -189,10 +182,7 @@ TEST(KvzapKvpress, PressScoresMatchKvpress) {
         const float* o = ours.head(il, ih);
         const float* r = r0 + (static_cast<size_t>(il) * H + ih) * n;
         rho.push_back(test::spearman(o, r, n));
-        const auto a = top(o, n, n / 2), b = top(r, n, n / 2);
-        int64_t both = 0;
-        for (int64_t i : a) both += b.count(i);
-        ov.push_back(static_cast<double>(both) / static_cast<double>(n / 2));
+        ov.push_back(test::overlap(test::top(o, n, n / 2), test::top(r, n, n / 2)));
         for (int64_t i = 0; i < n; ++i) max_abs = std::max(max_abs, static_cast<double>(std::fabs(o[i] - r[i])));
       }
     std::filesystem::remove_all(dir);
@@ -274,10 +264,7 @@ TEST(KvzapKvpress, KvzipPlusMatchesKvpress) {
       for (int ih = 0; ih < H; ++ih) {
         const size_t off = (static_cast<size_t>(il) * H + ih) * n;
         rho.push_back(test::spearman(ln.data() + off, ref.data() + off, n));
-        const auto a = top(ln.data() + off, n, n / 2), b = top(ref.data() + off, n, n / 2);
-        int64_t both = 0;
-        for (int64_t i : a) both += b.count(i);
-        ov.push_back(static_cast<double>(both) / static_cast<double>(n / 2));
+        ov.push_back(test::overlap(test::top(ln.data() + off, n, n / 2), test::top(ref.data() + off, n, n / 2)));
       }
     return std::array<double, 4>{std::accumulate(rho.begin(), rho.end(), 0.0) / static_cast<double>(rho.size()),
                                  *std::min_element(rho.begin(), rho.end()),

@@ -84,20 +84,10 @@ const Control kControls[] = {
     {"tova as snapkv window 1 (group mean)", "tova", "snapkv", {{"window", "1"}, {"kernel", "1"}}},
 };
 
+using test::overlap;
 using test::spearman;
+using test::top;
 
-std::set<int64_t> top(const float* x, int64_t n, int64_t k) {
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return x[a] > x[b]; });
-  return std::set<int64_t>(idx.begin(), idx.begin() + k);
-}
-
-double overlap(const std::set<int64_t>& a, const std::set<int64_t>& b) {
-  int64_t both = 0;
-  for (int64_t i : a) both += b.count(i);
-  return static_cast<double>(both) / static_cast<double>(a.size());
-}
 
 }  // namespace
 

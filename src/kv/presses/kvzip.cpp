@@ -44,11 +44,7 @@ class KvzipObserver final : public LayerObserver {
     if (!grams_ || hp_.is_swa(il)) return;
     const int64_t D = hp_.n_embd;
     row_log_w_.resize(static_cast<size_t>(n));
-    for (int64_t t = 0; t < n; ++t) {
-      double ss = 0.0;
-      for (int64_t c = 0; c < D; ++c) ss += double{h[t * D + c]} * h[t * D + c];
-      row_log_w_[t] = static_cast<float>(-0.5 * std::log(std::max(ss, 1e-300)));
-    }
+    for (int64_t t = 0; t < n; ++t) row_log_w_[t] = log_inv_norm(h + t * D, D);
   }
 
   void on_layer(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) override {
@@ -207,6 +203,12 @@ float output_norm(const float* gram, const float* v, int d) {
   double q2 = 0.0;
   for (int c = 0; c < d; ++c) q2 += double{gv[c]} * v[c];
   return static_cast<float>(std::sqrt(std::max(q2, 0.0)));
+}
+
+float log_inv_norm(const float* h, int64_t d) {
+  double ss = 0.0;
+  for (int64_t c = 0; c < d; ++c) ss += double{h[c]} * h[c];
+  return static_cast<float>(-0.5 * std::log(std::max(ss, 1e-300)));
 }
 
 HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ctx_ids, const KvzipRepeatPrompt& prompt,

@@ -37,6 +37,9 @@ std::vector<float> output_gram_matrices(const Model& m, ThreadPool* pool);
 
 // ||W_O^g v||: sqrt(v^T G v) for one value row v of d_head values (G from output_gram_matrices).
 float output_norm(const float* gram, const float* v, int d);
+// -log ||h|| of one attention-input row of d values: KVzip+'s row weight, as a log
+// (ScoreKeys::row_log_w).
+float log_inv_norm(const float* h, int64_t d);
 
 // Scores every context token of a freshly prefilled session whose cache holds exactly
 // [sys (n_sys rows) | context (ctx_ids)] in every head, unpruned. Runs one repeat pass per
