@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kv/kvzip_context.h"
-#include "kv/scores.h"
+#include "cache/scores.h"
 
 namespace kvz {
 

@@ -9,7 +9,6 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "io/context_store.h"
-#include "model/model.h"
 
 namespace kvz {
 
@@ -23,23 +22,20 @@ void put(std::vector<uint8_t>& b, const T& v) {
 }
 }  // namespace
 
-void save_head_scores(const std::string& path, const Model& m, const HeadScoreFile& h) {
+void save_head_scores(const std::string& path, const ModelIdentity& id, const HeadScoreFile& h) {
   KVZ_ASSERT(h.scores.size() == static_cast<size_t>(h.n_layer) * h.n_head_kv, "head score shape");
   std::vector<uint8_t> b(kMagic, kMagic + 8);
-  put<uint64_t>(b, model_fingerprint(m));
+  put<uint64_t>(b, id.fingerprint);
   put<uint32_t>(b, h.n_layer);
   put<uint32_t>(b, h.n_head_kv);
   put<uint32_t>(b, static_cast<uint32_t>(h.source.size()));
   b.insert(b.end(), h.source.begin(), h.source.end());
   for (float x : h.scores) put<float>(b, x);
   put<uint64_t>(b, fnv1a(b.data(), b.size()));
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) fail("{}: cannot open for writing", path);
-  const bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
-  if (std::fclose(f) != 0 || !ok) fail("{}: write failed", path);
+  write_file_atomic(path, b.data(), b.size());
 }
 
-HeadScoreFile load_head_scores(const std::string& path, const Model& m) {
+HeadScoreFile load_head_scores(const std::string& path, const ModelIdentity& id) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open", path);
   std::vector<uint8_t> b((std::istreambuf_iterator<char>(in)), {});
@@ -66,8 +62,8 @@ HeadScoreFile load_head_scores(const std::string& path, const Model& m) {
   HeadScoreFile h;
   h.source.assign(reinterpret_cast<const char*>(b.data() + off), ns);
   off += ns;
-  if (static_cast<int>(L) != m.hp().n_layer || static_cast<int>(H) != m.hp().n_head_kv)
-    fail("{}: scores for {} layers x {} KV heads, the model has {} x {}", path, L, H, m.hp().n_layer, m.hp().n_head_kv);
+  if (static_cast<int>(L) != id.n_layer || static_cast<int>(H) != id.n_head_kv)
+    fail("{}: scores for {} layers x {} KV heads, the model has {} x {}", path, L, H, id.n_layer, id.n_head_kv);
   h.n_layer = static_cast<int>(L);
   h.n_head_kv = static_cast<int>(H);
   h.scores.resize(static_cast<size_t>(L) * H);
@@ -79,7 +75,7 @@ HeadScoreFile load_head_scores(const std::string& path, const Model& m) {
   get(sum, "checksum");
   if (off != b.size()) fail("{}: {} trailing bytes (corrupt file)", path, b.size() - off);
   if (sum != fnv1a(b.data(), body)) fail("{}: checksum mismatch (corrupt file)", path);
-  if (fp != model_fingerprint(m)) fail("{}: these head scores were computed for a different model", path);
+  if (fp != id.fingerprint) fail("{}: these head scores were computed for a different model", path);
   for (float x : h.scores)
     if (!std::isfinite(x)) fail("{}: non-finite head score", path);
   return h;

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace kvz {
+#include "io/model_identity.h"
 
-class Model;
+namespace kvz {
 
 struct HeadScoreFile {
   int n_layer = 0, n_head_kv = 0;
@@ -17,8 +17,8 @@ struct HeadScoreFile {
   std::vector<float> scores;   // [n_layer][n_head_kv]
 };
 
-void save_head_scores(const std::string& path, const Model& m, const HeadScoreFile& h);
+void save_head_scores(const std::string& path, const ModelIdentity& id, const HeadScoreFile& h);
 // Throws kvz::Error for another model's file, a corrupt or truncated file.
-HeadScoreFile load_head_scores(const std::string& path, const Model& m);
+HeadScoreFile load_head_scores(const std::string& path, const ModelIdentity& id);
 
 }  // namespace kvz

@@ -5,7 +5,6 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "io/context_store.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "kernels/types.h"
@@ -109,7 +108,7 @@ KvzapModel KvzapModel::load(const std::string& dir, const Model& model) {
          "{} KV heads)",
          dir, m.n_layer(), m.d_in(), m.n_out(), hp.n_layer, hp.n_embd, hp.n_head_kv);
   if (m.info_.contains("model_fingerprint")) {
-    const std::string want = hex64(model_fingerprint(model));
+    const std::string want = hex64(model.identity().fingerprint);
     if (m.info_["model_fingerprint"] != want)
       fail("{}: KVzap weights were trained for another model ('{}', fingerprint {}; loaded model {})", dir,
            m.info_.value("model_name", std::string("?")), m.info_["model_fingerprint"].dump(), want);
@@ -152,7 +151,7 @@ void KvzapModel::save_untagged(const std::string& dir) const {
 void KvzapModel::save(const std::string& dir, const Model& m, const nlohmann::json& info) const {
   KvzapModel tagged = *this;
   tagged.info_ = info.is_object() ? info : nlohmann::json::object();
-  tagged.info_["model_fingerprint"] = hex64(model_fingerprint(m));
+  tagged.info_["model_fingerprint"] = hex64(m.identity().fingerprint);
   tagged.info_["model_name"] = m.hp().name;
   tagged.info_["model_arch"] = m.hp().arch;
   tagged.save_untagged(dir);

@@ -17,12 +17,25 @@ std::string strip(const std::string& s) {
 }
 }  // namespace
 
-KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
-    : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max, opt_.kv_type) {
-  const auto& vocab = model.tokenizer().vocab();
+KvzipTemplate model_kvzip_template(const Model& m, const std::string& task, bool think_block) {
+  const auto& vocab = m.tokenizer().vocab();
   const ChatFamily fam = detect_chat_family(vocab.chat_template);
   const bool has_bos = vocab.add_bos && vocab.bos_id >= 0 && vocab.bos_id < static_cast<int32_t>(vocab.tokens.size());
-  tmpl_ = kvzip_template(fam, opt_.task, opt_.think_block, has_bos ? vocab.tokens[vocab.bos_id] : "");
+  return kvzip_template(fam, task, think_block, has_bos ? vocab.tokens[vocab.bos_id] : "");
+}
+
+std::vector<int32_t> kvzip_question_ids(const Model& m, const KvzipTemplate& t, const std::string& question) {
+  // Template pieces contain special-token text that must map to single ids; no BOS is
+  // added automatically (kvzip-spec §9.5).
+  std::vector<int32_t> ids = m.tokenizer().encode("\n\n" + strip(question), false, true);
+  const std::vector<int32_t> post = m.tokenizer().encode(t.postfix, false, true);
+  ids.insert(ids.end(), post.begin(), post.end());
+  return ids;
+}
+
+KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
+    : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max, opt_.kv_type) {
+  tmpl_ = model_kvzip_template(model, opt_.task, opt_.think_block);
   sys_ids_ = enc(tmpl_.prefix);
   postfix_ids_ = enc(tmpl_.postfix);
   n_sys_ = static_cast<int64_t>(sys_ids_.size());
@@ -53,7 +66,7 @@ void KvzipContext::prefill_ids(const std::vector<int32_t>& ctx_ids, const std::f
   ctx_ids_ = ctx_ids;
   std::vector<int32_t> ids = sys_ids_;
   ids.insert(ids.end(), ctx_ids.begin(), ctx_ids.end());
-  session_.forward(ids, LogitsMode::None, nullptr, 512, progress);
+  session_.forward(ids, LogitsMode::None, nullptr, opt_.n_batch, progress);
 }
 
 const HeadScores& KvzipContext::score(const std::function<void(int64_t, int64_t)>& progress) {
@@ -69,9 +82,7 @@ const HeadScores& KvzipContext::score(const std::function<void(int64_t, int64_t)
 }
 
 std::vector<int32_t> KvzipContext::question_ids(const std::string& question) const {
-  std::vector<int32_t> ids = enc("\n\n" + strip(question));
-  ids.insert(ids.end(), postfix_ids_.begin(), postfix_ids_.end());
-  return ids;
+  return kvzip_question_ids(model_, tmpl_, question);
 }
 
 void KvzipContext::restore_full() {
@@ -230,8 +241,7 @@ std::vector<float> KvzipContext::answer_logprobs(const std::string& question, co
   return out;
 }
 
-void KvzipContext::save(const std::string& path) const {
-  if (ctx_ids_.empty()) fail("save: no context was prefilled");
+StoredContext KvzipContext::stored() const {
   StoredContext meta;
   meta.n_sys = n_sys_;
   meta.n_pos = session_.n_pos();
@@ -239,12 +249,19 @@ void KvzipContext::save(const std::string& path) const {
   meta.sys_ids = sys_ids_;
   meta.ctx_ids = ctx_ids_;
   meta.scores = scores_;
-  save_context(path, model_, meta, session_.cache());
+  return meta;
+}
+
+void KvzipContext::save(const std::string& path, const std::string& info) const {
+  if (ctx_ids_.empty()) fail("save: no context was prefilled");
+  StoredContext meta = stored();
+  meta.info = info;
+  save_context(path, model_.identity(), meta, session_.cache());
 }
 
 void KvzipContext::load(const std::string& path) {
   StoredContext meta;
-  KvCache cache = load_context(path, model_, meta);  // throws before anything changes
+  KvCache cache = load_context(path, model_.identity(), meta);  // throws before anything changes
   if (meta.sys_ids != sys_ids_)
     fail("{}: the context was saved with another system prompt/template ({} tokens, this one {})", path,
          meta.sys_ids.size(), sys_ids_.size());

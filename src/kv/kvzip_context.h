@@ -9,11 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "io/context_store.h"
 #include "kv/kvzip_template.h"
 #include "kv/policy.h"
 #include "kv/press.h"
 #include "kv/presses/kvzip.h"
-#include "kv/scores.h"
+#include "cache/scores.h"
 #include "model/generate.h"
 #include "model/session.h"
 
@@ -41,8 +42,16 @@ struct ContextOptions {
   bool retain_full = false;
   // Storage of the cache rows (f16 as llama.cpp; q8_0 halves KV memory and decode traffic).
   KvType kv_type = KvType::F16;
+  // Prefill batch (tokens per forward call; progress is reported after each).
+  int64_t n_batch = 512;
   KvzipScoreOptions scoring;
 };
+
+// The template the model's chat family gives KVzip (kvzip_template.h), and the ids a
+// question is fed as after a context: enc("\n\n" + question) ++ postfix. Free functions, so
+// that a context restored from a file (the server's) is queried exactly as KvzipContext::query.
+KvzipTemplate model_kvzip_template(const Model& m, const std::string& task = "qa", bool think_block = false);
+std::vector<int32_t> kvzip_question_ids(const Model& m, const KvzipTemplate& t, const std::string& question);
 
 class KvzipContext {
  public:
@@ -95,7 +104,9 @@ class KvzipContext {
   // Persist / restore the context (its current, possibly pruned cache, ids and scores)
   // to a versioned, checksummed, zstd-compressed file (io/context_store.h). Loading a file
   // made for another model or a corrupt file throws and leaves this context unchanged.
-  void save(const std::string& path) const;
+  void save(const std::string& path, const std::string& info = "") const;
+  // What save() writes besides the cache: ids, position counter, scores.
+  StoredContext stored() const;
   void load(const std::string& path);
 
   Session& session() { return session_; }

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kv/scores.h"
+#include "cache/scores.h"
 
 namespace kvz {
 

@@ -22,7 +22,7 @@
 
 #include "kv/policy.h"
 #include "kv/presses/kvzip.h"
-#include "kv/scores.h"
+#include "cache/scores.h"
 #include "model/session.h"
 
 namespace kvz {

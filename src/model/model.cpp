@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/hf_source.h"
+#include "model/identity.h"
 
 namespace kvz {
 
@@ -67,6 +68,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const std::function<
     if (progress) progress(total ? static_cast<double>(done) / total : 1.0);
   }
   if (opt.interleave) m->interleave_weights();
+  m->id_ = model_identity(*m);
   return m;
 }
 

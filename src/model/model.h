@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "io/model_identity.h"
 #include "io/tensor_source.h"
 #include "kernels/types.h"
 #include "model/hparams.h"
@@ -65,6 +66,8 @@ class Model {
   size_t weight_bytes_per_token() const;
   // Bytes of weights held in the interleaved layout (0 when LoadOptions::interleave is off).
   size_t interleaved_bytes() const { return repacked_.size; }
+  // Fingerprint and shapes, for the files saved beside the model (computed once at load).
+  const ModelIdentity& identity() const { return id_; }
 
  private:
   void interleave_weights();
@@ -84,6 +87,7 @@ class Model {
   Weights w_;
   std::unique_ptr<Tokenizer> tok_;
   Mapping repacked_;
+  ModelIdentity id_;
 };
 
 // How a family's Hugging Face folder maps onto the GGUF vocabulary its loader reads

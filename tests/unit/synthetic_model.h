@@ -13,7 +13,7 @@
 #include <memory>
 
 #include "io/gguf_writer.h"
-#include "kv/head_cache.h"
+#include "cache/head_cache.h"
 #include "model/model.h"
 
 namespace kvz::test {

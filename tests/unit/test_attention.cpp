@@ -10,7 +10,7 @@
 #include "core/fp16.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
-#include "kv/head_cache.h"
+#include "cache/head_cache.h"
 #include "model/blocks.h"
 
 using namespace kvz;

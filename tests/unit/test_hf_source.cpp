@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "io/context_store.h"
+#include "model/identity.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/hf_source.h"

@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "kv/head_cache.h"
+#include "cache/head_cache.h"
 
 using namespace kvz;
 

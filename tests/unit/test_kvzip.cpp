@@ -446,8 +446,8 @@ TEST_F(KvzipTest, HeadScoreFileRoundTripAndHeadLevelPrune) {
   h.scores = head_scores_from_pairs(c.scores());
   h.source = "unit test";
   const std::string path = "/tmp/kvzip-test-heads-" + std::to_string(::getpid()) + ".kvzh";
-  save_head_scores(path, *model_, h);
-  const HeadScoreFile r = load_head_scores(path, *model_);
+  save_head_scores(path, model_->identity(), h);
+  const HeadScoreFile r = load_head_scores(path, model_->identity());
   EXPECT_EQ(r.scores, h.scores);
   EXPECT_EQ(r.source, "unit test");
   const PruneReport pr = c.prune_heads(r.scores, 0.5);
@@ -467,7 +467,7 @@ TEST_F(KvzipTest, HeadScoreFileRoundTripAndHeadLevelPrune) {
     std::fputc(0x7f, f);
     std::fclose(f);
   }
-  EXPECT_THROW(load_head_scores(path, *model_), Error);
+  EXPECT_THROW(load_head_scores(path, model_->identity()), Error);
   std::remove(path.c_str());
 }
 

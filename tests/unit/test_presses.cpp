@@ -346,7 +346,7 @@ TEST_F(PressTest, DuoAttentionKeepsWindowsThenWholeHeadsBestFirst) {
   hf.scores.resize(L * H);
   for (int i = 0; i < L * H; ++i) hf.scores[i] = static_cast<float>((i * 3) % (L * H));  // a permutation
   const std::string path = ::testing::TempDir() + "duo_heads.kvzh";
-  save_head_scores(path, *model_, hf);
+  save_head_scores(path, model_->identity(), hf);
   const int64_t recent = 10, sink = c.n_sys() + 5;
   auto press = make_press("duo_attention",
                           {{"head_scores", path}, {"sink", std::to_string(sink)}, {"recent", std::to_string(recent)}});

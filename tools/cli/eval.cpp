@@ -207,7 +207,7 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
         kvzap_default_dir(o.kvzap_dir, o.model, std::string(home ? home : ".") + "/.cache/kvzip");
     KvzapModel::load(eo.method_env.kvzap_dir, *model);  // a wrong or missing file fails before any work
   }
-  if (!o.head_scores.empty()) eo.method_env.head_scores = load_head_scores(o.head_scores, *model).scores;
+  if (!o.head_scores.empty()) eo.method_env.head_scores = load_head_scores(o.head_scores, model->identity()).scores;
   ThreadPool pool(o.threads);
   int bad = 0;
   const size_t done_before = done_record_keys(o.out, &bad).size();

@@ -383,7 +383,7 @@ int compare_full_and_compressed(const AskOpts& o, const std::string& context, co
   if (!o.query_aware) {
     t0 = clock::now();
     if (so.level == PruneLevel::Head && !o.head_scores.empty()) {
-      const HeadScoreFile hs = load_head_scores(o.head_scores, *m);  // context-independent scores
+      const HeadScoreFile hs = load_head_scores(o.head_scores, m->identity());  // context-independent scores
       fmt::print("head scores from {} ({})\n", o.head_scores, hs.source);
       pr = ctx.prune_heads(hs.scores, o.ratio);
     } else {
@@ -622,7 +622,7 @@ int main(int argc, char** argv) {
       h.n_head_kv = m->hp().n_head_kv;
       h.scores = head_scores_from_pairs(ctx.scores());
       h.source = fmt::format("{} ({} tokens)", sh_context.empty() ? "kvzip demo document" : sh_context, ctx.n_ctx());
-      save_head_scores(sh_out, *m, h);
+      save_head_scores(sh_out, m->identity(), h);
       fmt::print("wrote {}: {} x {} head scores from {} in {:.1f} s\n", sh_out, h.n_layer, h.n_head_kv, h.source,
                  std::chrono::duration<double>(clock::now() - t0).count());
       return 0;

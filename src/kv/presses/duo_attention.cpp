@@ -27,7 +27,7 @@ struct DuoAttention final : Press {
     const HParams& hp = m.hp();
     std::vector<float> hs;
     if (!path.empty()) {
-      hs = load_head_scores(path, m).scores;
+      hs = load_head_scores(path, m.identity()).scores;
     } else {
       KvzipScoreOptions so;
       hs = head_scores_from_pairs(kvzip_score(in.session, in.n_sys, in.ctx_ids, in.repeat, so, in.progress));

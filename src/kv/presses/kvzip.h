@@ -8,7 +8,7 @@
 #include <functional>
 #include <vector>
 
-#include "kv/scores.h"
+#include "cache/scores.h"
 #include "model/session.h"
 
 namespace kvz {

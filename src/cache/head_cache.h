@@ -30,6 +30,7 @@ struct HeadSegment {
 class KvCache {
  public:
   KvCache(int n_layer, int n_head_kv, int d_head, KvType type = KvType::F16);
+  KvCache() : KvCache(0, 0, 0) {}  // empty, to be assigned
   KvCache(KvCache&&) = default;
   KvCache& operator=(KvCache&&) = default;
 

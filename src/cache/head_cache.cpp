@@ -1,4 +1,4 @@
-#include "kv/head_cache.h"
+#include "cache/head_cache.h"
 
 #include <algorithm>
 #include <cstring>
@@ -14,7 +14,8 @@ KvCache::KvCache(int n_layer, int n_head_kv, int d_head, KvType type)
       type_(type),
       rb_(kv_row_bytes(type, d_head)),
       segs_(static_cast<size_t>(n_layer) * n_head_kv) {
-  KVZ_ASSERT(n_layer > 0 && n_head_kv > 0 && d_head > 0, "bad cache shape {}x{}x{}", n_layer, n_head_kv, d_head);
+  const bool empty = n_layer == 0 && n_head_kv == 0 && d_head == 0;  // KvCache(): to be assigned
+  KVZ_ASSERT(empty || (n_layer > 0 && n_head_kv > 0 && d_head > 0), "bad cache shape {}x{}x{}", n_layer, n_head_kv, d_head);
   if (type == KvType::Q8_0 && d_head % 32 != 0)
     fail("a q8_0 KV cache needs a head size that is a multiple of 32 (this model's is {}); use f16", d_head);
 }
