@@ -62,27 +62,116 @@ void Session::shrink_windows() {
   }
 }
 
-void Session::ensure_scratch(int64_t n) {
-  // The cache can be replaced by one of another row type (a loaded context): size its rows here.
-  const size_t kv_rows = static_cast<size_t>(n) * model_.hp().n_head_kv * cache_.row_bytes();
-  if (kq_.size() < kv_rows) {
-    kq_.resize(kv_rows);
-    vq_.resize(kv_rows);
+void ForwardScratch::ensure(const HParams& hp, int64_t n_rows, size_t kv_row_bytes) {
+  // A cache can be replaced by one of another row type (a loaded context): size its rows here.
+  const size_t kv_rows = static_cast<size_t>(n_rows) * hp.n_head_kv * kv_row_bytes;
+  if (kq.size() < kv_rows) {
+    kq.resize(kv_rows);
+    vq.resize(kv_rows);
   }
-  if (n <= scratch_n_) return;
-  const HParams& hp = model_.hp();
+  if (n_rows <= n) return;
   const size_t dq = static_cast<size_t>(hp.n_head) * hp.d_head, dkv = static_cast<size_t>(hp.n_head_kv) * hp.d_head;
-  x_.resize(n * hp.n_embd);
-  h_.resize(n * std::max<size_t>(hp.n_embd, dq));
-  q_.resize(n * dq);
-  k_.resize(n * dkv);
-  v_.resize(n * dkv);
-  attn_.resize(n * dq);
-  gate_.resize(n * hp.n_ff);
-  up_.resize(n * hp.n_ff);
-  pos_.resize(n);
-  scratch_n_ = n;
+  x.resize(n_rows * hp.n_embd);
+  h.resize(n_rows * std::max<size_t>(hp.n_embd, dq));
+  q.resize(n_rows * dq);
+  k.resize(n_rows * dkv);
+  v.resize(n_rows * dkv);
+  attn.resize(n_rows * dq);
+  gate.resize(n_rows * hp.n_ff);
+  up.resize(n_rows * hp.n_ff);
+  pos.resize(n_rows);
+  n = n_rows;
 }
+
+namespace {
+
+// The layers of one forward batch of n rows at positions sc.pos[0, n), shared by a
+// session's own batches and the multi-session decode step. In every layer
+// `on_attn_input(il)` sees the attention input (sc.h) and `kv_attend(il)` stores the rows'
+// post-RoPE K and V (f32 in sc.k, sc.v) in the cache(s) and leaves the attention output in
+// sc.attn; the rest (projections, norms, FFN, logits) is the same for every row.
+template <typename OnAttnInput, typename KvAttend>
+void run_layers(const Model& model, ThreadPool& pool, ForwardScratch& sc, const int32_t* tokens, int64_t n,
+                LogitsMode mode, float* logits, OnAttnInput&& on_attn_input, KvAttend&& kv_attend) {
+  const HParams& hp = model.hp();
+  const Weights& w = model.w();
+  const int64_t d = hp.n_embd, dh = hp.d_head;
+  const int64_t dq = int64_t{hp.n_head} * dh, dkv = int64_t{hp.n_head_kv} * dh;
+  for (int64_t t = 0; t < n; ++t) get_row(w.tok_embd, tokens[t], sc.x.data() + t * d);
+  if (hp.embd_scale != 1.0f)
+    for (int64_t i = 0; i < n * d; ++i) sc.x[i] *= hp.embd_scale;
+  sc.rope.build(hp, w.rope_freqs, sc.pos.data(), n);
+  if (hp.n_swa > 0) sc.rope_swa.build(hp, w.rope_freqs, sc.pos.data(), n, /*local=*/true);
+
+  for (int il = 0; il < hp.n_layer; ++il) {
+    const LayerWeights& l = w.layers[il];
+    const RopeTable& rope = hp.is_swa(il) ? sc.rope_swa : sc.rope;
+    for (int64_t t = 0; t < n; ++t) rms_norm(sc.x.data() + t * d, l.attn_norm, sc.h.data() + t * d, d, hp.norm_eps);
+    on_attn_input(il);
+    {  // one dispatch, activations quantized once for all three
+      const WeightView wqkv[3] = {l.wq, l.wk, l.wv};
+      float* const yqkv[3] = {sc.q.data(), sc.k.data(), sc.v.data()};
+      matmul_multi(wqkv, 3, sc.h.data(), n, yqkv, &pool);
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      float* qt = sc.q.data() + t * dq;
+      float* kt = sc.k.data() + t * dkv;
+      float* vt = sc.v.data() + t * dkv;
+      if (l.bq) {
+        for (int64_t i = 0; i < dq; ++i) qt[i] += l.bq[i];
+        for (int64_t i = 0; i < dkv; ++i) kt[i] += l.bk[i];
+        for (int64_t i = 0; i < dkv; ++i) vt[i] += l.bv[i];
+      }
+      if (l.q_norm) {
+        for (int h = 0; h < hp.n_head; ++h) rms_norm(qt + h * dh, l.q_norm, qt + h * dh, dh, hp.norm_eps);
+        for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(kt + h * dh, l.k_norm, kt + h * dh, dh, hp.norm_eps);
+      }
+      const float* c = rope.cos.data() + t * rope.half;
+      const float* s = rope.sin.data() + t * rope.half;
+      rope_apply(qt, hp.n_head, static_cast<int>(dh), hp.rope_style, c, s);
+      rope_apply(kt, hp.n_head_kv, static_cast<int>(dh), hp.rope_style, c, s);
+    }
+    kv_attend(il);
+    matmul(l.wo, sc.attn.data(), n, sc.h.data(), &pool);
+    if (l.attn_post_norm)
+      for (int64_t t = 0; t < n; ++t)
+        rms_norm(sc.h.data() + t * d, l.attn_post_norm, sc.h.data() + t * d, d, hp.norm_eps);
+    for (int64_t i = 0; i < n * d; ++i) sc.x[i] += sc.h[i];
+
+    for (int64_t t = 0; t < n; ++t) rms_norm(sc.x.data() + t * d, l.ffn_norm, sc.h.data() + t * d, d, hp.norm_eps);
+    {
+      const WeightView wgu[2] = {l.w_gate, l.w_up};
+      float* const ygu[2] = {sc.gate.data(), sc.up.data()};
+      matmul_multi(wgu, 2, sc.h.data(), n, ygu, &pool);
+    }
+    {  // gated activation, split over the pool in runs of whole 8-wide vectors. GeGLU stays
+       // the scalar tanh form, ggml's own expression: the vectorised sigmoid form (exact to
+       // 2e-6) moved Gemma 3's logits on the 1,425-token parity prompt from p99 1.84 to 2.98
+       // off llama.cpp (its own flash-attention on/off noise there: 1.89).
+      const bool gelu = hp.ffn_act == FfnAct::GeluTanh;
+      const int64_t total = n * hp.n_ff, run = 4096;
+      pool.parallel_for((total + run - 1) / run, [&](int64_t b, int64_t e, int) {
+        const int64_t lo = b * run, hi = std::min(total, e * run);
+        (gelu ? geglu_tanh : swiglu_vec)(sc.gate.data() + lo, sc.up.data() + lo, sc.gate.data() + lo, hi - lo);
+      });
+    }
+    matmul(l.w_down, sc.gate.data(), n, sc.h.data(), &pool);
+    if (l.ffn_post_norm)
+      for (int64_t t = 0; t < n; ++t)
+        rms_norm(sc.h.data() + t * d, l.ffn_post_norm, sc.h.data() + t * d, d, hp.norm_eps);
+    for (int64_t i = 0; i < n * d; ++i) sc.x[i] += sc.h[i];
+  }
+
+  if (mode == LogitsMode::None) return;
+  const int64_t first = mode == LogitsMode::All ? 0 : n - 1;
+  const int64_t m = n - first;
+  for (int64_t t = first; t < n; ++t)
+    rms_norm(sc.x.data() + t * d, w.output_norm, sc.h.data() + (t - first) * d, d, hp.norm_eps);
+  matmul(w.output, sc.h.data(), m, logits, &pool);
+  if (hp.logit_softcap > 0.0f) softcap(logits, m * hp.n_vocab, hp.logit_softcap);
+}
+
+}  // namespace
 
 void Session::forward(std::span<const int32_t> tokens, LogitsMode mode, std::vector<float>* logits, int64_t n_batch,
                       const std::function<void(int64_t, int64_t)>& progress) {
@@ -114,101 +203,103 @@ void Session::forward(std::span<const int32_t> tokens, LogitsMode mode, std::vec
   }
 }
 
+// Appends n rows ([n][n_head_kv] rows of the cache's type in kq / vq) to every head of
+// layer il; base_len[ih] receives each head's length before them.
+void Session::append_rows(int il, int64_t n, const uint8_t* kq, const uint8_t* vq, const int32_t* pos,
+                          std::vector<int64_t>& base_len) {
+  const int H = model_.hp().n_head_kv;
+  const size_t rb = cache_.row_bytes();
+  for (int ih = 0; ih < H; ++ih) {
+    base_len[ih] = cache_.seg(il, ih).len;
+    for (int64_t t = 0; t < n; ++t) {
+      const size_t row = (static_cast<size_t>(t) * H + ih) * rb;
+      cache_.append(il, ih, kq + row, vq + row, pos[t]);
+    }
+  }
+}
+
 void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits) {
   const HParams& hp = model_.hp();
-  const Weights& w = model_.w();
-  const int64_t d = hp.n_embd, dh = hp.d_head;
-  const int64_t dq = int64_t{hp.n_head} * dh, dkv = int64_t{hp.n_head_kv} * dh;
-  ensure_scratch(n);
+  sc_.ensure(hp, n, cache_.row_bytes());
   if (hp.n_swa > 0) trim_windows();
   cache_.reserve_extra(n);
-
-  for (int64_t t = 0; t < n; ++t) {
-    get_row(w.tok_embd, tokens[t], x_.data() + t * d);
-    pos_[t] = static_cast<int32_t>(n_pos_ + t);
-  }
-  if (hp.embd_scale != 1.0f)
-    for (int64_t i = 0; i < n * d; ++i) x_[i] *= hp.embd_scale;
-  rope_.build(hp, w.rope_freqs, pos_.data(), n);
-  if (hp.n_swa > 0) rope_swa_.build(hp, w.rope_freqs, pos_.data(), n, /*local=*/true);
-
+  for (int64_t t = 0; t < n; ++t) sc_.pos[t] = static_cast<int32_t>(n_pos_ + t);
   std::vector<int64_t> base_len(hp.n_head_kv);
-  for (int il = 0; il < hp.n_layer; ++il) {
-    const LayerWeights& l = w.layers[il];
-    const RopeTable& rope = hp.is_swa(il) ? rope_swa_ : rope_;
-    for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.attn_norm, h_.data() + t * d, d, hp.norm_eps);
-    if (observer_) observer_->on_attn_input(il, h_.data(), n, cache_, pool_);
-    {  // one dispatch, activations quantized once for all three
-      const WeightView wqkv[3] = {l.wq, l.wk, l.wv};
-      float* const yqkv[3] = {q_.data(), k_.data(), v_.data()};
-      matmul_multi(wqkv, 3, h_.data(), n, yqkv, &pool_);
-    }
-    for (int64_t t = 0; t < n; ++t) {
-      float* qt = q_.data() + t * dq;
-      float* kt = k_.data() + t * dkv;
-      float* vt = v_.data() + t * dkv;
-      if (l.bq) {
-        for (int64_t i = 0; i < dq; ++i) qt[i] += l.bq[i];
-        for (int64_t i = 0; i < dkv; ++i) kt[i] += l.bk[i];
-        for (int64_t i = 0; i < dkv; ++i) vt[i] += l.bv[i];
-      }
-      if (l.q_norm) {
-        for (int h = 0; h < hp.n_head; ++h) rms_norm(qt + h * dh, l.q_norm, qt + h * dh, dh, hp.norm_eps);
-        for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(kt + h * dh, l.k_norm, kt + h * dh, dh, hp.norm_eps);
-      }
-      const float* c = rope.cos.data() + t * rope.half;
-      const float* s = rope.sin.data() + t * rope.half;
-      rope_apply(qt, hp.n_head, static_cast<int>(dh), hp.rope_style, c, s);
-      rope_apply(kt, hp.n_head_kv, static_cast<int>(dh), hp.rope_style, c, s);
-    }
-    // K/V rows to the cache's storage type: [n][n_head_kv] rows of rb bytes.
-    const size_t rb = cache_.row_bytes();
-    f32_to_kv_rows(cache_.type(), k_.data(), kq_.data(), n * hp.n_head_kv, static_cast<int>(dh));
-    f32_to_kv_rows(cache_.type(), v_.data(), vq_.data(), n * hp.n_head_kv, static_cast<int>(dh));
-    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
-      base_len[ih] = cache_.seg(il, ih).len;
-      for (int64_t t = 0; t < n; ++t) {
-        const size_t row = (static_cast<size_t>(t) * hp.n_head_kv + ih) * rb;
-        cache_.append(il, ih, kq_.data() + row, vq_.data() + row, pos_[t]);
-      }
-    }
-    if (observer_) observer_->on_layer(il, q_.data(), n, cache_, pool_);
-    attention(il, n, base_len);
-    matmul(l.wo, attn_.data(), n, h_.data(), &pool_);
-    if (l.attn_post_norm)
-      for (int64_t t = 0; t < n; ++t) rms_norm(h_.data() + t * d, l.attn_post_norm, h_.data() + t * d, d, hp.norm_eps);
-    for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];
-
-    for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, l.ffn_norm, h_.data() + t * d, d, hp.norm_eps);
-    {
-      const WeightView wgu[2] = {l.w_gate, l.w_up};
-      float* const ygu[2] = {gate_.data(), up_.data()};
-      matmul_multi(wgu, 2, h_.data(), n, ygu, &pool_);
-    }
-    {  // gated activation, split over the pool in runs of whole 8-wide vectors. GeGLU stays
-       // the scalar tanh form, ggml's own expression: the vectorised sigmoid form (exact to
-       // 2e-6) moved Gemma 3's logits on the 1,425-token parity prompt from p99 1.84 to 2.98
-       // off llama.cpp (its own flash-attention on/off noise there: 1.89).
-      const bool gelu = hp.ffn_act == FfnAct::GeluTanh;
-      const int64_t total = n * hp.n_ff, run = 4096;
-      pool_.parallel_for((total + run - 1) / run, [&](int64_t b, int64_t e, int) {
-        const int64_t lo = b * run, hi = std::min(total, e * run);
-        (gelu ? geglu_tanh : swiglu_vec)(gate_.data() + lo, up_.data() + lo, gate_.data() + lo, hi - lo);
+  run_layers(
+      model_, pool_, sc_, tokens, n, mode, logits,
+      [&](int il) {
+        if (observer_) observer_->on_attn_input(il, sc_.h.data(), n, cache_, pool_);
+      },
+      [&](int il) {
+        // K/V rows to the cache's storage type: [n][n_head_kv] rows of rb bytes.
+        f32_to_kv_rows(cache_.type(), sc_.k.data(), sc_.kq.data(), n * hp.n_head_kv, hp.d_head);
+        f32_to_kv_rows(cache_.type(), sc_.v.data(), sc_.vq.data(), n * hp.n_head_kv, hp.d_head);
+        append_rows(il, n, sc_.kq.data(), sc_.vq.data(), sc_.pos.data(), base_len);
+        if (observer_) observer_->on_layer(il, sc_.q.data(), n, cache_, pool_);
+        attention(il, n, base_len);
       });
-    }
-    matmul(l.w_down, gate_.data(), n, h_.data(), &pool_);
-    if (l.ffn_post_norm)
-      for (int64_t t = 0; t < n; ++t) rms_norm(h_.data() + t * d, l.ffn_post_norm, h_.data() + t * d, d, hp.norm_eps);
-    for (int64_t i = 0; i < n * d; ++i) x_[i] += h_[i];
-  }
   n_pos_ += n;
+}
 
-  if (mode == LogitsMode::None) return;
-  const int64_t first = mode == LogitsMode::All ? 0 : n - 1;
-  const int64_t m = n - first;
-  for (int64_t t = first; t < n; ++t) rms_norm(x_.data() + t * d, w.output_norm, h_.data() + (t - first) * d, d, hp.norm_eps);
-  matmul(w.output, h_.data(), m, logits, &pool_);
-  if (hp.logit_softcap > 0.0f) softcap(logits, m * hp.n_vocab, hp.logit_softcap);
+void Session::forward_step(std::span<Session* const> ss, std::span<const int32_t> tokens, float* logits,
+                           ForwardScratch& sc) {
+  const int64_t n = static_cast<int64_t>(ss.size());
+  KVZ_ASSERT(n > 0 && tokens.size() == ss.size() && n <= kAttnMaxRows, "forward_step of {} sessions, {} tokens", n,
+             tokens.size());
+  const Model& model = ss[0]->model_;
+  ThreadPool& pool = ss[0]->pool_;
+  const HParams& hp = model.hp();
+  size_t rb_max = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    Session& s = *ss[i];
+    KVZ_ASSERT(&s.model_ == &model && &s.pool_ == &pool && !s.observer_, "forward_step: mixed sessions");
+    if (s.n_pos_ + 1 > s.n_ctx_max_)
+      fail("context of {} tokens exceeds the limit of {} tokens", s.n_pos_ + 1, s.n_ctx_max_);
+    if (tokens[i] < 0 || tokens[i] >= hp.n_vocab)
+      fail("token id {} is outside the vocabulary [0, {})", tokens[i], hp.n_vocab);
+    if (hp.n_swa > 0) s.trim_windows();
+    s.cache_.reserve_extra(1);
+    rb_max = std::max(rb_max, s.cache_.row_bytes());
+    for (int64_t j = 0; j < i; ++j) KVZ_ASSERT(ss[j] != ss[i], "forward_step: a session appears twice");
+  }
+  sc.ensure(hp, n, rb_max);
+  for (int64_t i = 0; i < n; ++i) sc.pos[i] = static_cast<int32_t>(ss[i]->n_pos_);
+  const int G = hp.n_group(), H = hp.n_head_kv;
+  const int64_t dh = hp.d_head, dq = int64_t{hp.n_head} * dh, dkv = int64_t{H} * dh;
+  const float scale = hp.softmax_scale();
+  run_layers(
+      model, pool, sc, tokens.data(), n, LogitsMode::All, logits, [](int) {},
+      [&](int il) {
+        const bool local = hp.is_swa(il);
+        for (int64_t i = 0; i < n; ++i) {  // each row's K/V to its own session, in its cache's type
+          Session& s = *ss[i];
+          const size_t rb = s.cache_.row_bytes();
+          uint8_t* kq = sc.kq.data() + i * H * rb_max;
+          uint8_t* vq = sc.vq.data() + i * H * rb_max;
+          f32_to_kv_rows(s.cache_.type(), sc.k.data() + i * dkv, kq, H, hp.d_head);
+          f32_to_kv_rows(s.cache_.type(), sc.v.data() + i * dkv, vq, H, hp.d_head);
+          for (int ih = 0; ih < H; ++ih) s.cache_.append(il, ih, kq + ih * rb, vq + ih * rb, sc.pos[i]);
+        }
+        // One item per (row, KV head): the G query heads of the group over that head's rows.
+        pool.parallel_for(n * H, [&](int64_t begin, int64_t end, int) {
+          for (int64_t item = begin; item < end; ++item) {
+            const int64_t i = item / H;
+            const int ih = static_cast<int>(item % H);
+            const Session& s = *ss[i];
+            const HeadSegment& seg = s.cache_.seg(il, ih);
+            int64_t start[kAttnMaxRows], limit[kAttnMaxRows];
+            const int64_t first = local ? s.window_start(seg, seg.len, sc.pos[i]) : 0;
+            for (int g = 0; g < G; ++g) {
+              start[g] = first;
+              limit[g] = seg.len;
+            }
+            const int64_t off = i * dq + int64_t{ih} * G * dh;
+            attend_head(sc.q.data() + off, dh, G, local ? start : nullptr, limit, seg.k.get(), seg.v.get(),
+                        s.cache_.type(), static_cast<int>(dh), scale, sc.attn.data() + off, dh);
+          }
+        });
+      });
+  for (int64_t i = 0; i < n; ++i) ss[i]->n_pos_ += 1;
 }
 
 // Attention of the batch's queries over each KV head's segment. Work items are
@@ -248,9 +339,9 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
       const HeadSegment& s = cache_.seg(il, ih);
       int rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t) {
-        const int64_t first = local ? window_start(s, base_len[ih] + t + 1, pos_[t]) : 0;
+        const int64_t first = local ? window_start(s, base_len[ih] + t + 1, sc_.pos[t]) : 0;
         for (int g = 0; g < G; ++g, ++rows) {
-          std::memcpy(qbuf.data() + rows * dh, q_.data() + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
+          std::memcpy(qbuf.data() + rows * dh, sc_.q.data() + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
           limit[rows] = base_len[ih] + (t + 1);
           start[rows] = first;
         }
@@ -260,7 +351,7 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
       rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t)
         for (int g = 0; g < G; ++g, ++rows)
-          std::memcpy(attn_.data() + t * dq + (int64_t{ih} * G + g) * dh, obuf.data() + rows * dh, dh * sizeof(float));
+          std::memcpy(sc_.attn.data() + t * dq + (int64_t{ih} * G + g) * dh, obuf.data() + rows * dh, dh * sizeof(float));
     }
   });
 }
@@ -285,7 +376,7 @@ bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& bas
     const HeadSegment& s = cache_.seg(il, ih);
     for (int64_t t = 0; t < n; ++t)
       split_first_[ih * n + t] =
-          local ? window_start(s, base_len[ih] + t + 1, pos_[t]) : 0;
+          local ? window_start(s, base_len[ih] + t + 1, sc_.pos[t]) : 0;
     total += base_len[ih] + n - split_first_[ih * n];
   }
   // Parts of at least kMinPart keys, about 4 per thread over all heads (dynamic claiming
@@ -315,7 +406,7 @@ bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& bas
       int r = 0;
       for (int64_t t = 0; t < n; ++t)
         for (int g = 0; g < G; ++g, ++r) {
-          std::memcpy(qbuf.data() + r * dh, q_.data() + t * dq + (int64_t{it.ih} * G + g) * dh, dh * sizeof(float));
+          std::memcpy(qbuf.data() + r * dh, sc_.q.data() + t * dq + (int64_t{it.ih} * G + g) * dh, dh * sizeof(float));
           start[r] = std::max(split_first_[it.ih * n + t], it.lo);
           limit[r] = std::min(base_len[it.ih] + t + 1, it.hi);
         }
@@ -332,7 +423,7 @@ bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& bas
     for (int r = 0; r < rows; ++r) {
       float m = -std::numeric_limits<float>::infinity();
       for (size_t i = i0; i < i1; ++i) m = std::max(m, split_lse_[i * rows + r]);
-      float* dst = attn_.data() + (r / G) * dq + (int64_t{ih} * G + r % G) * dh;
+      float* dst = sc_.attn.data() + (r / G) * dq + (int64_t{ih} * G + r % G) * dh;
       std::fill(dst, dst + dh, 0.0f);
       if (m == -std::numeric_limits<float>::infinity()) continue;  // no keys at all: zeros, as attend_head
       double wsum = 0;

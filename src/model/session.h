@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
-#include "kv/head_cache.h"
+#include "cache/head_cache.h"
 #include "model/blocks.h"
 #include "model/model.h"
 
@@ -29,6 +29,16 @@ class LayerObserver {
   // input RMSNorm, before the q/k/v projections; KVzap's surrogate input). Called before
   // the batch's K/V rows are appended.
   virtual void on_attn_input(int il, const float* h, int64_t n, const KvCache& cache, ThreadPool& pool) {}
+};
+
+// The activations of one forward batch, [n][...] f32, sized for the largest batch seen.
+struct ForwardScratch {
+  int64_t n = 0;
+  std::vector<float> x, h, q, k, v, attn, gate, up;
+  std::vector<uint8_t> kq, vq;  // [n][n_kv] K/V rows in a cache's storage type
+  std::vector<int32_t> pos;     // [n] RoPE position of each row
+  RopeTable rope, rope_swa;     // the sliding-window layers' table only when the model has them
+  void ensure(const HParams& hp, int64_t n_rows, size_t kv_row_bytes);
 };
 
 class Session {
@@ -72,6 +82,15 @@ class Session {
   // is measured or given back (after KVzip pruning). Attention results do not change.
   void shrink_windows();
 
+  // One decode step of several sessions at once: row i is tokens[i] of sessions[i], at that
+  // session's next position. Every weight matrix is read once for all rows; each row
+  // attends over its own session's cache. logits: [n][n_vocab] f32. The sessions must share
+  // one model and pool and be distinct; none may have an observer. Each session's position
+  // advances by one, exactly as forward() of that one token would (the same arithmetic per
+  // row, so results match forward() up to the kernels' batch-shape rounding).
+  static void forward_step(std::span<Session* const> sessions, std::span<const int32_t> tokens, float* logits,
+                           ForwardScratch& scratch);
+
   // Installs (or with nullptr removes) a layer observer; not owned.
   void set_observer(LayerObserver* o) { observer_ = o; }
   ThreadPool& pool() { return pool_; }
@@ -81,8 +100,9 @@ class Session {
   void attention(int il, int64_t n, const std::vector<int64_t>& base_len);
   bool attention_split(int il, int64_t n, const std::vector<int64_t>& base_len);
   int64_t window_start(const HeadSegment& s, int64_t visible, int32_t pos) const;
-  void ensure_scratch(int64_t n);
   void trim_windows();
+  void append_rows(int il, int64_t n, const uint8_t* kq, const uint8_t* vq, const int32_t* pos,
+                   std::vector<int64_t>& base_len);
 
   const Model& model_;
   ThreadPool& pool_;
@@ -91,11 +111,7 @@ class Session {
   int64_t n_ctx_max_ = 0;
   LayerObserver* observer_ = nullptr;
 
-  // Scratch, sized for the largest batch seen; no allocation in steady-state decode.
-  int64_t scratch_n_ = 0;
-  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;  // [n][...] f32
-  std::vector<uint8_t> kq_, vq_;                             // [n][n_kv] rows in the cache's type
-  std::vector<int32_t> pos_;
+  ForwardScratch sc_;  // no allocation in steady-state decode
   // Split-K decode attention (attention_split): work items, per-part outputs and lse.
   struct SplitItem {
     int ih;
@@ -104,8 +120,6 @@ class Session {
   std::vector<SplitItem> split_items_;
   std::vector<int64_t> split_first_;
   std::vector<float> split_out_, split_lse_;
-  RopeTable rope_;
-  RopeTable rope_swa_;  // sliding-window layers (own base), built only when the model has them
 };
 
 }  // namespace kvz
