@@ -16,6 +16,7 @@ PACKAGES=(
     libgtest-dev libgmock-dev
     nlohmann-json3-dev libfmt-dev libcli11-dev
     libpcre2-dev libzstd-dev
+    libcpp-httplib-dev
     ca-certificates
 )
 

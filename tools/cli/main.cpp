@@ -23,6 +23,7 @@
 #include "tokenizer/chat_template.h"
 #include "kv/kvzap_pruner.h"
 #include "kvzap_cli.h"
+#include "serve.h"
 #include "eval.h"  // tools/cli/eval.cpp: `kvzip eval`, `kvzip report`
 
 namespace {
@@ -560,6 +561,8 @@ int main(int argc, char** argv) {
 
   add_bench_command(app);
   add_train_kvzap_command(app, default_model_path());
+  kvz::cli::ServeCli serve_opts;
+  kvz::cli::add_serve_command(app, serve_opts, default_model_path());
 
   auto* methods = app.add_subcommand("methods", "list the compression methods with their parameters and defaults");
   EvalCliOptions ev;
@@ -600,6 +603,7 @@ int main(int argc, char** argv) {
     }
     if (app.got_subcommand("bench")) return run_bench_command(app);
     if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
+    if (app.got_subcommand("serve")) return kvz::cli::run_serve_command(serve_opts, lopt);
     if (*eval_cmd) return run_eval_command(ev, eval_cmd);
     if (*report_cmd) return run_report_command(rep);
     if (*sh) {

@@ -1,0 +1,300 @@
+#include "server/service.h"
+
+#include <ctime>
+
+#include "kv/kvzip_context.h"
+#include "kv/policy.h"
+#include "kv/press.h"
+#include "server/api_error.h"
+
+namespace kvz::server {
+
+using nlohmann::json;
+
+Service::Service(const Model& model, ServiceOptions opt)
+    : model_(model), opt_(std::move(opt)), created_(static_cast<int64_t>(std::time(nullptr))) {
+  if (!opt_.log) opt_.log = [](const std::string&) {};
+  contexts_ = std::make_unique<ContextRegistry>(model.identity(), opt_.context_dir, opt_.mem_budget, opt_.log);
+  contexts_->scan();
+  engine_ = std::make_unique<Engine>(model, opt_.engine, *contexts_, metrics_, opt_.log);
+  tmpl_ = model_kvzip_template(model);
+}
+
+Service::~Service() { engine_->stop(false); }
+
+json Service::models() const {
+  return {{"object", "list"},
+          {"data", json::array({{{"id", opt_.model_name},
+                                 {"object", "model"},
+                                 {"created", created_},
+                                 {"owned_by", "kvzip"},
+                                 {"arch", model_.identity().arch},
+                                 {"n_ctx", engine_->n_ctx()}}})}};
+}
+
+json Service::health() const {
+  return {{"status", "ok"},
+          {"model", opt_.model_name},
+          {"slots", engine_->parallel()},
+          {"slots_busy", engine_->active_slots()},
+          {"queue", engine_->queue_depth()}};
+}
+
+std::string Service::metrics_text() const {
+  std::string o;
+  auto line = [&](const char* name, const char* help, const char* type, const std::string& value) {
+    o += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+  };
+  o += "# HELP kvzip_requests_total HTTP requests by endpoint and status\n# TYPE kvzip_requests_total counter\n";
+  for (const auto& [k, n] : metrics_.requests_snapshot())
+    o += fmt::format("kvzip_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", k.first, k.second, n);
+  const double pre_s = metrics_.prefill_us.load() * 1e-6, dec_s = metrics_.decode_us.load() * 1e-6;
+  line("kvzip_prompt_tokens_total", "prompt and context tokens prefilled", "counter",
+       std::to_string(metrics_.prompt_tokens.load() + metrics_.context_tokens.load()));
+  line("kvzip_generated_tokens_total", "tokens generated", "counter", std::to_string(metrics_.generated_tokens.load()));
+  line("kvzip_prefill_seconds_total", "engine time in prefill", "counter", fmt::format("{:.6f}", pre_s));
+  line("kvzip_decode_seconds_total", "engine time in decode steps", "counter", fmt::format("{:.6f}", dec_s));
+  line("kvzip_prefill_tokens_per_second", "prefilled tokens / prefill time, since start", "gauge",
+       fmt::format("{:.3f}", pre_s > 0 ? (metrics_.prompt_tokens.load() + metrics_.context_tokens.load()) / pre_s : 0.0));
+  line("kvzip_decode_tokens_per_second", "rows decoded / decode time, since start (all slots together)", "gauge",
+       fmt::format("{:.3f}", dec_s > 0 ? metrics_.decode_rows.load() / dec_s : 0.0));
+  line("kvzip_decode_batch_mean", "mean slots per decode step", "gauge",
+       fmt::format("{:.3f}", metrics_.decode_steps.load() > 0
+                                 ? static_cast<double>(metrics_.decode_rows.load()) / metrics_.decode_steps.load()
+                                 : 0.0));
+  line("kvzip_queue_depth", "requests and uploads waiting", "gauge", std::to_string(engine_->queue_depth()));
+  line("kvzip_slots_busy", "slots generating", "gauge", std::to_string(engine_->active_slots()));
+  std::map<std::string, int> by_state;
+  size_t full_bytes = 0;
+  for (const auto& e : contexts_->list()) {
+    std::lock_guard el(e->mu);
+    ++by_state[ctx_state_name(e->state)];
+    if (e->ready) full_bytes += e->info.value("kv_bytes_full", size_t{0});
+  }
+  o += "# HELP kvzip_contexts stored contexts by state\n# TYPE kvzip_contexts gauge\n";
+  for (const char* st : {"queued", "prefilling", "scoring", "ready", "failed"})
+    o += fmt::format("kvzip_contexts{{state=\"{}\"}} {}\n", st, by_state[st]);
+  line("kvzip_contexts_in_memory", "ready contexts held in memory", "gauge", std::to_string(contexts_->n_held()));
+  o += "# HELP kvzip_kv_bytes_held KV bytes of the contexts in memory: compressed (held) and before compression\n"
+       "# TYPE kvzip_kv_bytes_held gauge\n";
+  o += fmt::format("kvzip_kv_bytes_held{{kind=\"compressed\"}} {}\n", contexts_->bytes_held());
+  o += fmt::format("kvzip_kv_bytes_held{{kind=\"full\"}} {}\n", full_bytes);
+  return o;
+}
+
+json Service::create_context(const json& body) {
+  ContextRequest r = parse_context_request(body);
+  // Everything is checked here, before the upload is accepted.
+  std::map<std::string, std::string> params(r.params.begin(), r.params.end());
+  try {
+    method_info(r.method);
+  } catch (const Error& e) {
+    bad_param("method", e.what());
+  }
+  try {
+    make_press(r.method, params);
+  } catch (const Error& e) {
+    bad_param("params", e.what());
+  }
+  if (!r.level.empty()) try {
+      parse_prune_level(r.level);
+    } catch (const Error& e) {
+      bad_param("level", e.what());
+    }
+  auto job = std::make_shared<CompressJob>();
+  job->ids = model_.tokenizer().encode(r.text, false, /*parse_special=*/false);
+  if (job->ids.empty()) bad_param("text", "the context text has no tokens");
+  const int64_t n_sys = static_cast<int64_t>(model_.tokenizer().encode(tmpl_.prefix, false, true).size());
+  const int64_t n = static_cast<int64_t>(job->ids.size());
+  const int64_t need = n_sys + n + KvzipScoreOptions{}.chunk + 64;  // the repeat pass follows the context
+  if (need > engine_->n_ctx())
+    throw ApiError(400,
+                   fmt::format("the context has {} tokens (+{} system prompt); with scoring it needs {} positions, "
+                               "the window is {}",
+                               n, n_sys, need, engine_->n_ctx()),
+                   "invalid_request_error", "text", "context_length_exceeded");
+  const HParams& hp = model_.hp();
+  const size_t full_bytes = static_cast<size_t>(n_sys + n) * hp.n_layer * hp.n_head_kv * 2 *
+                            kv_row_bytes(parse_kv_type(r.kv_type), hp.d_head);
+  const size_t peak = full_bytes * (r.retain_full ? 2 : 1);
+  if (opt_.mem_budget > 0 && peak > opt_.mem_budget)
+    throw ApiError(400,
+                   fmt::format("compressing this context needs {} bytes of KV cache ({} tokens{}), more than the "
+                               "server's memory budget of {} bytes",
+                               peak, n_sys + n, r.retain_full ? ", full copy retained" : "", opt_.mem_budget),
+                   "invalid_request_error", "text", "context_too_large");
+  json info = {{"created", static_cast<int64_t>(std::time(nullptr))},
+               {"method", r.method},
+               {"kv_type", r.kv_type},
+               {"n_ctx", n},
+               {"retain_full_requested", r.retain_full}};
+  if (r.ratio) info["ratio"] = *r.ratio;
+  if (!r.level.empty()) info["level"] = r.level;
+  job->entry = contexts_->create(info);
+  job->req = std::move(r);
+  engine_->submit(job);
+  return ContextRegistry::describe(*job->entry);
+}
+
+json Service::get_context(const std::string& id) const {
+  auto e = contexts_->find(id);
+  if (!e) throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "id", "context_not_found");
+  return ContextRegistry::describe(*e);
+}
+
+json Service::list_contexts() const {
+  json data = json::array();
+  for (const auto& e : contexts_->list()) data.push_back(ContextRegistry::describe(*e));
+  return {{"object", "list"}, {"data", data}};
+}
+
+json Service::delete_context(const std::string& id) {
+  if (!contexts_->remove(id))
+    throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "id", "context_not_found");
+  return {{"id", id}, {"object", "context.deleted"}, {"deleted", true}};
+}
+
+json Service::recompress(const std::string& id, const json& body) {
+  RecompressRequest r = parse_recompress_request(body);
+  auto e = contexts_->find(id);
+  if (!e) throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "id", "context_not_found");
+  try {
+    method_info(r.method);
+    make_press(r.method, {});
+  } catch (const Error& err) {
+    bad_param("method", err.what());
+  }
+  if (!r.level.empty()) try {
+      parse_prune_level(r.level);
+    } catch (const Error& err) {
+      bad_param("level", err.what());
+    }
+  {
+    std::lock_guard el(e->mu);
+    if (e->state != CtxState::Ready)
+      throw ApiError(409, fmt::format("context '{}' is {}; only a ready context can be re-pruned", id,
+                                      ctx_state_name(e->state)),
+                     "invalid_request_error", "id", "context_not_ready");
+    if (!e->full)
+      throw ApiError(409,
+                     "the full cache of context '" + id +
+                         "' was not kept, so it cannot be re-pruned; upload it again with \"retain_full\": true",
+                     "invalid_request_error", "id", "full_cache_not_retained");
+  }
+  auto job = std::make_shared<CompressJob>();
+  job->entry = e;
+  job->recompress = true;
+  job->re = r;
+  engine_->submit(job);
+  return ContextRegistry::describe(*e);
+}
+
+std::shared_ptr<GenJob> Service::start_generation(const json& body, bool chat) {
+  auto job = std::make_shared<GenJob>();
+  job->req = parse_gen_request(body, chat, opt_.limits);
+  GenRequest& r = job->req;
+  const Tokenizer& tok = model_.tokenizer();
+  if (!r.context_id.empty()) {
+    if (!valid_context_id(r.context_id))
+      throw ApiError(404, "no context '" + r.context_id + "'", "invalid_request_error", "context_id",
+                     "context_not_found");
+    job->base = contexts_->acquire(r.context_id);
+    job->base_id = r.context_id;
+    if (chat) {
+      // The context sits inside the user turn KVzip's template opened; a question continues it.
+      if (r.messages.size() != 1 || r.messages[0].role != "user")
+        bad_param("messages",
+                  "with 'context_id', send exactly one user message (the question); continue a conversation with "
+                  "\"update_cache\": true and the context_id the answer returns");
+      job->prompt = kvzip_question_ids(model_, tmpl_, r.messages[0].content);
+    } else {
+      job->prompt = tok.encode(r.prompt, false, /*parse_special=*/true);
+    }
+  } else if (chat) {
+    const ChatFormat fmt = detect_chat_format(tok.vocab().chat_template);
+    if (fmt.family == ChatFamily::Unknown)
+      bad_param("messages", "this model has no chat template kvzip recognises; use /v1/completions");
+    std::string text;
+    try {
+      text = render_chat(fmt, r.messages, true);
+    } catch (const Error& e) {
+      bad_param("messages", e.what());
+    }
+    job->prompt = tok.encode(text, /*add_special=*/true, /*parse_special=*/true);
+  } else {
+    job->prompt = tok.encode(r.prompt, /*add_special=*/true, /*parse_special=*/true);
+  }
+  if (job->prompt.empty()) bad_param(chat ? "messages" : "prompt", "the prompt has no tokens");
+  const int64_t cached = job->base ? job->base->meta.n_pos : 0;
+  if (cached + static_cast<int64_t>(job->prompt.size()) + 1 > engine_->n_ctx())
+    throw ApiError(400,
+                   fmt::format("the prompt has {} tokens after {} cached; the context window is {}",
+                               job->prompt.size(), cached, engine_->n_ctx()),
+                   "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
+  engine_->submit(job);
+  return job;
+}
+
+json Service::completion_body(const GenJob& job, const std::string& id, const std::string& text,
+                              const std::string& finish_reason) const {
+  const bool chat = job.req.chat;
+  json choice = {{"index", 0}, {"finish_reason", finish_reason}};
+  if (chat)
+    choice["message"] = {{"role", "assistant"}, {"content", text}};
+  else {
+    choice["text"] = text;
+    choice["logprobs"] = nullptr;
+  }
+  json out = {{"id", id},
+              {"object", chat ? "chat.completion" : "text_completion"},
+              {"created", static_cast<int64_t>(std::time(nullptr))},
+              {"model", opt_.model_name},
+              {"choices", json::array({choice})},
+              {"usage",
+               {{"prompt_tokens", job.prompt_tokens},
+                {"completion_tokens", job.completion_tokens},
+                {"total_tokens", job.prompt_tokens + job.completion_tokens}}},
+              {"timings",
+               {{"prefill_ms", job.prefill_s * 1e3},
+                {"decode_ms", job.decode_s * 1e3},
+                {"decode_tokens_per_second", job.decode_s > 0 ? (job.completion_tokens - 1) / job.decode_s : 0.0}}}};
+  if (!job.base_id.empty()) out["context_id"] = job.new_context_id.empty() ? job.base_id : job.new_context_id;
+  return out;
+}
+
+json Service::chunk_body(const GenJob& job, const std::string& id, const std::string& piece, bool first,
+                         const std::string* finish_reason) const {
+  const bool chat = job.req.chat;
+  json choice = {{"index", 0}, {"finish_reason", finish_reason ? json(*finish_reason) : json(nullptr)}};
+  if (chat) {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (!piece.empty() || (first && !finish_reason)) delta["content"] = piece;
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = piece;
+    choice["logprobs"] = nullptr;
+  }
+  json out = {{"id", id},
+              {"object", chat ? "chat.completion.chunk" : "text_completion"},
+              {"created", static_cast<int64_t>(std::time(nullptr))},
+              {"model", opt_.model_name},
+              {"choices", json::array({choice})}};
+  if (finish_reason && !job.base_id.empty())
+    out["context_id"] = job.new_context_id.empty() ? job.base_id : job.new_context_id;
+  return out;
+}
+
+json Service::usage_chunk(const GenJob& job, const std::string& id) const {
+  return {{"id", id},
+          {"object", job.req.chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", static_cast<int64_t>(std::time(nullptr))},
+          {"model", opt_.model_name},
+          {"choices", json::array()},
+          {"usage",
+           {{"prompt_tokens", job.prompt_tokens},
+            {"completion_tokens", job.completion_tokens},
+            {"total_tokens", job.prompt_tokens + job.completion_tokens}}}};
+}
+
+}  // namespace kvz::server

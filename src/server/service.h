@@ -1,0 +1,70 @@
+// The server's operations as functions from request JSON to response JSON: the OpenAI
+// endpoints and the contexts API over one model, one context registry and one engine.
+// http.cpp maps routes onto these; nothing here knows HTTP beyond the status codes of
+// ApiError. Every request is validated (types, ranges, lengths, memory budget) before any
+// work is queued.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kv/kvzip_template.h"
+#include "model/model.h"
+#include "server/contexts.h"
+#include "server/engine.h"
+#include "server/metrics.h"
+#include "server/request.h"
+
+namespace kvz::server {
+
+struct ServiceOptions {
+  std::string model_name;     // the id /v1/models reports
+  std::string context_dir;
+  size_t mem_budget = 0;      // bytes of KV held in memory; 0: unlimited
+  EngineOptions engine;
+  Limits limits;
+  std::function<void(const std::string&)> log;
+};
+
+class Service {
+ public:
+  Service(const Model& model, ServiceOptions opt);
+  ~Service();
+
+  nlohmann::json models() const;
+  nlohmann::json health() const;
+  std::string metrics_text() const;
+
+  // 202 body: the new context's description (state queued).
+  nlohmann::json create_context(const nlohmann::json& body);
+  nlohmann::json get_context(const std::string& id) const;
+  nlohmann::json list_contexts() const;
+  nlohmann::json delete_context(const std::string& id);
+  nlohmann::json recompress(const std::string& id, const nlohmann::json& body);
+
+  // A validated, tokenized generation, submitted to the engine.
+  std::shared_ptr<GenJob> start_generation(const nlohmann::json& body, bool chat);
+  // Response objects (OpenAI shapes) from a finished job.
+  nlohmann::json completion_body(const GenJob& job, const std::string& id, const std::string& text,
+                                 const std::string& finish_reason) const;
+  nlohmann::json chunk_body(const GenJob& job, const std::string& id, const std::string& piece, bool first,
+                            const std::string* finish_reason) const;
+  nlohmann::json usage_chunk(const GenJob& job, const std::string& id) const;
+
+  void stop(bool drain) { engine_->stop(drain); }
+  Metrics& metrics() { return metrics_; }
+  const std::string& model_name() const { return opt_.model_name; }
+
+ private:
+  const Model& model_;
+  ServiceOptions opt_;
+  Metrics metrics_;
+  std::unique_ptr<ContextRegistry> contexts_;
+  std::unique_ptr<Engine> engine_;
+  KvzipTemplate tmpl_;
+  int64_t created_;
+};
+
+}  // namespace kvz::server
