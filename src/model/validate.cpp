@@ -18,6 +18,10 @@ constexpr FloatRule kNonNegative{"a finite number >= 0", [](double x) { return s
 constexpr FloatRule kAboveOne{"a finite number > 1", [](double x) { return std::isfinite(x) && x > 1; }};
 constexpr FloatRule kAtLeastOne{"a finite number >= 1", [](double x) { return std::isfinite(x) && x >= 1; }};
 
+// HParams fields are floats: printed as floats ("-1e-05", not the double it widens to).
+void check(const TensorSource& f, const std::string& key, float v, const FloatRule& rule) {
+  if (!rule.ok(v)) fail("{} = {}, expected {}", f.key_origin(key), v, rule.what);
+}
 void check(const TensorSource& f, const std::string& key, double v, const FloatRule& rule) {
   if (!rule.ok(v)) fail("{} = {}, expected {}", f.key_origin(key), v, rule.what);
 }
