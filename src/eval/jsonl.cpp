@@ -1,35 +1,29 @@
 #include "eval/jsonl.h"
 
-#include <nlohmann/json.hpp>
-
 #include <fstream>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace kvz {
 
 namespace {
 
-using json = nlohmann::json;
-
-std::vector<std::string> string_list(const json& j, const char* key, const std::string& where, bool join_inner) {
-  if (j.is_string()) return {j.get<std::string>()};
-  if (!j.is_array()) fail("{}: \"{}\" must be a string or a list of strings", where, key);
+std::vector<std::string> string_list(const JsonReader& j, bool join_inner) {
+  if (j.is_string()) return {j.str()};
+  if (!j.is_array()) j.type_error("a string or a list of strings");
   std::vector<std::string> out;
-  for (const auto& e : j) {
+  for (const JsonReader& e : j.elements()) {
     if (e.is_string()) {
-      out.push_back(e.get<std::string>());
+      out.push_back(e.str());
     } else if (join_inner && e.is_array()) {
       std::string s;
-      for (const auto& x : e) {
-        if (!x.is_string()) fail("{}: \"{}\" holds a list with a non-string item", where, key);
-        s += (s.empty() ? "" : ", ") + x.get<std::string>();
-      }
+      for (const JsonReader& x : e.elements()) s += (s.empty() ? "" : ", ") + x.str();
       out.push_back(s);
     } else if (e.is_number()) {
-      out.push_back(e.dump());
+      out.push_back(e.raw().dump());
     } else {
-      fail("{}: \"{}\" must hold strings", where, key);
+      e.type_error(join_inner ? "a string, a number or a list of strings" : "a string or a number");
     }
   }
   return out;
@@ -39,38 +33,24 @@ std::vector<std::string> string_list(const json& j, const char* key, const std::
 
 EvalSample parse_jsonl_sample(const std::string& line, const std::string& task_name, int index,
                               const std::string& where) {
-  json j;
-  try {
-    j = json::parse(line);
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON ({})", where, e.what());
-  }
-  if (!j.is_object()) fail("{}: expected a JSON object per line", where);
+  const JsonReader j = JsonReader::parse(line, where);
+  j.object();
   EvalSample s;
   s.task = task_name;
   s.index = index;
-  if (!j.contains("context") || !j["context"].is_string()) fail("{}: missing string field \"context\"", where);
-  s.context = j["context"].get<std::string>();
-  const char* qkey = j.contains("questions") ? "questions" : "question";
-  if (!j.contains(qkey)) fail("{}: missing field \"questions\"", where);
-  s.questions = string_list(j[qkey], qkey, where, false);
-  const char* akey = j.contains("answers") ? "answers" : "answer";
-  if (!j.contains(akey)) fail("{}: missing field \"answers\"", where);
-  s.answers = string_list(j[akey], akey, where, true);
-  if (j.contains("metric")) {
-    s.metrics = string_list(j["metric"], "metric", where, false);
+  s.context = j.get_str("context");
+  const char* qkey = j.has("questions") ? "questions" : "question";
+  s.questions = string_list(j.at(qkey), false);
+  const char* akey = j.has("answers") ? "answers" : "answer";
+  s.answers = string_list(j.at(akey), true);
+  if (auto metric = j.find("metric")) {
+    s.metrics = string_list(*metric, false);
     if (s.metrics.size() == 1 && s.questions.size() > 1) s.metrics.assign(s.questions.size(), s.metrics[0]);
   } else {
     s.metrics.assign(s.questions.size(), "inclusion");
   }
-  if (j.contains("max_new_tokens")) {
-    if (!j["max_new_tokens"].is_number_integer()) fail("{}: \"max_new_tokens\" must be an integer", where);
-    s.max_new_tokens = j["max_new_tokens"].get<int>();
-  }
-  if (j.contains("prompt")) {
-    if (!j["prompt"].is_string()) fail("{}: \"prompt\" must be \"qa\" or \"gsm\"", where);
-    s.prompt = j["prompt"].get<std::string>();
-  }
+  s.max_new_tokens = static_cast<int>(j.get_int("max_new_tokens", 1, 1 << 20, s.max_new_tokens));
+  s.prompt = j.get_str("prompt", s.prompt);
   validate_sample(s, where);
   return s;
 }

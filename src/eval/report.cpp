@@ -1,21 +1,20 @@
 #include "eval/report.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <tuple>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace kvz {
 
 namespace {
-
-using json = nlohmann::json;
 
 struct Acc {
   int n = 0;
@@ -36,43 +35,45 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
   std::map<std::string, int> task_order, method_order;  // first appearance in the file
   // Parsed first, so that a task run at several context lengths (--ctx-tokens A,B) can be
   // reported per length: its rows are labelled "task@A", "task@B".
-  std::vector<json> recs;
+  std::vector<JsonReader> recs;
   std::map<std::string, std::set<int64_t>> task_lengths;
+  constexpr int64_t kMaxLen = std::numeric_limits<int64_t>::max();
   std::string line;
-  int bad = 0;
+  int bad = 0, lineno = 0;
   while (std::getline(in, line)) {
+    ++lineno;
     if (line.empty()) continue;
     try {
-      json j = json::parse(line);
-      task_lengths[j.at("task").get<std::string>()].insert(j.value("ctx_target", int64_t{0}));
+      JsonReader j = JsonReader::parse(line, fmt::format("{}:{}", path, lineno));
+      task_lengths[j.object().get_str("task")].insert(j.get_int("ctx_target", 0, kMaxLen, 0));
       recs.push_back(std::move(j));
-    } catch (const json::exception&) {
+    } catch (const Error&) {
       ++bad;  // an interrupted write or a foreign line
     }
   }
-  for (const json& j : recs) {
+  for (const JsonReader& j : recs) {
     try {
-      std::string task = j.at("task").get<std::string>();
-      if (task_lengths[task].size() > 1) task += fmt::format("@{}", j.value("ctx_target", int64_t{0}));
-      auto& a = acc[{j.at("model").get<std::string>(), task, j.at("method").get<std::string>(),
-                     j.at("ratio").get<double>()}];
+      std::string task = j.get_str("task");
+      if (task_lengths[task].size() > 1) task += fmt::format("@{}", j.get_int("ctx_target", 0, kMaxLen, 0));
+      const std::string method = j.get_str("method");
+      auto& a = acc[{j.get_str("model"), task, method, j.get_number("ratio")}];
       task_order.emplace(task, static_cast<int>(task_order.size()));
-      method_order.emplace(j.at("method").get<std::string>(), static_cast<int>(method_order.size()));
+      method_order.emplace(method, static_cast<int>(method_order.size()));
       ++a.n;
-      a.score += j.at("score").get<double>();
-      a.r_true += j.at("r_true").get<double>();
-      a.kv_frac += j.at("kv_bytes").get<double>() / std::max(1.0, j.at("kv_bytes_full").get<double>());
-      for (const auto& q : j.at("questions")) {
+      a.score += j.get_number("score");
+      a.r_true += j.get_number("r_true");
+      a.kv_frac += j.get_number("kv_bytes") / std::max(1.0, j.get_number("kv_bytes_full"));
+      for (const JsonReader& q : j.at("questions").elements()) {
         ++a.answers;
-        a.same += q.value("same_as_full", false);
+        a.same += q.object().get_bool("same_as_full", false);
       }
-      const auto& f = j.at("fidelity");
-      a.tokens += f.at("n_tokens").get<int64_t>();
-      a.flips += f.at("flips").get<int64_t>();
-      a.sum_abs_dp += f.at("sum_abs_dp").get<double>();
-      a.sum_kl += f.at("sum_kl").get<double>();
-      a.max_abs_dp = std::max(a.max_abs_dp, f.at("max_abs_dp").get<double>());
-    } catch (const json::exception&) {
+      const JsonReader f = j.at("fidelity");
+      a.tokens += f.get_int("n_tokens", 0, kMaxLen);
+      a.flips += f.get_int("flips", 0, kMaxLen);
+      a.sum_abs_dp += f.get_number("sum_abs_dp");
+      a.sum_kl += f.get_number("sum_kl");
+      a.max_abs_dp = std::max(a.max_abs_dp, f.get_number("max_abs_dp"));
+    } catch (const Error&) {
       ++bad;
     }
   }

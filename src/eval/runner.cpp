@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "io/json_file.h"
 #include "eval/fidelity.h"
 #include "eval/metrics.h"
 #include "kv/kvzip_context.h"
@@ -80,10 +82,12 @@ std::set<std::string> done_record_keys(const std::string& path, int* n_bad) {
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     try {
-      const json j = json::parse(line);
-      keys.insert(record_key(j.at("model"), j.at("task"), j.at("sample"), j.at("seed"), j.at("ctx_target"),
-                             j.at("method"), j.at("ratio")));
-    } catch (const json::exception&) {
+      const JsonReader j = JsonReader::parse(line, path);
+      keys.insert(record_key(j.object().get_str("model"), j.get_str("task"),
+                             static_cast<int>(j.get_int("sample", 0, std::numeric_limits<int>::max())),
+                             j.at("seed").u64(), j.get_int("ctx_target", 0, std::numeric_limits<int64_t>::max()),
+                             j.get_str("method"), j.get_number("ratio")));
+    } catch (const Error&) {
       if (n_bad) ++*n_bad;
     }
   }
@@ -318,10 +322,11 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
                     {"base_method", v.m.name}, {"mode", eval_mode_name(v.mode)},
                     {"ratio", ratio},         {"kv_bytes_full", kv_full}};
         // aware: one prune per question; the realised ratio and bytes are their means
-        rec["r_true"] = a.r_true_sum / std::max(1, a.n_prunes);
+        const double r_true = a.r_true_sum / std::max(1, a.n_prunes), score = 100.0 * mean_present(a.qs);
+        rec["r_true"] = r_true;
         rec["kv_bytes"] = static_cast<size_t>(a.kv_bytes_sum / std::max(1, a.n_prunes) + 0.5);
         rec["n_prunes"] = ratio < 1.0 ? a.n_prunes : 0;
-        rec["score"] = 100.0 * mean_present(a.qs);
+        rec["score"] = score;
         rec["fidelity"] = fidelity_json(fid);
         rec["questions"] = a.questions;
         rec["time_s"] = {{"prefill", prefill_s}, {"full_answers", full_s}, {"scoring", a.scoring_s}, {"answers", a.answers_s}};
@@ -330,8 +335,7 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
         if (o.log_records) {
           bar.clear();
           fmt::print(stderr, "[eval] {}#{} ({} tok) {}@{:.2f}: kept {:.3f}, score {:5.1f}, KL {:.4f}, flips {:.3f}\n",
-                     s.task, s.index, ctx.n_ctx(), v.label, ratio, rec["r_true"].get<double>(),
-                     rec["score"].get<double>(), fid.mean_kl(), fid.flip_rate());
+                     s.task, s.index, ctx.n_ctx(), v.label, ratio, r_true, score, fid.mean_kl(), fid.flip_rate());
         }
       }
     }

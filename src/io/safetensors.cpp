@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace kvz {
 
@@ -108,72 +109,60 @@ void SafetensorsFile::parse() {
   if (n_header > kMaxHeader) fail("{}: header length {} exceeds the {}-byte limit", p, n_header, kMaxHeader);
   if (n_header < 2) fail("{}: header length {} is too small for a JSON object", p, n_header);
   const char* hb = reinterpret_cast<const char*>(base_ + 8);
-  nlohmann::json h;
-  try {
-    h = nlohmann::json::parse(hb, hb + n_header);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: header is not valid JSON: {}", p, e.what());
-  }
+  const JsonReader h = JsonReader::parse(std::string_view(hb, n_header), p);
   if (!h.is_object()) fail("{}: header is JSON but not an object", p);
 
   const uint64_t data_start = 8 + n_header, data_size = size_ - data_start;
-  for (auto it = h.begin(); it != h.end(); ++it) {
-    const std::string& name = it.key();
-    const auto& e = it.value();
+  auto non_negative = [](const JsonReader& v) { return v.is_int() && v.integer() >= 0; };
+  for (const auto& [name, e] : h.members()) {
     if (name == "__metadata__") {
       if (!e.is_object()) fail("{}: __metadata__ is not an object", p);
-      for (auto m = e.begin(); m != e.end(); ++m) {
-        if (!m.value().is_string()) fail("{}: __metadata__ value '{}' is not a string", p, m.key());
-        meta_[m.key()] = m.value().get<std::string>();
+      for (const auto& [k, v] : e.members()) {
+        if (!v.is_string()) fail("{}: __metadata__ value '{}' is not a string", p, k);
+        meta_[k] = v.str();
       }
       continue;
     }
     if (!e.is_object()) fail("{}: tensor '{}': entry is not an object", p, name);
     SafeTensor t;
     t.name = name;
-    auto dt = e.find("dtype");
-    if (dt == e.end() || !dt->is_string()) fail("{}: tensor '{}': missing or non-string dtype", p, name);
-    t.dtype = dt->get<std::string>();
+    t.dtype = e.get_str("dtype");
     const DtypeInfo* info = find_dtype(t.dtype);
     if (!info) fail("{}: tensor '{}': unknown dtype '{}'", p, name, t.dtype);
     t.type = info->type;
 
-    auto sh = e.find("shape");
-    if (sh == e.end() || !sh->is_array()) fail("{}: tensor '{}': missing shape array", p, name);
-    if (sh->size() > 8) fail("{}: tensor '{}': {} dimensions (at most 8 supported)", p, name, sh->size());
+    const JsonReader sh = e.at("shape").array();
+    if (sh.size() > 8) fail("{}: tensor '{}': {} dimensions (at most 8 supported)", p, name, sh.size());
     // Element count with overflow checks: every dim must be a non-negative integer and the
     // running product times the element size must stay within the data section.
     uint64_t n_el = 1;
     bool too_big = false;
-    for (const auto& d : *sh) {
-      if (!d.is_number_integer() || (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0))
-        fail("{}: tensor '{}': shape entry {} is not a non-negative integer", p, name, d.dump());
-      const uint64_t v = d.get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        fail("{}: tensor '{}': dimension {} is too large", p, name, v);
+    for (const JsonReader& d : sh.elements()) {
+      if (!non_negative(d))
+        fail("{}: tensor '{}': shape entry {} is not a non-negative integer", p, name, d.raw().dump());
+      const auto v = static_cast<uint64_t>(d.integer());
       t.shape.push_back(static_cast<int64_t>(v));
       if (v != 0 && n_el > std::numeric_limits<uint64_t>::max() / v) too_big = true;
       else n_el *= v;
     }
     if (too_big || n_el > std::numeric_limits<uint64_t>::max() / info->size || n_el * info->size > data_size)
-      fail("{}: tensor '{}': shape {} of {} is larger than the {}-byte data section", p, name, sh->dump(), t.dtype,
-           data_size);
+      fail("{}: tensor '{}': shape {} of {} is larger than the {}-byte data section", p, name, sh.raw().dump(),
+           t.dtype, data_size);
     // A zero dimension makes the count 0 whatever the other dims are (still all checked above).
     for (int64_t d : t.shape)
       if (d == 0) n_el = 0;
 
-    auto off = e.find("data_offsets");
-    if (off == e.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-        !(*off)[1].is_number_unsigned())
+    const auto off = e.find("data_offsets");
+    if (!off || !off->is_array() || off->size() != 2 || !non_negative((*off)[0]) || !non_negative((*off)[1]))
       fail("{}: tensor '{}': data_offsets must be [begin, end] with non-negative integers", p, name);
-    const uint64_t b = (*off)[0].get<uint64_t>(), en = (*off)[1].get<uint64_t>();
+    const auto b = static_cast<uint64_t>((*off)[0].integer()), en = static_cast<uint64_t>((*off)[1].integer());
     if (b > en) fail("{}: tensor '{}': data_offsets [{}, {}] end before they begin", p, name, b, en);
     if (en > data_size)
       fail("{}: tensor '{}': data_offsets [{}, {}] extend {} bytes past the end of the file (truncated download?)", p,
            name, b, en, en - data_size);
     if (en - b != n_el * info->size)
-      fail("{}: tensor '{}': data_offsets cover {} bytes but shape {} of {} needs {}", p, name, en - b, sh->dump(),
-           t.dtype, n_el * info->size);
+      fail("{}: tensor '{}': data_offsets cover {} bytes but shape {} of {} needs {}", p, name, en - b,
+           sh.raw().dump(), t.dtype, n_el * info->size);
     t.offset = b;
     t.n_bytes = en - b;
     t.data = base_ + data_start + b;

@@ -43,11 +43,20 @@ const GgufTensor* TensorSource::tensor(std::string_view name) const {
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
+std::string TensorSource::key_origin(std::string_view key) const {
+  auto it = key_origin_.find(key);
+  if (it != key_origin_.end()) return fmt::format("{} (metadata key '{}')", it->second, key);
+  return fmt::format("{}: metadata key '{}'", path_, key);
+}
+
 namespace {
-[[noreturn]] void type_error(const std::string& path, std::string_view key, const GgufValue& v, const char* want) {
+[[noreturn]] void type_error(const TensorSource& f, std::string_view key, const GgufValue& v, const char* want) {
   const std::string have = v.is_array() ? fmt::format("array of {}", gguf_type_name(v.elem_type))
                                         : std::string(gguf_type_name(v.type));
-  fail("{}: metadata key '{}' has type {}, expected {}", path, key, have, want);
+  fail("{} has type {}, expected {}", f.key_origin(key), have, want);
+}
+[[noreturn]] void missing(const TensorSource& f, std::string_view key) {
+  fail("{} is required but missing", f.key_origin(key));
 }
 }  // namespace
 
@@ -55,12 +64,12 @@ std::optional<std::string> TensorSource::get_str_opt(std::string_view key) const
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   if (const auto* s = std::get_if<std::string>(&v->v)) return *s;
-  type_error(path_, key, *v, "string");
+  type_error(*this, key, *v, "string");
 }
 
 std::string TensorSource::get_str(std::string_view key) const {
   auto s = get_str_opt(key);
-  if (!s) fail("{}: required metadata key '{}' is missing", path_, key);
+  if (!s) missing(*this, key);
   return *s;
 }
 
@@ -68,12 +77,12 @@ std::optional<int64_t> TensorSource::get_int_opt(std::string_view key) const {
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   if (const auto* i = std::get_if<int64_t>(&v->v)) return *i;
-  type_error(path_, key, *v, "integer");
+  type_error(*this, key, *v, "integer");
 }
 
 int64_t TensorSource::get_int(std::string_view key) const {
   auto i = get_int_opt(key);
-  if (!i) fail("{}: required metadata key '{}' is missing", path_, key);
+  if (!i) missing(*this, key);
   return *i;
 }
 
@@ -82,12 +91,12 @@ std::optional<double> TensorSource::get_float_opt(std::string_view key) const {
   if (!v) return std::nullopt;
   if (const auto* d = std::get_if<double>(&v->v)) return *d;
   if (const auto* i = std::get_if<int64_t>(&v->v)) return static_cast<double>(*i);
-  type_error(path_, key, *v, "float");
+  type_error(*this, key, *v, "float");
 }
 
 double TensorSource::get_float(std::string_view key) const {
   auto d = get_float_opt(key);
-  if (!d) fail("{}: required metadata key '{}' is missing", path_, key);
+  if (!d) missing(*this, key);
   return *d;
 }
 
@@ -95,29 +104,29 @@ std::optional<bool> TensorSource::get_bool_opt(std::string_view key) const {
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   if (const auto* b = std::get_if<bool>(&v->v)) return *b;
-  type_error(path_, key, *v, "bool");
+  type_error(*this, key, *v, "bool");
 }
 
 std::vector<std::string> TensorSource::get_str_array(std::string_view key) const {
   const GgufValue* v = find(key);
-  if (!v) fail("{}: required metadata key '{}' is missing", path_, key);
+  if (!v) missing(*this, key);
   if (const auto* a = std::get_if<std::vector<std::string>>(&v->v)) return *a;
-  type_error(path_, key, *v, "array of string");
+  type_error(*this, key, *v, "array of string");
 }
 
 std::vector<int64_t> TensorSource::get_int_array(std::string_view key) const {
   const GgufValue* v = find(key);
-  if (!v) fail("{}: required metadata key '{}' is missing", path_, key);
+  if (!v) missing(*this, key);
   if (const auto* a = std::get_if<std::vector<int64_t>>(&v->v)) return *a;
-  type_error(path_, key, *v, "array of integer");
+  type_error(*this, key, *v, "array of integer");
 }
 
 std::vector<double> TensorSource::get_float_array(std::string_view key) const {
   const GgufValue* v = find(key);
-  if (!v) fail("{}: required metadata key '{}' is missing", path_, key);
+  if (!v) missing(*this, key);
   if (const auto* a = std::get_if<std::vector<double>>(&v->v)) return *a;
   if (const auto* a = std::get_if<std::vector<int64_t>>(&v->v)) return std::vector<double>(a->begin(), a->end());
-  type_error(path_, key, *v, "array of float");
+  type_error(*this, key, *v, "array of float");
 }
 
 

@@ -59,6 +59,10 @@ class TensorSource {
   uint64_t file_size() const { return size_; }  // bytes on disk (all shards for HF)
 
   const std::map<std::string, GgufValue>& metadata() const { return kv_; }
+  // Names a metadata key as the user wrote it, for error messages: `model.gguf: metadata
+  // key 'llama.rope.freq_base'`, or for a key an HF folder maps from config.json (present
+  // or not), `dir/config.json: "rope_theta" (metadata key 'llama.rope.freq_base')`.
+  std::string key_origin(std::string_view key) const;
   const GgufValue* find(std::string_view key) const;
   bool has(std::string_view key) const { return find(key) != nullptr; }
 
@@ -94,6 +98,7 @@ class TensorSource {
   std::map<std::string, GgufValue> kv_;
   std::vector<GgufTensor> tensors_;
   std::map<std::string, size_t, std::less<>> tensor_index_;
+  std::map<std::string, std::string, std::less<>> key_origin_;  // key -> where it was read (HF)
 };
 
 }  // namespace kvz

@@ -37,12 +37,7 @@ SafetensorsEntry f32_entry(std::string name, std::vector<int64_t> shape, const s
   return e;
 }
 
-int json_int(const nlohmann::json& c, const char* key, const std::string& path) {
-  if (!c.contains(key) || !c[key].is_number_integer() || c[key].get<int64_t>() <= 0 ||
-      c[key].get<int64_t>() > (1 << 20))
-    fail("{}: '{}' must be a positive integer", path, key);
-  return c[key].get<int>();
-}
+int dim(const JsonReader& v) { return static_cast<int>(v.integer(1, 1 << 20)); }
 
 }  // namespace
 
@@ -70,16 +65,15 @@ KvzapModel KvzapModel::zeros(Kind kind, int n_layer, int d_in, int n_out, int d_
 KvzapModel KvzapModel::load_unchecked(const std::string& dir) {
   const std::string cpath = dir + "/config.json";
   if (!std::filesystem::exists(cpath)) fail("{}: not a KVzap folder (no config.json)", dir);
-  const nlohmann::json c = read_json(cpath);
-  if (!c.is_object() || c.value("model_type", std::string()) != "kvzap")
-    fail("{}: model_type is not \"kvzap\"", cpath);
-  const int d_in = json_int(c, "input_dim", cpath), n_out = json_int(c, "output_dim", cpath);
-  const int n_layer = json_int(c, "n_modules", cpath);
-  const bool mlp = c.contains("hidden_dim") && !c["hidden_dim"].is_null();
-  const int d_hidden = mlp ? json_int(c, "hidden_dim", cpath) : 0;
+  const JsonReader c = JsonReader::open(cpath);
+  if (c.object().get_str("model_type", "") != "kvzap") fail("{}: model_type is not \"kvzap\"", cpath);
+  const int d_in = dim(c.at("input_dim")), n_out = dim(c.at("output_dim")), n_layer = dim(c.at("n_modules"));
+  const auto hidden = c.find("hidden_dim");  // null or absent: the linear surrogate
+  const bool mlp = hidden.has_value();
+  const int d_hidden = mlp ? dim(*hidden) : 0;
 
   KvzapModel m = zeros(mlp ? Kind::Mlp : Kind::Linear, n_layer, d_in, n_out, d_hidden);
-  if (c.contains("kvzip") && c["kvzip"].is_object()) m.info_ = c["kvzip"];
+  if (auto info = c.find("kvzip")) m.info_ = info->object().raw();
   auto f = SafetensorsFile::open(dir + "/model.safetensors");
   for (int il = 0; il < n_layer; ++il) {
     KvzapLayer& l = m.layers_[static_cast<size_t>(il)];
@@ -107,11 +101,14 @@ KvzapModel KvzapModel::load(const std::string& dir, const Model& model) {
     fail("{}: KVzap weights for {} layers x {} inputs -> {} KV heads do not fit this model ({} layers, n_embd {}, "
          "{} KV heads)",
          dir, m.n_layer(), m.d_in(), m.n_out(), hp.n_layer, hp.n_embd, hp.n_head_kv);
-  if (m.info_.contains("model_fingerprint")) {
-    const std::string want = hex64(model.identity().fingerprint);
-    if (m.info_["model_fingerprint"] != want)
-      fail("{}: KVzap weights were trained for another model ('{}', fingerprint {}; loaded model {})", dir,
-           m.info_.value("model_name", std::string("?")), m.info_["model_fingerprint"].dump(), want);
+  const JsonReader info = JsonReader::borrow(m.info_, dir + "/config.json", "kvzip");
+  if (info.is_object()) {  // published surrogates have no "kvzip" record
+    if (auto have = info.find("model_fingerprint")) {
+      const std::string want = hex64(model.identity().fingerprint);
+      if (have->str() != want)
+        fail("{}: KVzap weights were trained for another model ('{}', fingerprint {}; loaded model {})", dir,
+             info.get_str("model_name", "?"), have->str(), want);
+    }
   }
   return m;
 }

@@ -151,7 +151,6 @@ Corpus::Corpus(const Tokenizer& tok, CorpusOptions opt) : tok_(tok), opt_(std::m
   int64_t total = 0;
   for (const auto& s : sources_) total += s->n_listed;
   if (total == 0) fail("corpus: no documents found in the sources ({})", fmt::join(opt_.sources, ", "));
-  used_ = nlohmann::json::object();
 }
 
 Corpus::~Corpus() = default;
@@ -216,15 +215,16 @@ bool Corpus::next(bool validation, CorpusText& out) {
   if (queue_[q].empty() && !fill(validation)) return false;
   out = std::move(queue_[q].front());
   queue_[q].erase(queue_[q].begin());
-  auto& u = used_[validation ? "validation" : "train"][out.source];
-  if (u.is_null()) u = {{"texts", 0}, {"tokens", 0}};
-  u["texts"] = u["texts"].get<int64_t>() + 1;
-  u["tokens"] = u["tokens"].get<int64_t>() + static_cast<int64_t>(out.ids.size());
+  Used& u = used_[q][out.source];
+  ++u.texts;
+  u.tokens += static_cast<int64_t>(out.ids.size());
   return true;
 }
 
 nlohmann::json Corpus::describe() const {
-  nlohmann::json j = used_;
+  nlohmann::json j = nlohmann::json::object();
+  for (int q = 0; q < 2; ++q)
+    for (const auto& [name, u] : used_[q]) j[q ? "validation" : "train"][name] = {{"texts", u.texts}, {"tokens", u.tokens}};
   for (const auto& s : sources_) j["sources"][s->name]["documents"] = s->n_listed;
   j["seed"] = opt_.seed;
   j["window_tokens"] = {opt_.min_tokens, opt_.max_tokens};

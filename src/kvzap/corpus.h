@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -66,7 +67,10 @@ class Corpus {
   size_t turn_ = 0;
   int64_t n_docs_ = 0;
   std::vector<CorpusText> queue_[2];  // ready windows: [0] train, [1] validation
-  nlohmann::json used_;
+  struct Used {
+    int64_t texts = 0, tokens = 0;
+  };
+  std::map<std::string, Used> used_[2];  // per source, texts handed out: [0] train, [1] validation
 };
 
 }  // namespace kvz

@@ -173,13 +173,14 @@ KvzapTrainResult train_kvzap(const Model& m, ThreadPool& pool, const KvzapTrainO
         ++n;
       }
     const double mean = sum / std::max<int64_t>(n, 1);
+    const double sd = std::sqrt(std::max(0.0, ss / std::max<int64_t>(n, 1) - mean * mean));
     res.target_stats = {{"mean", mean},
-                        {"sd", std::sqrt(std::max(0.0, ss / std::max<int64_t>(n, 1) - mean * mean))},
+                        {"sd", sd},
                         {"min", lo},
                         {"max", hi},
                         {"clamped_fraction", static_cast<double>(clamped) / std::max<int64_t>(n, 1)}};
     note(fmt::format("targets log s+: mean {:.2f} sd {:.2f} min {:.2f} max {:.2f}, {} pairs at the 1e-30 clamp", mean,
-                     res.target_stats["sd"].get<double>(), lo, hi, clamped));
+                     sd, lo, hi, clamped));
   }
   note(fmt::format("targets: {} training + {} held-out texts, {} + {} sampled tokens ({} forward tokens) in {:.1f} s",
                    train.texts, val.texts, train.n, val.n, res.forward_tokens, res.extract_seconds));

@@ -29,22 +29,21 @@ void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
   hp.post_norms = true;
   hp.qk_norm = true;
   hp.logit_softcap = static_cast<float>(f.get_float_opt(a + "final_logit_softcapping").value_or(0.0));
-  if (!(hp.logit_softcap >= 0.0f)) fail("{}: final_logit_softcapping must be >= 0", f.path());
   // Softmax scale: gemma_pytorch uses query_pre_attn_scalar^-0.5, which GGUF does not store;
   // it equals head_dim for every size but 27B (62 layers), where it is n_embd / n_head
   // (llama.cpp gemma3.cpp, f_attention_scale).
   hp.attn_scale = hp.n_layer == 62 ? 1.0f / std::sqrt(static_cast<float>(hp.n_embd / hp.n_head))
                                    : 1.0f / std::sqrt(static_cast<float>(hp.d_head));
   // HF configs state it (hf_names_gemma3 maps query_pre_attn_scalar here): use it as given.
-  if (const auto qs = f.get_float_opt(a + "attention.query_pre_attn_scalar")) {
-    if (!(*qs > 0.0)) fail("{}: query_pre_attn_scalar must be positive", f.path());
-    hp.attn_scale = static_cast<float>(1.0 / std::sqrt(*qs));
-  }
+  if (const auto qs = f.get_float_opt(a + "attention.query_pre_attn_scalar"))
+    hp.attn_scale = static_cast<float>(1.0 / std::sqrt(*qs));  // validate() refuses qs <= 0
 
-  hp.n_swa = static_cast<int>(f.get_int_opt(a + "attention.sliding_window").value_or(0));
-  if (hp.n_swa < 0 || hp.n_swa > (1 << 24))
-    fail("{}: attention.sliding_window = {} is out of range", f.path(), hp.n_swa);
-  if (hp.n_swa > 0) {
+  // Present with 0 (or less) is refused by validate() rather than read as "no local layers".
+  const std::string wk = a + "attention.sliding_window";
+  const int64_t n_swa = f.get_int_opt(wk).value_or(0);
+  if (n_swa < -(1 << 24) || n_swa > (1 << 24)) fail("{} = {} is outside [1, {}]", f.key_origin(wk), n_swa, 1 << 24);
+  hp.n_swa = static_cast<int>(n_swa);
+  if (f.has(wk)) {
     const std::string pk = a + "attention.sliding_window_pattern";
     const GgufValue* pv = f.find(pk);
     if (pv && pv->is_array()) {  // per-layer flags, 1 = local (llama.cpp's is_swa_impl)
@@ -57,14 +56,13 @@ void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
     } else {
       const int64_t pattern = f.get_int_opt(pk).value_or(6);
       if (pattern < 0 || pattern > hp.n_layer)
-        fail("{}: '{}' = {} is out of range [0, {}]", f.path(), pk, pattern, hp.n_layer);
+        fail("{} = {} is outside [0, {}]", f.key_origin(pk), pattern, hp.n_layer);
       // llama_hparams::set_swa_pattern: layer il is local unless il % pattern == pattern - 1;
       // pattern 0 makes every layer local.
       hp.swa_layers.assign(hp.n_layer, 0);
       for (int il = 0; il < hp.n_layer; ++il) hp.swa_layers[il] = pattern == 0 || il % pattern < pattern - 1;
     }
     hp.rope_base_swa = static_cast<float>(f.get_float_opt(a + "rope.freq_base_swa").value_or(10000.0));
-    if (!(hp.rope_base_swa > 1.0f)) fail("{}: rope.freq_base_swa must be > 1", f.path());
   }
 
   const int64_t d = hp.n_embd;

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
 #include "core/error.h"
@@ -14,8 +14,6 @@
 #include "core/fp16.h"
 
 namespace kvz {
-
-using json = nlohmann::json;
 
 namespace {
 
@@ -55,24 +53,24 @@ bool file_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-GgufValue value_of(const json& j, const std::string& where) {
+// A config.json scalar as the GGUF value the loaders read; their typed getters then check
+// it is the kind of value the key needs (naming the config key through key_origin).
+GgufValue value_of(const JsonReader& j) {
   GgufValue v;
-  if (j.is_boolean()) {
+  if (j.is_bool()) {
     v.type = GgufType::BOOL;
-    v.v = j.get<bool>();
-  } else if (j.is_number_integer()) {
+    v.v = j.boolean();
+  } else if (j.is_int()) {
     v.type = GgufType::I64;
-    if (j.is_number_unsigned() && j.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-      fail("{}: value {} is too large", where, j.dump());
-    v.v = j.get<int64_t>();
-  } else if (j.is_number_float()) {
+    v.v = j.integer();
+  } else if (j.is_number()) {
     v.type = GgufType::F64;
-    v.v = j.get<double>();
+    v.v = j.number();
   } else if (j.is_string()) {
     v.type = GgufType::STRING;
-    v.v = j.get<std::string>();
+    v.v = j.str();
   } else {
-    fail("{}: expected a number, bool or string, got {}", where, j.dump());
+    j.type_error("a number, boolean or string");
   }
   return v;
 }
@@ -110,15 +108,14 @@ std::unique_ptr<HfSource> HfSource::open(const std::string& dir, const LoadOptio
 void HfSource::load_config(const std::string& dir) {
   const std::string cpath = dir + "/config.json";
   if (!file_exists(cpath)) fail("{}: not a model folder (no config.json)", dir);
-  json c = read_json(cpath);
-  if (!c.is_object()) fail("{}: not a JSON object", cpath);
+  JsonReader c = JsonReader::open(cpath);
+  c.object();
+  std::string mt = c.get_str("model_type", "");
   // Multimodal wrappers (Gemma 3 4B+) keep the language model's settings in text_config.
-  if (c.contains("text_config") && c["text_config"].is_object()) {
-    json t = c["text_config"];
-    if (!t.contains("model_type") && c.contains("model_type")) t["model_type"] = c["model_type"];
-    c = t;
+  if (auto t = c.find("text_config")) {
+    mt = t->object().get_str("model_type", mt);
+    c = *t;
   }
-  const std::string mt = c.value("model_type", "");
   for (const auto& a : architectures())
     for (const auto& name : a.hf.model_types)
       if (name == mt) arch_ = &a;
@@ -130,48 +127,69 @@ void HfSource::load_config(const std::string& dir) {
   }
   const std::string arch = arch_->name, pre = arch + ".";
   auto set = [&](const std::string& key, GgufValue v) { kv_[key] = std::move(v); };
-  auto set_str = [&](const std::string& key, const std::string& v) { set(key, value_of(json(v), key)); };
+  auto set_str = [&](const std::string& key, const std::string& v) { set(key, GgufValue{GgufType::STRING, {}, v}); };
+  // A key read from the config: its value, and its name for the loaders' errors.
+  auto set_from = [&](const std::string& key, const JsonReader& v) {
+    set(key, value_of(v));
+    key_origin_[key] = v.where();
+  };
+  auto set_number = [&](const std::string& key, const JsonReader& v) {
+    if (!v.is_number()) v.type_error("a finite number");
+    set_from(key, v);
+  };
   set_str("general.architecture", arch);
-  std::string name = c.value("_name_or_path", c.value("_model_name_or_path", std::string()));
+  std::string name = c.get_str("_name_or_path", c.get_str("_model_name_or_path", ""));
   if (name.empty()) name = dir.substr(dir.find_last_of('/') == std::string::npos ? 0 : dir.find_last_of('/') + 1);
   set_str("general.name", name);
 
   auto map_key = [&](const std::string& hf_key, const std::string& gguf_suffix) {
-    auto it = c.find(hf_key);
-    if (it == c.end() || it->is_null()) return;
-    set(pre + gguf_suffix, value_of(*it, cpath + ": " + hf_key));
+    key_origin_[pre + gguf_suffix] = c.where(hf_key);  // named also when absent (a required key)
+    if (auto v = c.find(hf_key)) set_from(pre + gguf_suffix, *v);
   };
   for (const auto& [k, g] : kCommonKeys) map_key(k, g);
   for (const auto& [k, g] : arch_->hf.keys) map_key(k, g);
-  if (c.contains("head_dim") && c["head_dim"].is_number_integer())
-    set(pre + "attention.value_length", value_of(c["head_dim"], cpath));
+  if (auto h = c.find("head_dim"); h && h->is_int()) set_from(pre + "attention.value_length", *h);
 
   // RoPE: transformers < 5 writes rope_theta and rope_scaling; 5.x writes rope_parameters
-  // {rope_type, rope_theta, factor, ...}.
-  json rope = c.contains("rope_parameters") && c["rope_parameters"].is_object() ? c["rope_parameters"] : json::object();
-  // Per-layer-type parameters (Gemma 3 in transformers 5.x): full attention is the main
-  // rope, sliding-window layers get their own base.
-  if (rope.contains("full_attention") && rope["full_attention"].is_object()) {
-    if (rope.contains("sliding_attention") && rope["sliding_attention"].contains("rope_theta"))
-      set(pre + "rope.freq_base_swa", value_of(rope["sliding_attention"]["rope_theta"], cpath + ": rope_theta"));
-    rope = json(rope["full_attention"]);
+  // {rope_type, rope_theta, factor, ...}. Each field keeps its reader, so that errors name
+  // the key as the file spells it ("rope_scaling.factor").
+  std::map<std::string, JsonReader> rope;
+  auto take = [&](const JsonReader& o) {
+    for (const auto& [k, v] : o.members())
+      if (!v.is_null()) rope.insert_or_assign(k, v);
+  };
+  if (auto rp = c.find("rope_parameters")) {
+    rp->object();
+    // Per-layer-type parameters (Gemma 3 in transformers 5.x): full attention is the main
+    // rope, sliding-window layers get their own base.
+    if (auto full = rp->find("full_attention")) {
+      if (auto sliding = rp->find("sliding_attention"))
+        if (auto theta = sliding->object().find("rope_theta")) set_number(pre + "rope.freq_base_swa", *theta);
+      take(full->object());
+    } else {
+      take(*rp);
+    }
   }
-  if (c.contains("rope_scaling") && c["rope_scaling"].is_object())
-    for (auto& [k, v] : c["rope_scaling"].items()) rope[k] = v;
-  if (c.contains("rope_theta") && !c["rope_theta"].is_null()) rope["rope_theta"] = c["rope_theta"];
-  if (rope.contains("rope_theta")) set(pre + "rope.freq_base", value_of(rope["rope_theta"], cpath + ": rope_theta"));
-  std::string rtype = rope.value("rope_type", rope.value("type", std::string("default")));
+  if (auto rs = c.find("rope_scaling")) take(rs->object());
+  if (auto theta = c.find("rope_theta")) rope.insert_or_assign("rope_theta", *theta);
+  auto rope_field = [&](const char* k) -> const JsonReader* {
+    auto it = rope.find(k);
+    return it == rope.end() ? nullptr : &it->second;
+  };
+  if (const JsonReader* theta = rope_field("rope_theta")) set_number(pre + "rope.freq_base", *theta);
+  const JsonReader* type = rope_field("rope_type") ? rope_field("rope_type") : rope_field("type");
+  const std::string rtype = type ? type->str() : "default";
   if (rtype != "default") {
     // Types the loaders do not implement (yarn, dynamic, longrope, ...) reach them by name
     // and are refused there.
-    set_str(pre + "rope.scaling.type", rtype);
+    set_from(pre + "rope.scaling.type", *type);
     const std::pair<const char*, const char*> kRopeKeys[] = {
         {"factor", "rope.scaling.factor"},
         {"low_freq_factor", "rope.scaling.low_freq_factor"},
         {"high_freq_factor", "rope.scaling.high_freq_factor"},
         {"original_max_position_embeddings", "rope.scaling.original_context_length"}};
     for (const auto& [k, g] : kRopeKeys)
-      if (rope.contains(k) && !rope[k].is_null()) set(pre + g, value_of(rope[k], cpath + ": " + k));
+      if (const JsonReader* v = rope_field(k)) set_number(pre + g, *v);
   }
 
   // Sliding-window attention. transformers 5 lists every layer's kind in layer_types; older
@@ -179,31 +197,33 @@ void HfSource::load_config(const std::string& dir) {
   // layers: any other family with a sliding layer is refused rather than run with full
   // attention (a silently different model).
   std::vector<bool> local;
-  if (c.contains("layer_types") && c["layer_types"].is_array()) {
-    for (const auto& t : c["layer_types"]) {
-      const std::string kind = t.is_string() ? t.get<std::string>() : t.dump();
+  if (auto types = c.find("layer_types")) {
+    for (const JsonReader& t : types->elements()) {
+      const std::string kind = t.str();
       if (kind != "sliding_attention" && kind != "full_attention")
-        fail("{}: layer_types entry '{}' is not a layer kind kvzip knows (sliding_attention, full_attention)", cpath, kind);
+        t.fail_here(fmt::format("= '{}' is not a layer kind kvzip knows (sliding_attention, full_attention)", kind));
       local.push_back(kind == "sliding_attention");
     }
   }
-  const bool use_swa = c.value("use_sliding_window", false);
+  const bool use_swa = c.get_bool("use_sliding_window", false);
   const bool any_local = std::find(local.begin(), local.end(), true) != local.end();
   if (arch != "gemma3" && (use_swa || any_local))
     fail("{}: this {} model uses sliding-window attention (use_sliding_window / layer_types), which kvzip "
          "implements for gemma3 only", cpath, arch);
   if (arch == "gemma3") {
-    GgufValue v;
+    const std::string pk = pre + "attention.sliding_window_pattern";
     if (!local.empty()) {
+      GgufValue v;
       v.type = GgufType::ARRAY;
       v.elem_type = GgufType::BOOL;
       v.v = local;
-      set(pre + "attention.sliding_window_pattern", std::move(v));
-    } else if (c.contains("sliding_window_pattern") && !c["sliding_window_pattern"].is_null()) {
-      set(pre + "attention.sliding_window_pattern", value_of(c["sliding_window_pattern"], cpath + ": sliding_window_pattern"));
+      set(pk, std::move(v));
+      key_origin_[pk] = c.where("layer_types");
+    } else if (auto p = c.find("sliding_window_pattern")) {
+      set_from(pk, *p);
     }
   }
-  tied_ = c.contains("tie_word_embeddings") && c["tie_word_embeddings"].is_boolean() && c["tie_word_embeddings"].get<bool>();
+  tied_ = c.get_bool("tie_word_embeddings", false);
 }
 
 void HfSource::load_tensors(const std::string& dir, const LoadOptions& opt) {
@@ -213,12 +233,10 @@ void HfSource::load_tensors(const std::string& dir, const LoadOptions& opt) {
   if (file_exists(dir + "/model.safetensors")) {
     files.push_back("model.safetensors");
   } else if (file_exists(index)) {
-    const json j = read_json(index);
-    if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail("{}: no weight_map object", index);
+    const JsonReader j = JsonReader::open(index);
     std::set<std::string> seen;
-    for (const auto& [t, f] : j["weight_map"].items()) {
-      if (!f.is_string()) fail("{}: weight_map['{}'] is not a file name", index, t);
-      const std::string fn = f.get<std::string>();
+    for (const auto& [t, f] : j.object().at("weight_map").members()) {
+      const std::string fn = f.str();
       if (fn.empty() || fn.find('/') != std::string::npos || fn.find("..") != std::string::npos)
         fail("{}: weight_map['{}'] = '{}' is not a plain file name in the folder", index, t, fn);
       if (seen.insert(fn).second) files.push_back(fn);

@@ -23,12 +23,14 @@ const float* vec_f32_opt(const TensorSource& f, const std::string& name, int64_t
 // The decoder most families share (llama, qwen2, qwen3): reads <arch>.* hyper-parameters
 // (counts, eps, rope base and scaling) and the standard tensors (token_embd, output_norm,
 // output or tied, rope_freqs, blk.N.{attn_norm, attn_q/k/v/output, ffn_norm,
-// ffn_gate/up/down}), every shape checked. The family file then sets what differs.
+// ffn_gate/up/down}), every shape checked. The family file then sets what differs; the
+// values themselves (finite eps, head counts that divide, ...) are checked afterwards by
+// validate() (model/validate.h), for every family.
 void load_decoder(const TensorSource& f, HParams& hp, Weights& w);
 
 // Llama 3.x rope scaling as per-frequency divisors (the values of GGUF's rope_freqs.weight)
 // from <arch>.rope.scaling.{factor, low_freq_factor, high_freq_factor,
-// original_context_length}; a missing or out-of-range key is an error.
+// original_context_length}; a missing key is an error (their ranges: validate()).
 std::vector<float> llama3_rope_divisors(const TensorSource& f, const std::string& arch_prefix, double base,
                                         int rope_dim);
 

@@ -9,6 +9,7 @@
 #include "io/gguf.h"
 #include "model/hf_source.h"
 #include "model/identity.h"
+#include "model/validate.h"
 
 namespace kvz {
 
@@ -41,9 +42,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const std::function<
   }
   spec->load(f, m->hp_, m->w_);
   VocabData vocab = hf ? vocab_from_hf(path) : vocab_from_gguf(f);
+  validate(m->hp_, m->w_, vocab, f);
   const int n_tok = static_cast<int>(vocab.tokens.size());
-  if (n_tok > m->hp_.n_vocab)
-    fail("{}: the tokenizer has {} tokens but the model only {} embedding rows", path, n_tok, m->hp_.n_vocab);
   // HF embeddings may have more rows than the tokenizer has tokens (Qwen2.5: 151936 vs
   // 151665); the extra ids become unused placeholder tokens, as convert_hf_to_gguf.py does.
   if (n_tok < m->hp_.n_vocab) {

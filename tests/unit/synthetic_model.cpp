@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <random>
 
 #include "core/fp16.h"
+#include "io/safetensors.h"
 
 namespace kvz::test {
 
@@ -57,6 +60,34 @@ void add_norm(GgufWriter& w, const std::string& name, int64_t n, std::mt19937_64
   w.add_tensor(name, DType::F32, {n}, v.data(), v.size() * 4);
 }
 
+// GGUF name -> HF name (the inverse of the common table in model/hf_source.cpp).
+std::string hf_name(const std::string& g) {
+  if (g == "token_embd.weight") return "model.embed_tokens.weight";
+  if (g == "output_norm.weight") return "model.norm.weight";
+  if (g == "output.weight") return "lm_head.weight";
+  const std::pair<const char*, const char*> layer[] = {
+      {"attn_norm", "input_layernorm"}, {"attn_q", "self_attn.q_proj"},  {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},       {"ffn_down", "mlp.down_proj"}};
+  const size_t a = g.find('.'), b = g.find('.', a + 1);
+  const std::string il = g.substr(a + 1, b - a - 1), rest = g.substr(b + 1, g.rfind('.') - b - 1);
+  for (const auto& [gg, hh] : layer)
+    if (rest == gg) return "model.layers." + il + "." + hh + ".weight";
+  throw std::runtime_error("unmapped " + g);
+}
+
+// llama.cpp's convert permutes q/k rows within each head: GGUF row 2i+j <- HF row j*d/2+i.
+std::vector<uint8_t> unpermute(const GgufTensor& t, int n_head) {
+  const int64_t n_in = t.shape[0], n_out = t.shape[1], d = n_out / n_head;
+  const size_t rb = row_bytes(t.type, n_in);
+  std::vector<uint8_t> out(t.n_bytes);
+  for (int64_t h = 0; h < n_head; ++h)
+    for (int64_t i = 0; i < d / 2; ++i)
+      for (int64_t j = 0; j < 2; ++j)
+        std::memcpy(out.data() + (h * d + j * d / 2 + i) * rb, t.data + (h * d + 2 * i + j) * rb, rb);
+  return out;
+}
+
 }  // namespace
 
 GgufWriter synthetic_llama(const SyntheticSpec& s) {
@@ -71,38 +102,57 @@ GgufWriter synthetic_llama(const SyntheticSpec& s) {
   types[257] = types[258] = 3;
   const int n_vocab = static_cast<int>(tokens.size());
 
-  w.set_str("general.architecture", s.arch);
+  // Metadata setters that let SyntheticSpec's overrides replace a value; the overrides
+  // left over are added at the end.
+  std::map<std::string, float> f32_left = s.f32_keys;
+  std::map<std::string, uint32_t> u32_left = s.u32_keys;
+  std::map<std::string, std::string> str_left = s.str_keys;
+  auto pick = [](auto& left, const std::string& key, auto v) {
+    if (auto it = left.find(key); it != left.end()) {
+      v = it->second;
+      left.erase(it);
+    }
+    return v;
+  };
+  auto u32 = [&](const std::string& key, uint32_t v) { w.set_u32(key, pick(u32_left, key, v)); };
+  auto f32 = [&](const std::string& key, float v) { w.set_f32(key, pick(f32_left, key, v)); };
+  auto str = [&](const std::string& key, const std::string& v) { w.set_str(key, pick(str_left, key, v)); };
+  str("general.architecture", s.arch);
   const std::string a = s.arch + ".";
-  w.set_str("general.name", "synthetic-llama");
-  w.set_u32(a + "block_count", s.n_layer);
-  w.set_u32(a + "context_length", s.n_ctx);
-  w.set_u32(a + "embedding_length", s.n_embd);
-  w.set_u32(a + "feed_forward_length", s.n_ff);
-  w.set_u32(a + "attention.head_count", s.n_head);
-  w.set_u32(a + "attention.head_count_kv", s.n_head_kv);
-  w.set_f32(a + "rope.freq_base", 10000.0f);
-  w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
-  w.set_u32(a + "rope.dimension_count", d_head);
-  w.set_u32(a + "vocab_size", n_vocab);
+  str("general.name", "synthetic-llama");
+  u32(a + "block_count", s.n_layer);
+  u32(a + "context_length", s.n_ctx);
+  u32(a + "embedding_length", s.n_embd);
+  u32(a + "feed_forward_length", s.n_ff);
+  u32(a + "attention.head_count", s.n_head);
+  u32(a + "attention.head_count_kv", s.n_head_kv);
+  f32(a + "rope.freq_base", 10000.0f);
+  f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  u32(a + "rope.dimension_count", d_head);
+  u32(a + "vocab_size", n_vocab);
   const bool gemma = s.arch == "gemma3";
   if (gemma) {
-    w.set_u32(a + "attention.sliding_window", s.n_swa);
+    u32(a + "attention.sliding_window", s.n_swa);
     if (s.swa_flags.empty())
-      w.set_u32(a + "attention.sliding_window_pattern", s.swa_pattern);
+      u32(a + "attention.sliding_window_pattern", s.swa_pattern);
     else
       w.set_i32_array(a + "attention.sliding_window_pattern", s.swa_flags);
-    w.set_f32(a + "rope.freq_base_swa", s.rope_base_swa);
+    f32(a + "rope.freq_base_swa", s.rope_base_swa);
   }
-  w.set_str("tokenizer.ggml.model", "gpt2");
-  w.set_str("tokenizer.ggml.pre", "default");
+  str("tokenizer.ggml.model", "gpt2");
+  str("tokenizer.ggml.pre", "default");
   w.set_str_array("tokenizer.ggml.tokens", tokens);
   w.set_i32_array("tokenizer.ggml.token_type", types);
   w.set_str_array("tokenizer.ggml.merges", {"a b"});
-  w.set_u32("tokenizer.ggml.bos_token_id", 257);
-  w.set_u32("tokenizer.ggml.eos_token_id", 258);
-  w.set_str("tokenizer.chat_template",
-            "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-            "'<|im_end|>' + '\\n'}}{% endfor %}");
+  u32("tokenizer.ggml.bos_token_id", 257);
+  u32("tokenizer.ggml.eos_token_id", 258);
+  str("tokenizer.chat_template",
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+      "'<|im_end|>' + '\\n'}}{% endfor %}");
+
+  for (const auto& [k, v] : u32_left) w.set_u32(k, v);
+  for (const auto& [k, v] : f32_left) w.set_f32(k, v);
+  for (const auto& [k, v] : str_left) w.set_str(k, v);
 
   add_matrix(w, "token_embd.weight", s.n_embd, n_vocab, s.wtype, rng, 1.0f, s.skip_tensor);
   add_norm(w, "output_norm.weight", s.n_embd, rng);
@@ -145,6 +195,55 @@ std::unique_ptr<Model> load_tiny_gemma3(int n_layer, const std::string& tag) {
   auto model = Model::load(path);
   std::remove(path.c_str());
   return model;
+}
+
+void write_hf_copy(const SyntheticSpec& spec, HfFolder& f) {
+  f.gguf_path = write_synthetic_llama(spec, f.dir.filename().string());
+  auto g = GgufFile::open(f.gguf_path);
+  std::vector<SafetensorsEntry> shard[2];
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (const auto& t : g->tensors()) {
+    SafetensorsEntry e;
+    e.name = hf_name(t.name);
+    e.dtype = t.type == DType::F32 ? "F32" : t.type == DType::F16 ? "F16" : "BF16";
+    e.shape.assign(t.shape.rbegin(), t.shape.rend());
+    const bool is_q = t.name.find("attn_q.") != std::string::npos, is_k = t.name.find("attn_k.") != std::string::npos;
+    e.bytes = is_q ? unpermute(t, spec.n_head) : is_k ? unpermute(t, spec.n_head_kv)
+                                                       : std::vector<uint8_t>(t.data, t.data + t.n_bytes);
+    const int s = t.name.rfind("blk.1.", 0) == 0 ? 1 : 0;
+    weight_map[e.name] = s ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+    shard[s].push_back(std::move(e));
+  }
+  f.write("model-00001-of-00002.safetensors", safetensors_bytes(shard[0]));
+  f.write("model-00002-of-00002.safetensors", safetensors_bytes(shard[1]));
+  f.write("model.safetensors.index.json", nlohmann::json{{"weight_map", weight_map}}.dump());
+  const nlohmann::json config = {{"model_type", "llama"},
+                                 {"num_hidden_layers", spec.n_layer},
+                                 {"hidden_size", spec.n_embd},
+                                 {"num_attention_heads", spec.n_head},
+                                 {"num_key_value_heads", spec.n_head_kv},
+                                 {"intermediate_size", spec.n_ff},
+                                 {"max_position_embeddings", spec.n_ctx},
+                                 {"rms_norm_eps", 1e-5},
+                                 {"rope_theta", 10000.0},
+                                 {"vocab_size", g->get_str_array("tokenizer.ggml.tokens").size()},
+                                 {"tie_word_embeddings", spec.tied}};
+  f.write("config.json", config.dump());
+  // tokenizer.json: the same byte-level vocabulary.
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  const auto tokens = g->get_str_array("tokenizer.ggml.tokens");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i].rfind("<|", 0) == 0)
+      added.push_back({{"id", i}, {"content", tokens[i]}, {"special", true}});
+    else
+      vocab[tokens[i]] = i;
+  }
+  const nlohmann::json tok = {
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array({nlohmann::json::array({"a", "b"})})}, {"unk_token", nullptr}}},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"added_tokens", added}};
+  f.write("tokenizer.json", tok.dump());
+  f.write("tokenizer_config.json", nlohmann::json{{"eos_token", "<|im_end|>"}}.dump());
 }
 
 }  // namespace kvz::test

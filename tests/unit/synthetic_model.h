@@ -10,6 +10,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 
 #include "io/gguf_writer.h"
@@ -35,6 +38,11 @@ struct SyntheticSpec {
   std::vector<int32_t> swa_flags;  // non-empty: written as the pattern key's per-layer array instead
   float rope_base_swa = 10000.0f;
   std::string skip_tensor;      // leave this tensor out (error tests)
+  // Metadata for error tests, by full key ("llama.rope.freq_base"): replaces the value the
+  // model would have, or adds the key.
+  std::map<std::string, float> f32_keys;
+  std::map<std::string, uint32_t> u32_keys;
+  std::map<std::string, std::string> str_keys;
 };
 
 // A byte-level vocabulary: the 256 GPT-2 byte symbols, "ab" (one merge), <|im_start|>, <|im_end|>.
@@ -44,6 +52,34 @@ std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& 
 // A tiny random gemma3 with sliding windows of 8 positions, every second layer global
 // (layers 0, 2, ... local), loaded (its file already removed).
 std::unique_ptr<Model> load_tiny_gemma3(int n_layer, const std::string& tag);
+
+// A temp folder (kvz_hf_<tag> in the temp directory), removed with the GGUF it was made
+// from when it goes out of scope.
+struct HfFolder {
+  std::filesystem::path dir;
+  std::string gguf_path;
+  explicit HfFolder(const std::string& tag) : dir(std::filesystem::temp_directory_path() / ("kvz_hf_" + tag)) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  ~HfFolder() {
+    std::filesystem::remove_all(dir);
+    if (!gguf_path.empty()) std::remove(gguf_path.c_str());
+  }
+  void write(const std::string& name, const std::string& text) const { std::ofstream(dir / name, std::ios::binary) << text; }
+  std::string read(const std::string& name) const {
+    std::ifstream in(dir / name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  void write(const std::string& name, const std::vector<uint8_t>& b) const {
+    std::ofstream(dir / name, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+};
+
+// Writes the synthetic model as an HF folder: two safetensors shards and their index (HF
+// names and shapes, q/k rows in HF's rotate-half layout), config.json, tokenizer.json (the
+// same byte-level vocabulary) and tokenizer_config.json. f.gguf_path: the GGUF it came from.
+void write_hf_copy(const SyntheticSpec& spec, HfFolder& f);
 
 // A test suite sharing one default synthetic model, written and loaded once per suite.
 class SyntheticModelTest : public ::testing::Test {

@@ -22,101 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// GGUF name -> HF name (the inverse of the common table in model/hf_source.cpp).
-std::string hf_name(const std::string& g) {
-  if (g == "token_embd.weight") return "model.embed_tokens.weight";
-  if (g == "output_norm.weight") return "model.norm.weight";
-  if (g == "output.weight") return "lm_head.weight";
-  const std::pair<const char*, const char*> layer[] = {
-      {"attn_norm", "input_layernorm"}, {"attn_q", "self_attn.q_proj"},  {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
-      {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},       {"ffn_down", "mlp.down_proj"}};
-  const size_t a = g.find('.'), b = g.find('.', a + 1);
-  const std::string il = g.substr(a + 1, b - a - 1), rest = g.substr(b + 1, g.rfind('.') - b - 1);
-  for (const auto& [gg, hh] : layer)
-    if (rest == gg) return "model.layers." + il + "." + hh + ".weight";
-  throw std::runtime_error("unmapped " + g);
-}
-
-// llama.cpp's convert permutes q/k rows within each head: GGUF row 2i+j <- HF row j*d/2+i.
-std::vector<uint8_t> unpermute(const GgufTensor& t, int n_head) {
-  const int64_t n_in = t.shape[0], n_out = t.shape[1], d = n_out / n_head;
-  const size_t rb = row_bytes(t.type, n_in);
-  std::vector<uint8_t> out(t.n_bytes);
-  for (int64_t h = 0; h < n_head; ++h)
-    for (int64_t i = 0; i < d / 2; ++i)
-      for (int64_t j = 0; j < 2; ++j)
-        std::memcpy(out.data() + (h * d + j * d / 2 + i) * rb, t.data + (h * d + 2 * i + j) * rb, rb);
-  return out;
-}
-
-struct Folder {
-  fs::path dir;
-  std::string gguf_path;
-  explicit Folder(const std::string& tag) : dir(fs::temp_directory_path() / ("kvz_hf_" + tag)) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Folder() {
-    fs::remove_all(dir);
-    if (!gguf_path.empty()) std::remove(gguf_path.c_str());
-  }
-  void write(const std::string& name, const std::string& text) const { std::ofstream(dir / name, std::ios::binary) << text; }
-  void write(const std::string& name, const std::vector<uint8_t>& b) const {
-    std::ofstream(dir / name, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), b.size());
-  }
-};
-
-// Writes the synthetic model as an HF folder with two shards and an index.
-void write_hf_copy(const test::SyntheticSpec& spec, Folder& f) {
-  f.gguf_path = test::write_synthetic_llama(spec, "hfsrc");
-  auto g = GgufFile::open(f.gguf_path);
-  std::vector<SafetensorsEntry> shard[2];
-  nlohmann::json weight_map = nlohmann::json::object();
-  for (const auto& t : g->tensors()) {
-    SafetensorsEntry e;
-    e.name = hf_name(t.name);
-    e.dtype = t.type == DType::F32 ? "F32" : t.type == DType::F16 ? "F16" : "BF16";
-    e.shape.assign(t.shape.rbegin(), t.shape.rend());
-    const bool is_q = t.name.find("attn_q.") != std::string::npos, is_k = t.name.find("attn_k.") != std::string::npos;
-    e.bytes = is_q ? unpermute(t, spec.n_head) : is_k ? unpermute(t, spec.n_head_kv)
-                                                       : std::vector<uint8_t>(t.data, t.data + t.n_bytes);
-    const int s = t.name.rfind("blk.1.", 0) == 0 ? 1 : 0;
-    weight_map[e.name] = s ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
-    shard[s].push_back(std::move(e));
-  }
-  f.write("model-00001-of-00002.safetensors", safetensors_bytes(shard[0]));
-  f.write("model-00002-of-00002.safetensors", safetensors_bytes(shard[1]));
-  f.write("model.safetensors.index.json", nlohmann::json{{"weight_map", weight_map}}.dump());
-  const nlohmann::json config = {{"model_type", "llama"},
-                                 {"num_hidden_layers", spec.n_layer},
-                                 {"hidden_size", spec.n_embd},
-                                 {"num_attention_heads", spec.n_head},
-                                 {"num_key_value_heads", spec.n_head_kv},
-                                 {"intermediate_size", spec.n_ff},
-                                 {"max_position_embeddings", spec.n_ctx},
-                                 {"rms_norm_eps", 1e-5},
-                                 {"rope_theta", 10000.0},
-                                 {"vocab_size", g->get_str_array("tokenizer.ggml.tokens").size()},
-                                 {"tie_word_embeddings", spec.tied}};
-  f.write("config.json", config.dump());
-  // tokenizer.json: the same byte-level vocabulary.
-  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
-  const auto tokens = g->get_str_array("tokenizer.ggml.tokens");
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i].rfind("<|", 0) == 0)
-      added.push_back({{"id", i}, {"content", tokens[i]}, {"special", true}});
-    else
-      vocab[tokens[i]] = i;
-  }
-  const nlohmann::json tok = {
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array({nlohmann::json::array({"a", "b"})})}, {"unk_token", nullptr}}},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-      {"added_tokens", added}};
-  f.write("tokenizer.json", tok.dump());
-  f.write("tokenizer_config.json", nlohmann::json{{"eos_token", "<|im_end|>"}}.dump());
-}
-
 std::vector<float> run(const Model& m, const std::vector<int32_t>& ids) {
   ThreadPool pool(1);
   Session s(m, pool);
@@ -132,8 +37,8 @@ TEST(HfSource, ShardedFolderMatchesGguf) {
     test::SyntheticSpec spec;
     spec.wtype = wt;
     spec.tied = wt == DType::F32;
-    Folder f(std::string("sharded_") + type_name(wt));
-    write_hf_copy(spec, f);
+    test::HfFolder f(std::string("sharded_") + type_name(wt));
+    test::write_hf_copy(spec, f);
     auto mg = Model::load(f.gguf_path);
     auto mh = Model::load(f.dir.string());
     EXPECT_EQ(mh->hp().rope_style, RopeStyle::Neox);
@@ -185,8 +90,8 @@ TEST(HfSource, ShardedFolderMatchesGguf) {
 
 TEST(HfSource, HostileFolders) {
   test::SyntheticSpec spec;
-  Folder f("hostile");
-  write_hf_copy(spec, f);
+  test::HfFolder f("hostile");
+  test::write_hf_copy(spec, f);
   auto error_of = [&]() -> std::string {
     try {
       Model::load(f.dir.string());
@@ -265,8 +170,8 @@ TEST(HfSource, HostileFolders) {
 // per-layer sliding flags (not the default period of 6), with query_pre_attn_scalar kept.
 TEST(HfSource, RopeScalingAndLayerKindsFromConfig) {
   test::SyntheticSpec spec;
-  Folder f("config");
-  write_hf_copy(spec, f);
+  test::HfFolder f("config");
+  test::write_hf_copy(spec, f);
   std::ifstream in(f.dir / "config.json");
   auto cfg = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
 

@@ -3,9 +3,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -459,6 +462,28 @@ int cmd_methods() {
   return 0;
 }
 
+// The CLI's one error path: whatever escapes a command becomes one `kvzip: error: ...` line
+// on stderr and exit status 1. Bad input throws kvz::Error; the other kinds are reported
+// the same way rather than aborting the process.
+int report_error(std::exception_ptr e) {
+  std::string msg;
+  try {
+    std::rethrow_exception(e);
+  } catch (const kvz::Error& x) {
+    msg = x.what();
+  } catch (const std::bad_alloc&) {
+    msg = "out of memory";
+  } catch (const nlohmann::json::exception& x) {
+    msg = fmt::format("malformed JSON: {}", x.what());
+  } catch (const std::exception& x) {
+    msg = x.what();
+  } catch (...) {
+    msg = "unknown exception";
+  }
+  std::fprintf(stderr, "kvzip: error: %s\n", msg.c_str());
+  return 1;
+}
+
 }  // namespace
 
 // tools/cli/bench.cpp
@@ -467,7 +492,7 @@ int run_bench_command(const CLI::App& app);
 void add_train_kvzap_command(CLI::App& app, const std::string& default_model);  // train_kvzap.cpp
 int run_train_kvzap_command(const CLI::App& app);
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   CLI::App app{
       "kvzip — an LLM inference engine with query-agnostic KV-cache compression (KVzip).\n"
       "Models are GGUF files or Hugging Face folders (config.json, tokenizer.json, *.safetensors); get the default\n"
@@ -590,61 +615,61 @@ int main(int argc, char** argv) {
   if (convert == "q8_0") lopt.convert = DType::Q8_0;
   lopt.interleave = !rows_layout;
   g.load = a.load = d.load = lopt;
-  try {
-    if (*info) return cmd_info(info_model, info_tensors, lopt);
-    if (*methods) return cmd_methods();
-    if (*gen) return cmd_generate(g);
-    if (*ask) {
-      if (!(a.ratio > 0 && a.ratio <= 1)) fail("--ratio {} is outside (0, 1]", a.ratio);
-      if (!a.load_path.empty()) return answer_from_saved(a);
-      if (a.context_file.empty()) fail("ask: give --context FILE (or --load FILE)");
-      compare_full_and_compressed(a, read_file(a.context_file), a.questions, {});
-      return 0;
+  if (*info) return cmd_info(info_model, info_tensors, lopt);
+  if (*methods) return cmd_methods();
+  if (*gen) return cmd_generate(g);
+  if (*ask) {
+    if (!(a.ratio > 0 && a.ratio <= 1)) fail("--ratio {} is outside (0, 1]", a.ratio);
+    if (!a.load_path.empty()) return answer_from_saved(a);
+    if (a.context_file.empty()) fail("ask: give --context FILE (or --load FILE)");
+    compare_full_and_compressed(a, read_file(a.context_file), a.questions, {});
+    return 0;
+  }
+  if (app.got_subcommand("bench")) return run_bench_command(app);
+  if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
+  if (app.got_subcommand("serve")) return kvz::cli::run_serve_command(serve_opts, lopt);
+  if (*eval_cmd) return run_eval_command(ev, eval_cmd);
+  if (*report_cmd) return run_report_command(rep);
+  if (*sh) {
+    auto m = load_model(sh_model, lopt);
+    ThreadPool pool(sh_threads);
+    KvzipContext ctx(*m, pool);
+    const std::string text = sh_context.empty() ? make_demo_document().context : read_file(sh_context);
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    {
+      ProgressBar bar("prefill", "tok", stderr_is_tty());
+      ctx.prefill(text, bar.callback());
     }
-    if (app.got_subcommand("bench")) return run_bench_command(app);
-    if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
-    if (app.got_subcommand("serve")) return kvz::cli::run_serve_command(serve_opts, lopt);
-    if (*eval_cmd) return run_eval_command(ev, eval_cmd);
-    if (*report_cmd) return run_report_command(rep);
-    if (*sh) {
-      auto m = load_model(sh_model, lopt);
-      ThreadPool pool(sh_threads);
-      KvzipContext ctx(*m, pool);
-      const std::string text = sh_context.empty() ? make_demo_document().context : read_file(sh_context);
-      using clock = std::chrono::steady_clock;
-      const auto t0 = clock::now();
-      {
-        ProgressBar bar("prefill", "tok", stderr_is_tty());
-        ctx.prefill(text, bar.callback());
-      }
-      {
-        ProgressBar bar("KVzip scoring", "tok", stderr_is_tty());
-        ctx.score(bar.callback());
-      }
-      HeadScoreFile h;
-      h.n_layer = m->hp().n_layer;
-      h.n_head_kv = m->hp().n_head_kv;
-      h.scores = head_scores_from_pairs(ctx.scores());
-      h.source = fmt::format("{} ({} tokens)", sh_context.empty() ? "kvzip demo document" : sh_context, ctx.n_ctx());
-      save_head_scores(sh_out, m->identity(), h);
-      fmt::print("wrote {}: {} x {} head scores from {} in {:.1f} s\n", sh_out, h.n_layer, h.n_head_kv, h.source,
-                 std::chrono::duration<double>(clock::now() - t0).count());
-      return 0;
+    {
+      ProgressBar bar("KVzip scoring", "tok", stderr_is_tty());
+      ctx.score(bar.callback());
     }
-    if (*demo) {
-      if (!(d.ratio > 0 && d.ratio <= 1)) fail("--ratio {} is outside (0, 1]", d.ratio);
-      const QaSample sample = make_demo_document(demo_records);
-      fmt::print("kvzip demo: a generated registry of {} fact records; {} questions; keep ratio {}\n\n", demo_records,
-                 sample.questions.size(), d.ratio);
-      compare_full_and_compressed(d, sample.context, sample.questions, sample.answers);
-      return 0;
-    }
-  } catch (const kvz::Error& e) {
-    std::fprintf(stderr, "kvzip: error: %s\n", e.what());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "kvzip: error: out of memory\n");
-    return 1;
+    HeadScoreFile h;
+    h.n_layer = m->hp().n_layer;
+    h.n_head_kv = m->hp().n_head_kv;
+    h.scores = head_scores_from_pairs(ctx.scores());
+    h.source = fmt::format("{} ({} tokens)", sh_context.empty() ? "kvzip demo document" : sh_context, ctx.n_ctx());
+    save_head_scores(sh_out, m->identity(), h);
+    fmt::print("wrote {}: {} x {} head scores from {} in {:.1f} s\n", sh_out, h.n_layer, h.n_head_kv, h.source,
+               std::chrono::duration<double>(clock::now() - t0).count());
+    return 0;
+  }
+  if (*demo) {
+    if (!(d.ratio > 0 && d.ratio <= 1)) fail("--ratio {} is outside (0, 1]", d.ratio);
+    const QaSample sample = make_demo_document(demo_records);
+    fmt::print("kvzip demo: a generated registry of {} fact records; {} questions; keep ratio {}\n\n", demo_records,
+               sample.questions.size(), d.ratio);
+    compare_full_and_compressed(d, sample.context, sample.questions, sample.answers);
+    return 0;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (...) {
+    return report_error(std::current_exception());
+  }
 }
