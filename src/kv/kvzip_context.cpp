@@ -53,9 +53,7 @@ void KvzipContext::prefill(const std::string& context, const std::function<void(
 
 void KvzipContext::prefill_ids(const std::vector<int32_t>& ctx_ids, const std::function<void(int64_t, int64_t)>& progress) {
   if (ctx_ids.empty()) fail("the context is empty");
-  const int64_t n_full = n_sys_ + static_cast<int64_t>(ctx_ids.size());
-  // Scoring appends a repeat input of up to chunk + ~40 tokens after the context.
-  const int64_t need = n_full + opt_.scoring.chunk + 64;
+  const int64_t need = kvzip_positions_needed(n_sys_, static_cast<int64_t>(ctx_ids.size()), opt_.scoring);
   if (need > session_.n_ctx_max())
     fail("context of {} tokens (+{} system prompt) needs {} positions with scoring; the limit is {} tokens",
          ctx_ids.size(), n_sys_, need, session_.n_ctx_max());

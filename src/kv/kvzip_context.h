@@ -52,6 +52,11 @@ struct ContextOptions {
 // that a context restored from a file (the server's) is queried exactly as KvzipContext::query.
 KvzipTemplate model_kvzip_template(const Model& m, const std::string& task = "qa", bool think_block = false);
 std::vector<int32_t> kvzip_question_ids(const Model& m, const KvzipTemplate& t, const std::string& question);
+// Positions a context of n_sys + n_ctx tokens needs to be scored: the repeat pass appends up
+// to one chunk plus its prompt (~40 tokens) after the context.
+inline int64_t kvzip_positions_needed(int64_t n_sys, int64_t n_ctx, const KvzipScoreOptions& o) {
+  return n_sys + n_ctx + o.chunk + 64;
+}
 
 class KvzipContext {
  public:

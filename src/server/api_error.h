@@ -25,4 +25,9 @@ class ApiError : public Error {
   throw ApiError(400, message, "invalid_request_error", param, code);
 }
 
+// 404 for a context id that is unknown (or deleted), naming the parameter that carried it.
+[[noreturn]] inline void context_not_found(const std::string& id, const std::string& param) {
+  throw ApiError(404, "no context '" + id + "'", "invalid_request_error", param, "context_not_found");
+}
+
 }  // namespace kvz::server

@@ -124,7 +124,7 @@ bool ContextRegistry::remove(const std::string& id) {
 
 std::shared_ptr<const ReadyContext> ContextRegistry::acquire(const std::string& id) {
   std::shared_ptr<ContextEntry> e = find(id);
-  if (!e) throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "context_id", "context_not_found");
+  if (!e) context_not_found(id, "context_id");
   {
     std::lock_guard el(e->mu);
     if (e->state == CtxState::Failed)
@@ -152,7 +152,7 @@ std::shared_ptr<const ReadyContext> ContextRegistry::acquire(const std::string& 
   }
   {
     std::lock_guard el(e->mu);
-    if (e->deleted) throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "context_id", "context_not_found");
+    if (e->deleted) context_not_found(id, "context_id");
     e->ready = r;
   }
   std::lock_guard lk(mu_);

@@ -200,19 +200,17 @@ void Engine::fail_slot(Slot& s, const std::string& error, int status) {
   s.job->push({"", true, "", error, status});
 }
 
-bool Engine::serve_slots() {
+void Engine::serve_slots() {
   {  // new requests take free slots, in arrival order
     std::unique_lock lk(mu_);
     while (!waiting_.empty() && static_cast<int>(slots_.size()) < opt_.parallel) {
       auto j = waiting_.front();
       waiting_.pop_front();
       lk.unlock();
-      j->queue_s = 0;
       if (!j->cancelled()) admit(std::move(j));
       lk.lock();
     }
   }
-  bool worked = false;
   // Leave the slots whose client went away.
   for (auto& s : slots_)
     if (s->job->cancelled()) {
@@ -246,7 +244,6 @@ bool Engine::serve_slots() {
       s.t_decode = clock_type::now();
       s.job->prompt_tokens = static_cast<int64_t>(prompt.size());
     }
-    worked = true;
     break;
   }
   std::erase(slots_, nullptr);
@@ -293,12 +290,10 @@ bool Engine::serve_slots() {
       if (batch.size() == 1) {  // the same path as a lone generate()
         batch[0]->forward(std::span<const int32_t>(toks), LogitsMode::Last, &rows[0]->logits);
       } else {
-        static thread_local ForwardScratch scratch;
-        static thread_local std::vector<float> logits;
-        logits.resize(batch.size() * static_cast<size_t>(n_vocab));
-        Session::forward_step(batch, toks, logits.data(), scratch);
+        step_logits_.resize(batch.size() * static_cast<size_t>(n_vocab));
+        Session::forward_step(batch, toks, step_logits_.data(), step_scratch_);
         for (size_t i = 0; i < rows.size(); ++i)
-          rows[i]->logits.assign(logits.begin() + i * n_vocab, logits.begin() + (i + 1) * n_vocab);
+          rows[i]->logits.assign(step_logits_.begin() + i * n_vocab, step_logits_.begin() + (i + 1) * n_vocab);
       }
     } catch (const std::exception& e) {
       for (Slot* r : rows) fail_slot(*r, e.what(), 500);
@@ -309,19 +304,13 @@ bool Engine::serve_slots() {
     metrics_.decode_us += us_since(t0);
     metrics_.decode_steps += 1;
     metrics_.decode_rows += static_cast<int64_t>(batch.size());
-    worked = true;
   }
   active_ = static_cast<int>(slots_.size());
-  return worked;
 }
 
 void Engine::run_compress(CompressJob& job) {
   auto& e = job.entry;
-  in_upload_ = true;
-  struct Done {
-    bool& f;
-    ~Done() { f = false; }
-  } done{in_upload_};
+  int64_t served_us = 0;  // decode work done inside the upload, counted by serve_slots itself
   // Between two prefill batches or scoring chunks: serve the slots, and give up on a forced stop.
   auto between = [&](CtxState st, int64_t d, int64_t total) {
     // A re-prune keeps the entry ready: queries go on from the current compression.
@@ -334,7 +323,9 @@ void Engine::run_compress(CompressJob& job) {
       std::lock_guard el(e->mu);
       if (e->deleted) fail("the context was deleted");
     }
+    const auto t = clock_type::now();
     serve_slots();
+    served_us += us_since(t);
   };
   try {
     std::shared_ptr<KvzipContext> ctx;
@@ -355,8 +346,9 @@ void Engine::run_compress(CompressJob& job) {
       contexts_.set_state(e, CtxState::Prefilling, 0);
       const auto t0 = clock_type::now();
       ctx->prefill_ids(job.ids, [&](int64_t d, int64_t t) { between(CtxState::Prefilling, d, t); });
-      prefill_s = since(t0);
-      metrics_.prefill_us += us_since(t0);
+      prefill_s = since(t0) - served_us * 1e-6;
+      metrics_.prefill_us += us_since(t0) - served_us;
+      served_us = 0;
       metrics_.context_tokens += ctx->n_ctx() + ctx->n_sys();
     } else {
       std::lock_guard el(e->mu);
@@ -377,7 +369,7 @@ void Engine::run_compress(CompressJob& job) {
     if (!job.recompress) contexts_.set_state(e, CtxState::Scoring, 0);
     const auto t1 = clock_type::now();
     const PruneReport pr = ctx->compress(*press, so, "", [&](int64_t d, int64_t t) { between(CtxState::Scoring, d, t); });
-    score_s = since(t1);
+    score_s = since(t1) - served_us * 1e-6;
 
     auto ready = std::make_shared<ReadyContext>();
     ready->meta = ctx->stored();

@@ -22,6 +22,7 @@
 
 #include "core/thread_pool.h"
 #include "model/model.h"
+#include "model/session.h"
 #include "model/sampler.h"
 #include "server/contexts.h"
 #include "server/metrics.h"
@@ -52,7 +53,7 @@ class GenJob {
 
   // Results, valid once an event with done arrives.
   int64_t prompt_tokens = 0, completion_tokens = 0;
-  double prefill_s = 0, decode_s = 0, queue_s = 0;
+  double prefill_s = 0, decode_s = 0;
   std::string new_context_id;  // update_cache: the derived context
 
   // Engine side.
@@ -101,9 +102,8 @@ class Engine {
  private:
   struct Slot;
   void run();
-  // Admits waiting requests, prefills one chunk, runs one decode step. Returns whether
-  // anything was done.
-  bool serve_slots();
+  // Admits waiting requests, prefills one chunk, runs one decode step.
+  void serve_slots();
   void admit(std::shared_ptr<GenJob> job);
   void finish(Slot& s, const std::string& reason);
   void fail_slot(Slot& s, const std::string& error, int status);
@@ -125,7 +125,8 @@ class Engine {
 
   std::vector<std::unique_ptr<Slot>> slots_;  // engine thread only
   std::atomic<int> active_{0};
-  bool in_upload_ = false;
+  ForwardScratch step_scratch_;     // forward_step's activations (engine thread only)
+  std::vector<float> step_logits_;  // [slots][n_vocab]
   std::mutex join_mu_;
   std::thread thread_;
 };

@@ -11,6 +11,32 @@ namespace kvz::server {
 
 using nlohmann::json;
 
+namespace {
+
+// The method, its parameters and the level of an upload or a re-prune, each a 400 naming
+// its field, before anything is queued.
+void check_method(const std::string& method, const std::map<std::string, std::string>& params,
+                  const std::string& level) {
+  try {
+    method_info(method);
+  } catch (const Error& e) {
+    bad_param("method", e.what());
+  }
+  try {
+    make_press(method, params);
+  } catch (const Error& e) {
+    bad_param("params", e.what());
+  }
+  if (level.empty()) return;
+  try {
+    parse_prune_level(level);
+  } catch (const Error& e) {
+    bad_param("level", e.what());
+  }
+}
+
+}  // namespace
+
 Service::Service(const Model& model, ServiceOptions opt)
     : model_(model), opt_(std::move(opt)), created_(static_cast<int64_t>(std::time(nullptr))) {
   if (!opt_.log) opt_.log = [](const std::string&) {};
@@ -18,6 +44,7 @@ Service::Service(const Model& model, ServiceOptions opt)
   contexts_->scan();
   engine_ = std::make_unique<Engine>(model, opt_.engine, *contexts_, metrics_, opt_.log);
   tmpl_ = model_kvzip_template(model);
+  n_sys_ = static_cast<int64_t>(model.tokenizer().encode(tmpl_.prefix, false, true).size());
 }
 
 Service::~Service() { engine_->stop(false); }
@@ -85,28 +112,13 @@ std::string Service::metrics_text() const {
 json Service::create_context(const json& body) {
   ContextRequest r = parse_context_request(body);
   // Everything is checked here, before the upload is accepted.
-  std::map<std::string, std::string> params(r.params.begin(), r.params.end());
-  try {
-    method_info(r.method);
-  } catch (const Error& e) {
-    bad_param("method", e.what());
-  }
-  try {
-    make_press(r.method, params);
-  } catch (const Error& e) {
-    bad_param("params", e.what());
-  }
-  if (!r.level.empty()) try {
-      parse_prune_level(r.level);
-    } catch (const Error& e) {
-      bad_param("level", e.what());
-    }
+  check_method(r.method, std::map<std::string, std::string>(r.params.begin(), r.params.end()), r.level);
   auto job = std::make_shared<CompressJob>();
   job->ids = model_.tokenizer().encode(r.text, false, /*parse_special=*/false);
   if (job->ids.empty()) bad_param("text", "the context text has no tokens");
-  const int64_t n_sys = static_cast<int64_t>(model_.tokenizer().encode(tmpl_.prefix, false, true).size());
+  const int64_t n_sys = n_sys_;
   const int64_t n = static_cast<int64_t>(job->ids.size());
-  const int64_t need = n_sys + n + KvzipScoreOptions{}.chunk + 64;  // the repeat pass follows the context
+  const int64_t need = kvzip_positions_needed(n_sys, n, KvzipScoreOptions{});
   if (need > engine_->n_ctx())
     throw ApiError(400,
                    fmt::format("the context has {} tokens (+{} system prompt); with scoring it needs {} positions, "
@@ -138,7 +150,7 @@ json Service::create_context(const json& body) {
 
 json Service::get_context(const std::string& id) const {
   auto e = contexts_->find(id);
-  if (!e) throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "id", "context_not_found");
+  if (!e) context_not_found(id, "id");
   return ContextRegistry::describe(*e);
 }
 
@@ -149,26 +161,15 @@ json Service::list_contexts() const {
 }
 
 json Service::delete_context(const std::string& id) {
-  if (!contexts_->remove(id))
-    throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "id", "context_not_found");
+  if (!contexts_->remove(id)) context_not_found(id, "id");
   return {{"id", id}, {"object", "context.deleted"}, {"deleted", true}};
 }
 
 json Service::recompress(const std::string& id, const json& body) {
   RecompressRequest r = parse_recompress_request(body);
   auto e = contexts_->find(id);
-  if (!e) throw ApiError(404, "no context '" + id + "'", "invalid_request_error", "id", "context_not_found");
-  try {
-    method_info(r.method);
-    make_press(r.method, {});
-  } catch (const Error& err) {
-    bad_param("method", err.what());
-  }
-  if (!r.level.empty()) try {
-      parse_prune_level(r.level);
-    } catch (const Error& err) {
-      bad_param("level", err.what());
-    }
+  if (!e) context_not_found(id, "id");
+  check_method(r.method, {}, r.level);
   {
     std::lock_guard el(e->mu);
     if (e->state != CtxState::Ready)
@@ -195,9 +196,7 @@ std::shared_ptr<GenJob> Service::start_generation(const json& body, bool chat) {
   GenRequest& r = job->req;
   const Tokenizer& tok = model_.tokenizer();
   if (!r.context_id.empty()) {
-    if (!valid_context_id(r.context_id))
-      throw ApiError(404, "no context '" + r.context_id + "'", "invalid_request_error", "context_id",
-                     "context_not_found");
+    if (!valid_context_id(r.context_id)) context_not_found(r.context_id, "context_id");
     job->base = contexts_->acquire(r.context_id);
     job->base_id = r.context_id;
     if (chat) {

@@ -64,6 +64,7 @@ class Service {
   std::unique_ptr<ContextRegistry> contexts_;
   std::unique_ptr<Engine> engine_;
   KvzipTemplate tmpl_;
+  int64_t n_sys_ = 0;  // tokens of KVzip's system prompt (tmpl_.prefix)
   int64_t created_;
 };
 
