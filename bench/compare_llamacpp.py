@@ -309,8 +309,8 @@ def main() -> int:
         "date": dt.datetime.now().isoformat(timespec="seconds"), "host": host, "cpu": cpu,
         "nproc": os.cpu_count(), "loadavg_start": load0, "loadavg_end": load1, "wall_s": time.time() - t0,
         "lscpu": subprocess.run([lscpu], capture_output=True, text=True).stdout if lscpu else None,
-        "llama_build": (a.llama_bench.parent.parent / "BUILD_INFO").read_text()
-        if (a.llama_bench.parent.parent / "BUILD_INFO").exists() else None,
+        "llama_build": (a.llama_bench.parent.parent / "BUILD_INFO.llama-bench").read_text()
+        if (a.llama_bench.parent.parent / "BUILD_INFO.llama-bench").exists() else None,
         "llama_build_commit": theirs_runs[0][0].get("build_commit") if theirs_runs and theirs_runs[0] else None,
         "kvzip_git": subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                                     text=True).stdout.strip(),

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# build-llama-bench.sh — build llama.cpp's `llama-bench` for side-by-side benchmarks.
+# build-llama-bench.sh — build llama.cpp's `llama-bench` (or `llama-server`) for side-by-side
+# benchmarks.
 #
-# Usage: scripts/build-llama-bench.sh [--force]
+# Usage: scripts/build-llama-bench.sh [--force] [--target llama-bench|llama-server]
 #
 # The source is the pinned sdist of PyPI llama-cpp-python (its vendor/llama.cpp tree), fetched
 # with pip, so no git access is needed. The build lives outside the repository, in
 #   ${KVZ_LLAMA_DIR:-$HOME/.cache/kvzip/llama.cpp-$VERSION}/bin/llama-bench
+#   (or .../bin/llama-server with --target llama-server: scripts/bench-server.sh uses it)
 # and is skipped when that binary already exists (--force rebuilds). Third-party code never
 # enters the repository. Progress goes to stderr; the last line on stdout is the binary's path.
 #
@@ -17,20 +19,30 @@ VERSION=0.3.36
 PYTHON="${PYTHON:-python3}"
 JOBS="${JOBS:-2}"
 DEST="${KVZ_LLAMA_DIR:-$HOME/.cache/kvzip/llama.cpp-$VERSION}"
-BIN="$DEST/bin/llama-bench"
+TARGET=llama-bench
 PROG="build-llama-bench.sh"
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
 FORCE=0
-for a in "$@"; do
-    case "$a" in
+while (($#)); do
+    case "$1" in
         --force) FORCE=1 ;;
+        --target)
+            (($# >= 2)) || die "--target needs a value: llama-bench or llama-server"
+            TARGET="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
-        *) die "unknown argument: $a (see --help)" ;;
+        *) die "unknown argument: $1 (see --help)" ;;
     esac
+    shift
 done
+case "$TARGET" in
+    llama-bench) SERVER=OFF ;;
+    llama-server) SERVER=ON ;;
+    *) die "unknown --target '$TARGET' (llama-bench or llama-server)" ;;
+esac
+BIN="$DEST/bin/$TARGET"
 
 if [[ -x "$BIN" && $FORCE -eq 0 ]]; then
     log "already built: $BIN"
@@ -60,19 +72,20 @@ GEN=()
 command -v ninja >/dev/null 2>&1 && GEN=(-G Ninja)
 log "configuring llama.cpp (GGML_NATIVE=ON, LLAMA_CURL=OFF) ..."
 cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-    -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >&2
-log "building llama-bench with -j$JOBS (a few minutes) ..."
-cmake --build "$WORK/build" --target llama-bench -j"$JOBS" >&2
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=$SERVER >&2
+log "building $TARGET with -j$JOBS (a few minutes) ..."
+cmake --build "$WORK/build" --target "$TARGET" -j"$JOBS" >&2
 
-built="$(find "$WORK/build" -type f -name llama-bench -perm -u+x | head -n1)"
-[[ -n "$built" ]] || die "build finished but no llama-bench binary was produced"
+built="$(find "$WORK/build" -type f -name "$TARGET" -perm -u+x | head -n1)"
+[[ -n "$built" ]] || die "build finished but no $TARGET binary was produced"
 mkdir -p "$DEST/bin"
 install -m 755 "$built" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 # Record what was built, for the benchmark report.
 {
     echo "llama-cpp-python $VERSION"
-    echo "flags: GGML_NATIVE=ON LLAMA_CURL=OFF BUILD_SHARED_LIBS=OFF"
+    echo "target: $TARGET"
+    echo "flags: GGML_NATIVE=ON LLAMA_CURL=OFF BUILD_SHARED_LIBS=OFF LLAMA_BUILD_SERVER=$SERVER"
     cc --version 2>/dev/null | head -n1 || true
-} >"$DEST/BUILD_INFO"
+} >"$DEST/BUILD_INFO.$TARGET"
 log "installed $BIN"
 echo "$BIN"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "core/error.h"
 #include "kv/kvzip_context.h"
@@ -258,6 +259,9 @@ void Engine::serve_slots() {
   for (auto& sp : slots_) {
     Slot& s = *sp;
     if (!s.decoding) continue;
+    if (s.job->req.ignore_eos)
+      for (int32_t e : tok.vocab().eog_ids)
+        if (e >= 0 && e < n_vocab) s.logits[e] = -INFINITY;
     const int32_t id = s.sampler->sample(s.logits.data(), n_vocab);
     metrics_.generated_tokens += 1;
     if (tok.is_eog(id)) {  // never fed back (kvzip-spec §9.11), never shown

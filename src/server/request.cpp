@@ -187,6 +187,7 @@ GenRequest parse_gen_request(const json& body, bool chat, const Limits& limits) 
   }
   f.str("context_id", r.context_id);
   f.boolean("update_cache", r.update_cache);
+  f.boolean("ignore_eos", r.ignore_eos);
   if (r.update_cache && r.context_id.empty())
     bad_param("update_cache", "'update_cache' needs a 'context_id' to continue from");
   return r;

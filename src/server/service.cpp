@@ -234,6 +234,13 @@ std::shared_ptr<GenJob> Service::start_generation(const json& body, bool chat) {
   return job;
 }
 
+// llama-server's name for the same figures: the request's own prefill and decode times.
+static json timings(const GenJob& job) {
+  return {{"prefill_ms", job.prefill_s * 1e3},
+          {"decode_ms", job.decode_s * 1e3},
+          {"decode_tokens_per_second", job.decode_s > 0 ? (job.completion_tokens - 1) / job.decode_s : 0.0}};
+}
+
 json Service::completion_body(const GenJob& job, const std::string& id, const std::string& text,
                               const std::string& finish_reason) const {
   const bool chat = job.req.chat;
@@ -253,10 +260,7 @@ json Service::completion_body(const GenJob& job, const std::string& id, const st
                {{"prompt_tokens", job.prompt_tokens},
                 {"completion_tokens", job.completion_tokens},
                 {"total_tokens", job.prompt_tokens + job.completion_tokens}}},
-              {"timings",
-               {{"prefill_ms", job.prefill_s * 1e3},
-                {"decode_ms", job.decode_s * 1e3},
-                {"decode_tokens_per_second", job.decode_s > 0 ? (job.completion_tokens - 1) / job.decode_s : 0.0}}}};
+              {"timings", timings(job)}};
   if (!job.base_id.empty()) out["context_id"] = job.new_context_id.empty() ? job.base_id : job.new_context_id;
   return out;
 }
@@ -293,7 +297,8 @@ json Service::usage_chunk(const GenJob& job, const std::string& id) const {
           {"usage",
            {{"prompt_tokens", job.prompt_tokens},
             {"completion_tokens", job.completion_tokens},
-            {"total_tokens", job.prompt_tokens + job.completion_tokens}}}};
+            {"total_tokens", job.prompt_tokens + job.completion_tokens}}},
+          {"timings", timings(job)}};
 }
 
 }  // namespace kvz::server

@@ -51,6 +51,17 @@ def test_max_tokens_gives_length(client):
     assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 3
 
 
+def test_ignore_eos_runs_to_max_tokens(client):
+    # "Say OK." ends early with end-of-generation; with ignore_eos it never samples one.
+    kw = dict(model="m", messages=[{"role": "user", "content": "Reply with the single word OK."}],
+              max_tokens=40, temperature=0)
+    free = client.chat.completions.create(**kw)
+    assert free.choices[0].finish_reason == "stop" and free.usage.completion_tokens < 40
+    forced = client.chat.completions.create(extra_body={"ignore_eos": True}, **kw)
+    assert forced.choices[0].finish_reason == "length" and forced.usage.completion_tokens == 40
+    assert forced.choices[0].message.content.startswith(free.choices[0].message.content)
+
+
 def test_stop_string_cuts_the_text(client):
     kw = dict(model="m", prompt="1, 2, 3, 4, 5, 6,", max_tokens=16, temperature=0)
     free = client.completions.create(**kw).choices[0].text
