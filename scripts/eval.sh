@@ -47,7 +47,7 @@ case "$PRESET" in
     *) echo "eval.sh: unknown preset '$PRESET' (presses, query-aware, lengths, kvzap)" >&2; exit 2 ;;
 esac
 SUFFIX="${PRESET:+-$PRESET}"
-[[ "$PRESET" == kvzap ]] && SUFFIX=-kvzap-suite  # docs/eval/<model>-kvzap holds session 3's two-task run
+[[ "$PRESET" == kvzap ]] && SUFFIX=-kvzap-suite  # docs/eval/<model>-kvzap holds the two-task run of 2026-11-24
 [[ -n "$OUT" ]] || { if ((QUICK)); then OUT=eval-quick; else OUT="docs/eval/$NAME$SUFFIX"; fi; }
 
 log() { printf 'eval.sh: %s\n' "$*" >&2; }

@@ -5,7 +5,7 @@
 // transformers), qwen2.5-coder-0.5b (qwen2: q/k/v biases, bf16) and gemma3-270m (gemma3,
 // f32, with a 664-token prompt past the 512-token sliding window).
 //
-// Measured (session 4): max |dlogit| 0.025 / 0.016 (SmolLM2 f32 / bf16), 0.24 (Qwen2.5,
+// Measured 2026-11-24 (Zen 3): max |dlogit| 0.025 / 0.016 (SmolLM2 f32 / bf16), 0.24 (Qwen2.5,
 // whose own f16-KV noise is 0.30), 0.10 on Gemma's long prompt (noise 0.087); greedy
 // continuations identical for all 32 tokens on every prompt. Running Gemma's local layers
 // with full attention (window x4) moves the long prompt's logits by 21.
