@@ -250,6 +250,7 @@ def bench_kvzip(a, doc, questions, tmp):
     out = {"argv": argv}
     srv = Server(argv, port, tmp / "kvzip-serve.log")
     try:
+        out["rss_bytes_idle"], _ = srv.rss_bytes()  # model loaded, nothing held
         t0 = time.perf_counter()
         st, r = request(port, "POST", "/v1/contexts", {"text": doc, "ratio": a.ratio})
         if st != 202:
@@ -309,8 +310,11 @@ def bench_kvzip(a, doc, questions, tmp):
             kv = sum(c["kv_bytes"] for c in held)
             rss, hwm = srv.rss_bytes()
             weights = a.model.stat().st_size
+            idle = out["rss_bytes_idle"]
             out["memory"] = {"contexts": len(held), "kv_bytes": kv, "weights_file_bytes": weights,
-                             "rss_bytes": rss, "hwm_bytes": hwm, "rss_over_weights_plus_kv": rss / (weights + kv)}
+                             "rss_bytes": rss, "hwm_bytes": hwm, "rss_idle_bytes": idle,
+                             "rss_over_weights_plus_kv": rss / (weights + kv),
+                             "growth_over_kv": (rss - idle) / kv if kv else None}
             log(f"memory: {len(held)} contexts, KV {kv / 2**20:.1f} MiB, weights {weights / 2**20:.1f} MiB, "
                 f"RSS {rss / 2**20:.1f} MiB = {rss / (weights + kv):.2f}x (weights + KV)")
     finally:
@@ -387,7 +391,9 @@ def markdown(res):
         mm = k["memory"]
         lines.append(f"Memory with {mm['contexts']} compressed contexts held: RSS {mm['rss_bytes'] / 2**20:.1f} MiB, "
                      f"weights file {mm['weights_file_bytes'] / 2**20:.1f} MiB + KV {mm['kv_bytes'] / 2**20:.1f} MiB "
-                     f"= {mm['rss_over_weights_plus_kv']:.2f}x.")
+                     f"= {mm['rss_over_weights_plus_kv']:.2f}x; RSS right after the model loaded "
+                     f"{mm['rss_idle_bytes'] / 2**20:.1f} MiB, growth since {(mm['rss_bytes'] - mm['rss_idle_bytes']) / 2**20:.1f} "
+                     f"MiB = {mm['growth_over_kv']:.2f}x the KV held.")
     if l:
         lines.append(f"llama-server RSS after its run: {l['rss_bytes'] / 2**20:.1f} MiB.")
     return "\n".join(lines) + "\n"
@@ -422,15 +428,21 @@ def plot(results, path):
     return True
 
 
-def kernel_set(kvzip):
-    try:
-        out = subprocess.run([str(kvzip), "--version"], capture_output=True, text=True, timeout=30).stdout
-        for line in out.splitlines():
-            if "kernel" in line.lower():
-                return line.strip()
-    except Exception:
-        pass
-    return "avx512" if "avx512vnni" in open("/proc/cpuinfo").read() else "avx2"
+def kernel_set():
+    """The kernel set the engine dispatches to on this CPU (src/kernels/dispatch.cpp's rule)."""
+    flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
+    if all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")):
+        return "AVX-512 VNNI"
+    return "AVX2" if "avx2" in flags else "reference"
+
+
+def cpu_name():
+    info = {}
+    for ln in open("/proc/cpuinfo"):
+        if ":" in ln:
+            k, v = (x.strip() for x in ln.split(":", 1))
+            info.setdefault(k, v)
+    return f"{info.get('model name', platform.processor())} (family {info.get('cpu family')} model {info.get('model')})"
 
 
 def main():
@@ -454,14 +466,13 @@ def main():
     a.clients = [int(x) for x in a.clients.split(",")]
     a.llama_args = a.llama_args.split()
     doc, questions = make_document(a.records, a.seed)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
+    cpu = cpu_name()
     all_res = []
     for model in a.model:
         a.model = model
         tmp = Path(tempfile.mkdtemp(prefix="kvzip-bench-server."))
         res = {"meta": {"date": dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(), "cpu": cpu,
-                        "kernel_set": kernel_set(a.kvzip), "threads": a.threads, "model": model.name,
+                        "kernel_set": kernel_set(), "threads": a.threads, "model": model.name,
                         "max_tokens": a.max_tokens, "ratio": a.ratio, "records": a.records,
                         "loadavg_start": open("/proc/loadavg").read().split()[:3],
                         "kvzip_git": subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
