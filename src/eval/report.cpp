@@ -124,7 +124,10 @@ std::string report_markdown(const std::vector<ReportRow>& rows, const std::strin
     };
     auto header = [&](const char* first) {
       std::string h = fmt::format("| {} |", first), sep = "|---|";
-      for (double r : ratios) h += " " + fmt_ratio(r) + " |", sep += "---:|";
+      for (double r : ratios) {
+        h += fmt::format(" {} |", fmt_ratio(r));
+        sep += "---:|";
+      }
       return h + "\n" + sep + "\n";
     };
     // Overview: the mean over tasks of each method.

@@ -302,8 +302,8 @@ void write_file_atomic(const std::string& path, const void* bytes, size_t n) {
     fail("{}: cannot rename the finished file into place: {}", path, std::strerror(errno));
   }
   // The rename itself is durable only once the directory is flushed.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

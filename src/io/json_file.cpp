@@ -31,7 +31,7 @@ std::string excerpt(std::string s) {
 std::string key_step(std::string_view key) {
   bool plain = !key.empty();
   for (char c : key) plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
-  return plain ? "." + std::string(key) : "['" + excerpt(std::string(key)) + "']";
+  return plain ? fmt::format(".{}", key) : fmt::format("['{}']", excerpt(std::string(key)));
 }
 
 }  // namespace

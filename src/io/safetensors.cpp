@@ -200,8 +200,9 @@ std::vector<uint8_t> safetensors_bytes(const std::vector<SafetensorsEntry>& entr
   }
   std::string js = h.dump();
   while ((8 + js.size()) % 8) js.push_back(' ');
-  std::vector<uint8_t> out(8);
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(static_cast<uint64_t>(js.size()) >> (8 * i));
+  std::vector<uint8_t> out;
+  out.reserve(8 + js.size() + off);
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(static_cast<uint64_t>(js.size()) >> (8 * i)));
   out.insert(out.end(), js.begin(), js.end());
   for (const auto& e : entries) out.insert(out.end(), e.bytes.begin(), e.bytes.end());
   return out;

@@ -4,6 +4,10 @@
 #include <cstring>
 #include <optional>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "core/error.h"
 #include "kernels/ref/quant_ref.h"
 #include "kernels/x86_avx2/quant_avx2.h"
@@ -19,11 +23,21 @@ KernelTable make_reference() {
   return t;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// F16C is CPUID leaf 1, ECX bit 29. Asked directly: clang's __builtin_cpu_supports does not
+// know "f16c". (The AVX2 check below covers the OS saving the YMM state.)
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx >> 29) & 1u;
+}
+#endif
+
 // The x86_avx2/ files are built with -mavx2 -mfma -mf16c -mbmi2; all four must be present.
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c() &&
          __builtin_cpu_supports("bmi2");
 #else
   return false;

@@ -209,7 +209,7 @@ PressParams resolve_press_params(const std::string& name, const std::map<std::st
     else p.set_num(d.name, d.def);
   }
   for (const auto& [k, v] : params) {
-    auto it = std::find_if(m.params.begin(), m.params.end(), [&](const PressParam& d) { return d.name == k; });
+    auto it = std::find_if(m.params.begin(), m.params.end(), [&key = k](const PressParam& d) { return d.name == key; });
     if (it == m.params.end()) {
       std::string known;
       for (const PressParam& d : m.params) known += (known.empty() ? "" : ", ") + d.name;

@@ -169,8 +169,9 @@ TEST(KvzapTargetsGemma3, GlobalLayersMatchTheDefinitionLocalLayersGetNone) {
           EXPECT_NEAR(g, want[(static_cast<size_t>(il) * seq.n_text + pos[p]) * hp.n_head_kv + ih], 2e-3)
               << "layer " << il << " pos " << pos[p];
       }
-      if (hp.is_swa(il))
+      if (hp.is_swa(il)) {
         for (int c = 0; c < hp.n_embd; ++c) ASSERT_EQ(got.x[(static_cast<size_t>(il) * pos.size() + p) * hp.n_embd + c], 0.0f);
+      }
     }
 }
 

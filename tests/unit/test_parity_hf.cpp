@@ -105,7 +105,9 @@ TEST_P(HfParity, LogitsAndGreedyMatchTransformers) {
     s.set_n_pos(n_pos);
     last.assign(logits.end() - V, logits.end());
     for (size_t i = 0; i < greedy.size(); ++i) {
-      if (margins[i] > tol_max) EXPECT_EQ(argmax(last.data(), V), greedy[i]) << "step " << i;
+      if (margins[i] > tol_max) {
+        EXPECT_EQ(argmax(last.data(), V), greedy[i]) << "step " << i;
+      }
       const int32_t one[1] = {greedy[i]};
       s.forward(one, LogitsMode::Last, &last);
     }

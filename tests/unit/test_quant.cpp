@@ -355,7 +355,9 @@ TEST(QuantKernels, InterleavedLayoutEqualsRowMajor) {
       std::vector<uint8_t> buf(w.size());
       const WeightView il = interleave_rows(rows, buf.data());
       ASSERT_EQ(il.interleave, kInterleaveRows);
-      if (n_out >= kInterleaveRows) EXPECT_NE(std::memcmp(buf.data(), w.data(), w.size()), 0) << "layout unchanged";
+      if (n_out >= kInterleaveRows) {
+        EXPECT_NE(std::memcmp(buf.data(), w.data(), w.size()), 0) << "layout unchanged";
+      }
       std::vector<float> ra(n_in), rb(n_in);
       for (int64_t r = 0; r < n_out; ++r) {
         get_row(rows, r, ra.data());
@@ -380,7 +382,9 @@ TEST(QuantKernels, InterleavedLayoutEqualsRowMajor) {
       EXPECT_THROW(matmul_with(kernels_reference(), il, x.data(), 1, y.data(), nullptr), Error);
     }
   }
-  if (kernels_avx2()) EXPECT_GE(n_types, 5) << "AVX2 reads every 32-element block type interleaved";
+  if (kernels_avx2()) {
+    EXPECT_GE(n_types, 5) << "AVX2 reads every 32-element block type interleaved";
+  }
 }
 
 // matmul_multi (one dispatch for several weights of one input) is bitwise the separate

@@ -27,8 +27,9 @@ std::vector<uint8_t> good() {
 
 // A file from a raw JSON header and a data section of n_data bytes.
 std::vector<uint8_t> raw(const std::string& header, size_t n_data) {
-  std::vector<uint8_t> out(8);
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
+  std::vector<uint8_t> out;
+  out.reserve(8 + header.size() + n_data);
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i)));
   out.insert(out.end(), header.begin(), header.end());
   out.resize(out.size() + n_data, 0);
   return out;

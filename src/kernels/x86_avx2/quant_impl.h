@@ -135,13 +135,15 @@ inline __m256i load_heads(const B* b, int ng) {
   if (ng == 8) {
     if constexpr (kS == 20) {
       // Q4_1: the 32 bytes at 40k hold head 2k in dword 0 and head 2k+1 in dword 5.
-      __m256i v = _mm256_setzero_si256();
-      for (int k = 0; k < 4; ++k) {
-        const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 40 * k));
-        const __m256i idx = _mm256_setr_epi32(0, 5, 0, 5, 0, 5, 0, 5);
-        v = _mm256_blend_epi32(v, _mm256_permutevar8x32_epi32(l, idx), 3 << (2 * k));
-      }
-      return v;
+      // The blend mask must be an immediate: one call per pair of lanes.
+      const __m256i idx = _mm256_setr_epi32(0, 5, 0, 5, 0, 5, 0, 5);
+      auto pair = [&](int k) {
+        return _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 40 * k)), idx);
+      };
+      __m256i v = _mm256_blend_epi32(_mm256_setzero_si256(), pair(0), 0x03);
+      v = _mm256_blend_epi32(v, pair(1), 0x0C);
+      v = _mm256_blend_epi32(v, pair(2), 0x30);
+      return _mm256_blend_epi32(v, pair(3), 0xC0);
     } else {
       uint32_t h[8];
       for (int j = 0; j < 8; ++j) std::memcpy(&h[j], p + j * kS, 4);
