@@ -12,7 +12,7 @@ set -euo pipefail
 PROG="setup.sh"
 PACKAGES=(
     g++ cmake make pkg-config
-    python3 python3-pip
+    python3 python3-pip python3-venv python3-dev
     libgtest-dev libgmock-dev
     nlohmann-json3-dev libfmt-dev libcli11-dev
     libpcre2-dev libzstd-dev

@@ -13,6 +13,9 @@ for m in smollm2-135m gemma3-270m qwen2.5-coder-0.5b; do scripts/pull-model.sh "
 scripts/make-hf-models.sh || echo "test.sh: WARNING: scripts/make-hf-models.sh failed; the HF-folder tests will skip" >&2
 # The server tests' Python client (the official openai package) and pytest, in a venv.
 scripts/server-test-env.sh >/dev/null
+# The Python package tests' venv (pytest, numpy, scikit-build-core, nanobind) with the package
+# built from this checkout; later runs rebuild only what changed.
+scripts/python-test-env.sh >/dev/null
 scripts/build.sh
 cd build
 ctest --output-on-failure -j"$(nproc 2>/dev/null || echo 2)" --timeout 900

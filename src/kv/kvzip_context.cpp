@@ -190,12 +190,18 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
 QueryResult KvzipContext::query(const std::string& question, const GenerateParams& p, bool update_cache,
                                 const std::function<bool(int32_t)>& on_token) {
   if (ctx_ids_.empty()) fail("query: no context was prefilled");
-  const std::vector<int32_t> ids = question_ids(question);
+  return query_ids(question_ids(question), p, update_cache, on_token);
+}
+
+QueryResult KvzipContext::query_ids(const std::vector<int32_t>& ids, const GenerateParams& p, bool update_cache,
+                                    const std::function<bool(int32_t)>& on_token,
+                                    const std::function<void(int64_t, int64_t)>& prefill_progress) {
+  if (ctx_ids_.empty()) fail("query: no context was prefilled");
   const Session::Checkpoint before = session_.checkpoint();
   QueryResult r;
   const Tokenizer& tok = model_.tokenizer();
   try {
-    r.stats = generate(session_, ids, p, on_token, &r.answer_ids);
+    r.stats = generate(session_, ids, p, on_token, &r.answer_ids, prefill_progress);
   } catch (...) {
     session_.restore(before);  // a failed query loses nothing
     throw;

@@ -98,6 +98,11 @@ class KvzipContext {
   // exactly afterwards; true keeps the turn (query + answer) in the cache.
   QueryResult query(const std::string& question, const GenerateParams& p, bool update_cache,
                     const std::function<bool(int32_t)>& on_token = {});
+  // As query(), from ids the caller made (question_ids(), or any continuation). A query
+  // that throws (a cancelled on_token included) leaves the context as it was.
+  QueryResult query_ids(const std::vector<int32_t>& ids, const GenerateParams& p, bool update_cache,
+                        const std::function<bool(int32_t)>& on_token = {},
+                        const std::function<void(int64_t, int64_t)>& prefill_progress = {});
 
   // Teacher-forced next-token log-probabilities of `targets` after the query, from the
   // current (possibly compressed) cache, without generating; the cache and position are
@@ -115,6 +120,7 @@ class KvzipContext {
   void load(const std::string& path);
 
   Session& session() { return session_; }
+  const Session& session() const { return session_; }
   const Model& model() const { return model_; }
   int64_t n_sys() const { return n_sys_; }
   int64_t n_ctx() const { return static_cast<int64_t>(ctx_ids_.size()); }

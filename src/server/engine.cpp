@@ -9,7 +9,7 @@
 #include "kv/press.h"
 #include "model/session.h"
 #include "server/api_error.h"
-#include "server/text_stream.h"
+#include "tokenizer/text_stream.h"
 
 namespace kvz::server {
 

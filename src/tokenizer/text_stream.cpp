@@ -1,8 +1,8 @@
-#include "server/text_stream.h"
+#include "tokenizer/text_stream.h"
 
 #include <algorithm>
 
-namespace kvz::server {
+namespace kvz {
 
 size_t utf8_complete_prefix(const std::string& s) {
   // Walk back over at most 3 continuation bytes to the lead byte of the last character.
@@ -58,4 +58,4 @@ std::string TextStream::flush(const std::vector<int32_t>& ids) {
   return rest;
 }
 
-}  // namespace kvz::server
+}  // namespace kvz

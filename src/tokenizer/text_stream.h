@@ -9,7 +9,7 @@
 
 #include "tokenizer/tokenizer.h"
 
-namespace kvz::server {
+namespace kvz {
 
 class TextStream {
  public:
@@ -34,4 +34,4 @@ class TextStream {
 // Bytes of s that end on a complete UTF-8 character (an incomplete tail is left out).
 size_t utf8_complete_prefix(const std::string& s);
 
-}  // namespace kvz::server
+}  // namespace kvz
