@@ -221,6 +221,17 @@ def run_level(port, make_payload, questions, clients, n_requests, time_limit):
     }
 
 
+def run_levels(a, port, make_payload, questions, name):
+    """Every concurrency level of a.clients in turn, each logged as it ends."""
+    levels = []
+    for n in a.clients:
+        lv = run_level(port, make_payload, questions, n, a.requests_per_client * n, a.time_limit)
+        log(f"{name} {n} clients: {lv['tokens_per_s']:.1f} tok/s, latency p50 {lv['latency_p50_s']:.2f} s, "
+            f"TTFT p50 {lv['ttft_p50_s'] * 1e3:.0f} ms ({lv['requests']} requests, {lv['n_errors']} errors)")
+        levels.append(lv)
+    return levels
+
+
 def log(msg):
     print(f"server_load: {msg}", file=sys.stderr, flush=True)
 
@@ -285,12 +296,7 @@ def bench_kvzip(a, doc, questions, tmp):
             f"warm TTFT p50 {cold['warm_ttft_p50_s'] * 1e3:.0f} ms")
         # warm-up, then the levels
         run_level(port, payload, questions, max(a.clients), max(a.clients), a.time_limit)
-        out["levels"] = []
-        for n in a.clients:
-            lv = run_level(port, payload, questions, n, a.requests_per_client * n, a.time_limit)
-            log(f"kvzip {n} clients: {lv['tokens_per_s']:.1f} tok/s, latency p50 {lv['latency_p50_s']:.2f} s, "
-                f"TTFT p50 {lv['ttft_p50_s'] * 1e3:.0f} ms ({lv['requests']} requests, {lv['n_errors']} errors)")
-            out["levels"].append(lv)
+        out["levels"] = run_levels(a, port, payload, questions, "kvzip")
         out["rss_bytes_one_context"], out["hwm_bytes_one_context"] = srv.rss_bytes()
 
         # Memory with several compressed contexts held at once.
@@ -343,12 +349,7 @@ def bench_llama(a, doc, questions, n_doc_tokens, tmp):
         log(f"llama-server first TTFT {ttft * 1e3:.0f} ms (prefills the document)")
         # warm-up: every slot prefills the document once
         run_level(port, payload, questions, np_, np_, a.time_limit * 4)
-        out["levels"] = []
-        for n in a.clients:
-            lv = run_level(port, payload, questions, n, a.requests_per_client * n, a.time_limit)
-            log(f"llama-server {n} clients: {lv['tokens_per_s']:.1f} tok/s, latency p50 {lv['latency_p50_s']:.2f} s, "
-                f"TTFT p50 {lv['ttft_p50_s'] * 1e3:.0f} ms ({lv['requests']} requests, {lv['n_errors']} errors)")
-            out["levels"].append(lv)
+        out["levels"] = run_levels(a, port, payload, questions, "llama-server")
         out["rss_bytes"], out["hwm_bytes"] = srv.rss_bytes()
     finally:
         srv.stop()

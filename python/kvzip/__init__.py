@@ -288,7 +288,7 @@ class Context:
                 f"ratio_true {i['ratio_true']:.3f}{', pruned' if i['pruned'] else ''})")
 
     def __len__(self) -> int:
-        return int(self.info["n_ctx"])
+        return self.n_ctx
 
     @property
     def info(self) -> Dict[str, Any]:

@@ -99,6 +99,16 @@ void need(const void* p, const char* what) {
   if (!p) arg_error(std::string(what) + " is NULL");
 }
 
+// Caller-made token ids: a pointer when there are any, each inside the model's vocabulary.
+void need_ids(const kvz::Model& m, const int32_t* ids, size_t n) {
+  if (n > 0) need(ids, "ids");
+  const int32_t n_vocab = m.hp().n_vocab;
+  for (size_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= n_vocab)
+      arg_error("token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) + " is outside [0, " +
+                std::to_string(n_vocab) + ")");
+}
+
 // The buffer convention of kvzip.h: copy up to cap, report the full count.
 template <class T>
 void copy_out(const T* src, size_t n, T* out, size_t cap, size_t* n_out) {
@@ -285,12 +295,7 @@ kvz_status kvz_tokenize(const kvz_model* m, const char* text, size_t len, int pa
 kvz_status kvz_detokenize(const kvz_model* m, const int32_t* ids, size_t n, char* out, size_t cap, size_t* n_out) {
   KVZ_NEED_HANDLE(m, "model");
   return guard(&m->err, [&] {
-    if (n > 0) need(ids, "ids");
-    const int32_t n_vocab = m->m->hp().n_vocab;
-    for (size_t i = 0; i < n; ++i)
-      if (ids[i] < 0 || ids[i] >= n_vocab)
-        arg_error("token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) + " is outside [0, " +
-                  std::to_string(n_vocab) + ")");
+    need_ids(*m->m, ids, n);
     const std::string s = m->m->tokenizer().decode(std::vector<int32_t>(ids, ids + n), true);
     copy_out(s.data(), s.size(), out, cap, n_out);
   });
@@ -429,12 +434,7 @@ kvz_status kvz_context_prefill_ids(kvz_context* c, const int32_t* ids, size_t n,
   KVZ_NEED_HANDLE(c, "context");
   KVZ_BEGIN_CALL(c);
   return guard(&c->err, [&] {
-    if (n > 0) need(ids, "ids");
-    const int32_t n_vocab = c->model->m->hp().n_vocab;
-    for (size_t i = 0; i < n; ++i)
-      if (ids[i] < 0 || ids[i] >= n_vocab)
-        arg_error("token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) + " is outside [0, " +
-                  std::to_string(n_vocab) + ")");
+    need_ids(*c->model->m, ids, n);
     c->ready = false;
     c->ctx->prefill_ids(std::vector<int32_t>(ids, ids + n), progress_fn(c, progress, user));
     c->ready = true;
@@ -667,12 +667,7 @@ kvz_status kvz_generate(kvz_context* c, const int32_t* ids, size_t n, const kvz_
   KVZ_NEED_HANDLE(c, "context");
   KVZ_BEGIN_CALL(c);
   return guard(&c->err, [&] {
-    if (n > 0) need(ids, "ids");
-    const int32_t n_vocab = c->model->m->hp().n_vocab;
-    for (size_t i = 0; i < n; ++i)
-      if (ids[i] < 0 || ids[i] >= n_vocab)
-        arg_error("token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) + " is outside [0, " +
-                  std::to_string(n_vocab) + ")");
+    need_ids(*c->model->m, ids, n);
     generate_ids(c, std::vector<int32_t>(ids, ids + n), o, on_token, user);
   });
 }
