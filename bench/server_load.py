@@ -488,8 +488,9 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
         a.out.mkdir(parents=True, exist_ok=True)
         stem = a.out / f"{res['meta']['date'][:10]}-server-{model.stem}"
-        stem.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-        stem.with_suffix(".md").write_text(markdown(res))
+        # not with_suffix: model names hold dots ("qwen2.5-coder-0.5b-...", "...Q4_1")
+        Path(f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
+        Path(f"{stem}.md").write_text(markdown(res))
         print(markdown(res))
         log(f"wrote {stem}.json and .md")
     if a.plot and plot(all_res, a.plot):
