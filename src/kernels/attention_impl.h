@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <limits>
 
 #include "kernels/attention.h"
@@ -171,7 +172,11 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
   const size_t rb = kv_row_bytes(kvt, d);
   const auto* kb = static_cast<const uint8_t*>(k);
   const auto* vb = static_cast<const uint8_t*>(v);
-  thread_local Scratch sc;
+  // On the heap, made on a thread's first call: as a thread_local object it would sit in
+  // the static TLS block that every thread of the process gets (HTTP workers too).
+  thread_local std::unique_ptr<Scratch> sc_heap;
+  if (!sc_heap) sc_heap = std::make_unique<Scratch>();
+  Scratch& sc = *sc_heap;
   const int nv = d / 8;
   int64_t max_limit = 0;
   // Tiles cover [min start, max limit); each row clips them to its own [start, limit).

@@ -2,7 +2,10 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <map>
 
 #include "core/error.h"
@@ -116,6 +119,52 @@ void Model::interleave_weights() {
     *v = it->second;
   }
   ::mprotect(p, mapped, PROT_READ);
+  release_file_data();
+}
+
+// When every matrix lives in the interleaved copy, the file's tensor data is dead weight: the
+// small float vectors (norms, biases; a few hundred KiB) are copied into owned memory and the
+// whole data region is released at once. Releasing tensor by tensor leaves the pages shared
+// with a neighbour, and one read of a norm there maps a whole page-cache folio back.
+void Model::release_file_data() {
+  std::vector<const WeightView*> mats = {&w_.tok_embd, &w_.output};
+  for (const auto& l : w_.layers)
+    for (const WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) mats.push_back(v);
+  for (const WeightView* v : mats)
+    if (v->data && v->interleave == 1) return;  // some matrix is read from the file in place
+  std::map<const void*, const GgufTensor*> by_data;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (const auto& t : file_->tensors()) {
+    by_data.emplace(t.data, &t);
+    lo = std::min(lo, reinterpret_cast<uintptr_t>(t.data));
+    hi = std::max(hi, reinterpret_cast<uintptr_t>(t.data) + t.n_bytes);
+  }
+  std::vector<const float**> vecs = {&w_.output_norm};
+  for (auto& l : w_.layers)
+    for (const float** f : {&l.attn_norm, &l.bq, &l.bk, &l.bv, &l.q_norm, &l.k_norm, &l.attn_post_norm, &l.ffn_norm,
+                            &l.ffn_post_norm})
+      vecs.push_back(f);
+  size_t n = 0;
+  for (const float** f : vecs)
+    if (*f) {
+      auto it = by_data.find(*f);
+      if (it == by_data.end()) return;  // not a whole tensor of the file: leave everything as is
+      n += (it->second->n_bytes + sizeof(float) - 1) / sizeof(float);
+    }
+  owned_vectors_.resize(n);
+  std::map<const void*, const float*> copied;  // a vector used twice is copied once
+  size_t at = 0;
+  for (const float** f : vecs) {
+    if (!*f) continue;
+    auto [it, fresh] = copied.emplace(*f, owned_vectors_.data() + at);
+    if (fresh) {
+      const GgufTensor* t = by_data.at(*f);
+      std::memcpy(owned_vectors_.data() + at, t->data, t->n_bytes);
+      at += (t->n_bytes + sizeof(float) - 1) / sizeof(float);
+    }
+    *f = it->second;
+  }
+  if (lo < hi) file_->release(reinterpret_cast<const uint8_t*>(lo), hi - lo);
 }
 
 size_t Model::weight_bytes_per_token() const {

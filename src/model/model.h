@@ -71,6 +71,7 @@ class Model {
 
  private:
   void interleave_weights();
+  void release_file_data();
 
   // Anonymous mapping holding the interleaved weight copies.
   struct Mapping {
@@ -87,6 +88,7 @@ class Model {
   Weights w_;
   std::unique_ptr<Tokenizer> tok_;
   Mapping repacked_;
+  std::vector<float> owned_vectors_;  // norms and biases, when the file's data is released
   ModelIdentity id_;
 };
 

@@ -4,6 +4,10 @@
 #include <chrono>
 #include <cmath>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "core/error.h"
 #include "kv/kvzip_context.h"
 #include "kv/press.h"
@@ -100,15 +104,34 @@ size_t Engine::queue_depth() const {
   return waiting_.size() + uploads_.size();
 }
 
+// An upload allocates and frees the full cache and the scoring buffers (several times the
+// compressed context it leaves behind), and every request copies its context's rows. glibc keeps freed heap memory for reuse and never
+// hands most of it back by itself; trimming once per upload returns it to the system.
+void Engine::return_free_memory() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+}
+
 void Engine::run() {
+  bool trim_pending = false;  // slots finished since the last trim
   for (;;) {
     std::shared_ptr<CompressJob> upload;
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] {
+      const auto has_work = [&] {
         return stopping_ || !uploads_.empty() || active_.load() > 0 ||
                (!waiting_.empty() && static_cast<int>(slots_.size()) < opt_.parallel);
-      });
+      };
+      // Trimming after every request would make the next one fault its pages in afresh;
+      // after a second without work it costs no one anything.
+      if (trim_pending && !cv_.wait_for(lk, std::chrono::seconds(1), has_work)) {
+        lk.unlock();
+        return_free_memory();
+        trim_pending = false;
+        continue;
+      }
+      cv_.wait(lk, has_work);
       if (stopping_ && !drain_) {  // cancel everything
         for (auto& j : waiting_) j->push({"", true, "cancelled", "the server is shutting down", 503});
         waiting_.clear();
@@ -126,9 +149,13 @@ void Engine::run() {
       for (auto& s : slots_) s->job->cancel();
     if (upload) {
       run_compress(*upload);
+      return_free_memory();
       continue;
     }
     serve_slots();
+    // Each slot holds its own copy of its context's rows: once the last one is done and the
+    // engine has been idle a second, the freed copies go back to the system too.
+    if (slots_.empty()) trim_pending = true;
   }
   for (auto& s : slots_) s->job->push({"", true, "cancelled", "the server is shutting down", 503});
   slots_.clear();

@@ -107,6 +107,7 @@ class Engine {
   void admit(std::shared_ptr<GenJob> job);
   void finish(Slot& s, const std::string& reason);
   void fail_slot(Slot& s, const std::string& error, int status);
+  void return_free_memory();
   void run_compress(CompressJob& job);
 
   const Model& model_;
