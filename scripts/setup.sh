@@ -15,7 +15,7 @@ PACKAGES=(
     python3 python3-pip python3-venv python3-dev
     libgtest-dev libgmock-dev
     nlohmann-json3-dev libfmt-dev libcli11-dev
-    libpcre2-dev libzstd-dev
+    libpcre2-dev libzstd-dev libxxhash-dev
     libcpp-httplib-dev
     ca-certificates
 )

@@ -1,7 +1,10 @@
 #include "io/context_store.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #include <cmath>
@@ -19,8 +22,11 @@ namespace {
 
 constexpr char kMagic[8] = {'K', 'V', 'Z', 'C', 'T', 'X', '1', '\0'};
 // 1: f16 rows only; 2: a u8 KvType after the cache shape; 3: an info block, and the
-// checksum covers the whole file. Versions 1 and 2 still load.
-constexpr uint32_t kVersion = 3;
+// checksum covers the whole file; 4: the checksum is XXH3-64 (FNV-1a before, one byte at a
+// time: 29 ms of a 29 MB file's 85 ms load), and a payload zstd cannot shrink by 12.5 % is
+// stored as it is (compressed bytes == payload bytes), read in place with no second copy
+// (f16 K/V rows gain about 3 %: reading them in place saves more than the bytes cost). Versions 1 to 3 still load.
+constexpr uint32_t kVersion = 4;
 constexpr size_t kHeaderBytes = 8 + 4 + 8 + 8 + 8 + 8;
 constexpr uint64_t kMaxInfoBytes = 1 << 20;
 
@@ -78,14 +84,26 @@ class Reader {
 // A K or V row holds a NaN or infinity: f16 values with an all-ones exponent, or a q8_0
 // block whose f16 scale is one.
 bool rows_finite(KvType t, const uint8_t* rows, int64_t n_rows, size_t row_bytes) {
-  const size_t stride = t == KvType::F16 ? 2 : 34;
   const size_t n = static_cast<size_t>(n_rows) * row_bytes;
-  for (size_t off = 0; off < n; off += stride) {
+  if (t == KvType::F16) {  // every value; no early exit, so the loop vectorises
+    unsigned bad = 0;
+    for (size_t off = 0; off + 2 <= n; off += 2) {
+      uint16_t h;
+      std::memcpy(&h, rows + off, 2);
+      bad |= (h & 0x7c00) == 0x7c00;
+    }
+    return bad == 0;
+  }
+  for (size_t off = 0; off < n; off += 34) {  // q8_0: the f16 scale of each block
     uint16_t h;
     std::memcpy(&h, rows + off, 2);
     if ((h & 0x7c00) == 0x7c00) return false;
   }
   return true;
+}
+
+uint64_t file_checksum(uint32_t version, const uint8_t* d, size_t n) {
+  return version >= 4 ? XXH3_64bits(d, n) : fnv1a(d, n);
 }
 
 struct Header {
@@ -99,7 +117,7 @@ Header read_header(const uint8_t* d, size_t n, const std::string& what) {
   Header h{};
   std::memcpy(&h.version, d + 8, 4);
   std::memcpy(&h.fp, d + 12, 8);
-  if (h.version != kVersion && h.version != 1 && h.version != 2)
+  if (h.version < 1 || h.version > kVersion)
     fail("{}: context file version {} is not supported (this build reads 1 to {})", what, h.version, kVersion);
   if (h.version >= 3) {
     std::memcpy(&h.info_n, d + 20, 8);
@@ -154,13 +172,17 @@ std::vector<uint8_t> encode_context(const ModelIdentity& id, const StoredContext
   out.raw(meta.info.data(), meta.info.size());
   const size_t frame_at = out.buf.size();
   out.buf.resize(frame_at + ZSTD_compressBound(w.buf.size()));
-  const size_t zn = ZSTD_compress(out.buf.data() + frame_at, out.buf.size() - frame_at, w.buf.data(), w.buf.size(),
-                                  zstd_level);
+  size_t zn = ZSTD_compress(out.buf.data() + frame_at, out.buf.size() - frame_at, w.buf.data(), w.buf.size(),
+                            zstd_level);
   if (ZSTD_isError(zn)) fail("context: zstd compression failed: {}", ZSTD_getErrorName(zn));
+  if (zn >= w.buf.size() - w.buf.size() / 8) {  // saves under 12.5 %: store the payload itself
+    std::memcpy(out.buf.data() + frame_at, w.buf.data(), w.buf.size());
+    zn = w.buf.size();
+  }
   out.buf.resize(frame_at + zn);
   const uint64_t zn64 = zn;
   std::memcpy(out.buf.data() + z_at, &zn64, 8);
-  out.put<uint64_t>(fnv1a(out.buf.data(), out.buf.size()));
+  out.put<uint64_t>(file_checksum(kVersion, out.buf.data(), out.buf.size()));
   return std::move(out.buf);
 }
 
@@ -197,15 +219,21 @@ KvCache decode_context(const uint8_t* d, size_t n, const std::string& what, cons
   if (h.version >= 3) {
     uint64_t sum;
     std::memcpy(&sum, d + n - 8, 8);
-    if (fnv1a(d, n - 8) != sum) fail("{}: checksum mismatch (corrupt file)", what);
+    if (file_checksum(h.version, d, n - 8) != sum) fail("{}: checksum mismatch (corrupt file)", what);
   }
-  std::vector<uint8_t> raw(h.n_raw);
   const uint8_t* frame = d + kHeaderBytes + h.info_n;
-  const size_t got = ZSTD_decompress(raw.data(), raw.size(), frame, h.n_z);
-  if (ZSTD_isError(got) || got != h.n_raw) fail("{}: payload does not decompress (corrupt file)", what);
-  if (h.version < 3 && fnv1a(raw.data(), raw.size()) != h.sum) fail("{}: checksum mismatch (corrupt file)", what);
+  std::vector<uint8_t> inflated;
+  const uint8_t* payload = frame;  // version 4 stores an incompressible payload as it is
+  if (h.version < 4 || h.n_z != h.n_raw) {
+    inflated.resize(h.n_raw);
+    const size_t got = ZSTD_decompress(inflated.data(), inflated.size(), frame, h.n_z);
+    if (ZSTD_isError(got) || got != h.n_raw) fail("{}: payload does not decompress (corrupt file)", what);
+    if (h.version < 3 && fnv1a(inflated.data(), inflated.size()) != h.sum)
+      fail("{}: checksum mismatch (corrupt file)", what);
+    payload = inflated.data();
+  }
 
-  Reader r(raw.data(), raw.size(), what);
+  Reader r(payload, h.n_raw, what);
   StoredContext out;
   out.info.assign(reinterpret_cast<const char*>(d + kHeaderBytes), h.info_n);
   out.n_sys = r.get<int64_t>();
@@ -332,8 +360,31 @@ void save_context(const std::string& path, const ModelIdentity& id, const Stored
 }
 
 KvCache load_context(const std::string& path, const ModelIdentity& id, StoredContext& meta) {
-  const std::vector<uint8_t> b = read_file_bytes(path, uint64_t{1} << 40);
-  return decode_context(b.data(), b.size(), path, id, meta);
+  // Mapped, not read: the page cache's own pages, with no buffer faulted in and zeroed first.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail("{}: cannot stat: {}", path, std::strerror(e));
+  }
+  const size_t n = static_cast<size_t>(st.st_size);
+  if (n == 0) {
+    ::close(fd);
+    return decode_context(nullptr, 0, path, id, meta);  // names the short file
+  }
+  void* m = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  ::close(fd);
+  if (m == MAP_FAILED) fail("{}: mmap of {} bytes failed: {}", path, n, std::strerror(e));
+  ::madvise(m, n, MADV_SEQUENTIAL);
+  struct Unmap {
+    void* p;
+    size_t n;
+    ~Unmap() { ::munmap(p, n); }
+  } unmap{m, n};
+  return decode_context(static_cast<const uint8_t*>(m), n, path, id, meta);
 }
 
 ContextFileHeader peek_context_file(const std::string& path) {

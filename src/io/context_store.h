@@ -1,14 +1,15 @@
 // Saving and loading a (compressed) context: the per-head KV rows with their positions,
 // the context ids, the position counter and the scores, so a context scored once is reused
-// across processes and servers. Format version 3 (all little-endian):
+// across processes and servers. Format version 4 (all little-endian):
 //   "KVZCTX1\0" | u32 version | u64 model fingerprint | u64 info bytes | u64 payload bytes |
-//   u64 compressed bytes | info (UTF-8, opaque to this layer: the server keeps JSON there) |
-//   zstd frame of the payload (fields: context_store.cpp) | u64 FNV-1a-64 of every byte before it
-// The checksum covers the whole file. Versions 1 and 2 (no info, checksum over the payload
-// only) still load. Decoding checks magic, version, fingerprint, sizes and checksum, then
-// every field against the model's identity (ids in the vocabulary, shapes, finite scores and
-// rows, increasing positions) before anything is returned: a file for another model or a
-// corrupt file is a kvz::Error naming the problem.
+//   u64 stored bytes | info (UTF-8, opaque to this layer: the server keeps JSON there) |
+//   the payload (fields: context_store.cpp): a zstd frame, or the payload itself when zstd
+//   saves less than 12.5 % (stored bytes == payload bytes) | u64 XXH3-64 of every byte before it
+// The checksum covers the whole file. Version 3 (FNV-1a-64, always zstd) and versions 1 and 2
+// (no info, checksum over the payload only) still load. Decoding checks magic, version,
+// fingerprint, sizes and checksum, then every field against the model's identity (ids in
+// the vocabulary, shapes, finite scores and rows, increasing positions) before anything is
+// returned: a file for another model or a corrupt file is a kvz::Error naming the problem.
 #pragma once
 
 #include <cstdint>
