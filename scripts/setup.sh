@@ -17,6 +17,7 @@ PACKAGES=(
     nlohmann-json3-dev libfmt-dev libcli11-dev
     libpcre2-dev libzstd-dev libxxhash-dev
     libcpp-httplib-dev
+    libhiredis-dev redis-server nginx
     ca-certificates
 )
 

@@ -353,6 +353,7 @@ void Engine::run_compress(CompressJob& job) {
     {
       std::lock_guard el(e->mu);
       if (e->deleted) fail("the context was deleted");
+      if (!e->abandon.empty()) fail("{}", e->abandon);
     }
     const auto t = clock_type::now();
     serve_slots();
@@ -444,10 +445,7 @@ void Engine::run_compress(CompressJob& job) {
     log_(fmt::format("{}: failed: {}", e->id, ex.what()));
     if (job.recompress) {
       // The previous compression stays ready; only this re-prune failed.
-      std::lock_guard el(e->mu);
-      e->state = CtxState::Ready;
-      e->progress = 1;
-      e->info["last_error"] = ex.what();
+      contexts_.end_recompress(e, ex.what());
     } else {
       contexts_.set_failed(e, ex.what());
     }

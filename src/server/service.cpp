@@ -40,7 +40,8 @@ void check_method(const std::string& method, const std::map<std::string, std::st
 Service::Service(const Model& model, ServiceOptions opt)
     : model_(model), opt_(std::move(opt)), created_(static_cast<int64_t>(std::time(nullptr))) {
   if (!opt_.log) opt_.log = [](const std::string&) {};
-  contexts_ = std::make_unique<ContextRegistry>(model.identity(), opt_.context_dir, opt_.mem_budget, opt_.log);
+  contexts_ = std::make_unique<ContextRegistry>(model.identity(), open_context_store(opt_.store, opt_.log),
+                                                opt_.mem_budget, opt_.log);
   contexts_->scan();
   engine_ = std::make_unique<Engine>(model, opt_.engine, *contexts_, metrics_, opt_.log);
   tmpl_ = model_kvzip_template(model);
@@ -64,7 +65,8 @@ json Service::health() const {
           {"model", opt_.model_name},
           {"slots", engine_->parallel()},
           {"slots_busy", engine_->active_slots()},
-          {"queue", engine_->queue_depth()}};
+          {"queue", engine_->queue_depth()},
+          {"store", contexts_->store_name()}};
 }
 
 std::string Service::metrics_text() const {
@@ -144,7 +146,12 @@ json Service::create_context(const json& body) {
   if (!r.level.empty()) info["level"] = r.level;
   job->entry = contexts_->create(info);
   job->req = std::move(r);
-  engine_->submit(job);
+  try {
+    engine_->submit(job);
+  } catch (const std::exception& e) {
+    contexts_->set_failed(job->entry, e.what());
+    throw;
+  }
   return ContextRegistry::describe(*job->entry);
 }
 
@@ -182,11 +189,17 @@ json Service::recompress(const std::string& id, const json& body) {
                          "' was not kept, so it cannot be re-pruned; upload it again with \"retain_full\": true",
                      "invalid_request_error", "id", "full_cache_not_retained");
   }
+  contexts_->claim_for_recompress(e);  // one re-prune at a time, across replicas
   auto job = std::make_shared<CompressJob>();
   job->entry = e;
   job->recompress = true;
   job->re = r;
-  engine_->submit(job);
+  try {
+    engine_->submit(job);
+  } catch (...) {
+    contexts_->end_recompress(e, "");
+    throw;
+  }
   return ContextRegistry::describe(*e);
 }
 

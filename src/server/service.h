@@ -21,7 +21,7 @@ namespace kvz::server {
 
 struct ServiceOptions {
   std::string model_name;     // the id /v1/models reports
-  std::string context_dir;
+  std::string store;          // "dir:PATH" or "redis://HOST:PORT/DB" (store.h)
   size_t mem_budget = 0;      // bytes of KV held in memory; 0: unlimited
   EngineOptions engine;
   Limits limits;
@@ -56,6 +56,7 @@ class Service {
   void stop(bool drain) { engine_->stop(drain); }
   Metrics& metrics() { return metrics_; }
   const std::string& model_name() const { return opt_.model_name; }
+  std::string store_name() const { return contexts_->store_name(); }
 
  private:
   const Model& model_;

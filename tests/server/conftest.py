@@ -24,49 +24,13 @@ DOC = "\n".join(
         ("Elena Rossi", "Turin", "architect", "1975"), ("Farid Haddad", "Beirut", "surgeon", "1988")]))
 
 
-class Server:
-    """One `kvzip serve` process; its log goes to a file next to its context directory."""
+class Client:
+    """Plain HTTP to a server (or to nginx in front of several), for what the openai client
+    does not cover (our contexts API, errors)."""
 
-    def __init__(self, ctx_dir, *extra):
-        self.ctx_dir = str(ctx_dir)
-        self.extra = list(extra)
-        self.proc = None
-        self.url = None
-        self.log_path = self.ctx_dir.rstrip("/") + ".log"
+    def __init__(self, url=None):
+        self.url = url
 
-    def start(self, timeout=120):
-        assert KVZIP, "KVZ_CLI is not set (the path of the kvzip binary)"
-        self.log = open(self.log_path, "a")
-        skip = len(self.log_text()) if os.path.exists(self.log_path) else 0  # earlier runs' lines
-        self.proc = subprocess.Popen(
-            [KVZIP, "serve", "-m", MODEL, "--port", "0", "--context-dir", self.ctx_dir, "-t", "2", *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
-            m = re.findall(r"listening on (http://[0-9.]+:\d+)", self.log_text()[skip:])
-            if m:
-                self.url = m[-1]
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("server did not start:\n" + self.log_text())
-
-    def log_text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=120):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    # Plain HTTP, for what the openai client does not cover (our contexts API, errors).
     def request(self, method, path, body=None, raw=None, headers=None, timeout=120):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
@@ -97,6 +61,56 @@ class Server:
                 return body
             time.sleep(0.1)
         raise AssertionError(f"context {cid} not ready after {timeout} s")
+
+
+class Server(Client):
+    """One `kvzip serve` process; its log goes to a file next to its context directory.
+    With `store` (e.g. redis://...), that store replaces the directory (which then only
+    names the log)."""
+
+    def __init__(self, ctx_dir, *extra, store=None, threads=2, port=0):
+        super().__init__()
+        self.port = port
+        self.ctx_dir = str(ctx_dir)
+        self.extra = list(extra)
+        self.store = store
+        self.threads = threads
+        self.proc = None
+        self.url = None
+        self.log_path = self.ctx_dir.rstrip("/") + ".log"
+
+    def start(self, timeout=120):
+        assert KVZIP, "KVZ_CLI is not set (the path of the kvzip binary)"
+        self.log = open(self.log_path, "a")
+        skip = len(self.log_text()) if os.path.exists(self.log_path) else 0  # earlier runs' lines
+        where = ["--store", self.store] if self.store else ["--context-dir", self.ctx_dir]
+        self.proc = subprocess.Popen(
+            [KVZIP, "serve", "-m", MODEL, "--port", str(self.port), *where, "-t", str(self.threads), *self.extra],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
+            m = re.findall(r"listening on (http://[0-9.]+:\d+)", self.log_text()[skip:])
+            if m:
+                self.url = m[-1]
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("server did not start:\n" + self.log_text())
+
+    def log_text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=120):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")

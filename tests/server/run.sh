@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ctest entry of the server tests: the pytest suite against real `kvzip serve` processes on
-# loopback. $1: the kvzip binary. Exits 77 (skip) without the default model.
+# loopback. $1: the kvzip binary; the rest goes to pytest (default: every test here).
+# Exits 77 (skip) without the default model.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export KVZ_CLI="$1"
@@ -9,7 +10,9 @@ model="${KVZ_TEST_MODEL:-$HOME/.cache/kvzip/models/smollm2-135m/SmolLM2-135M-Ins
 py="$("$here/../../scripts/server-test-env.sh")"
 cd "$here"
 set +e
-"$py" -m pytest -q -p no:cacheprovider "${@:2}" .
+args=("${@:2}")
+[ ${#args[@]} -gt 0 ] || args=(.)
+"$py" -m pytest -q -p no:cacheprovider -rs "${args[@]}"
 rc=$?
 set -e
 # pytest's 5 is "no tests collected": a failure here, never a pass.

@@ -57,14 +57,21 @@ void add_serve_command(CLI::App& app, ServeCli& c, const std::string& default_mo
       "serve",
       "OpenAI-compatible HTTP server with stored compressed contexts: POST /v1/contexts uploads a document once "
       "(prefill + KVzip scoring + eviction in the background), chat/completions with \"context_id\" answer from "
-      "its compressed cache; contexts persist under --context-dir (docs/server.md)");
+      "its compressed cache; contexts persist under --context-dir or in a shared --store (docs/server.md, "
+      "docs/scale-out.md)");
   s->add_option("-m,--model", c.model, "GGUF model file or Hugging Face folder")->capture_default_str();
   s->add_option("--host", c.host, "address to bind (loopback by default; 0.0.0.0 exposes the server)")->capture_default_str();
   s->add_option("--port", c.port, "TCP port (0: any free port, printed at start)")->capture_default_str()->check(CLI::Range(0, 65535));
   s->add_option("--parallel", c.parallel, "decode slots: requests generating at once, batched into one forward "
                                               "pass per step; more wait in arrival order")
       ->capture_default_str()->check(CLI::Range(1, 64));
-  s->add_option("--context-dir", c.context_dir, "where contexts are stored (default ~/.cache/kvzip/contexts/<model>)");
+  auto* dir = s->add_option("--context-dir", c.context_dir,
+                            "where contexts are stored (default ~/.cache/kvzip/contexts/<model>); the same as "
+                            "--store dir:DIR");
+  s->add_option("--store", c.store,
+                "the context store: dir:PATH (one server), or redis://HOST:PORT/DB shared by several replicas "
+                "(docs/scale-out.md; optional ?chunk=BYTES&claim_ms=MS)")
+      ->excludes(dir);
   s->add_option("--mem-budget", c.mem_budget, "bytes of KV cache held in memory (e.g. 2G; 0: no limit); least recently "
                                               "used contexts leave memory beyond it (they stay on disk), and an upload "
                                               "that could not fit is refused")->capture_default_str();
@@ -87,7 +94,9 @@ int run_serve_command(const ServeCli& c, const LoadOptions& lopt) {
   ho.api_key = c.api_key;
   ho.max_body = parse_bytes(c.max_body, "--max-body");
   const std::string stem = std::filesystem::path(c.model).filename().replace_extension().string();
-  so.context_dir = c.context_dir.empty() ? kvzip_cache_root() + "/contexts/" + stem : c.context_dir;
+  so.store = !c.store.empty()        ? c.store
+             : c.context_dir.empty() ? "dir:" + kvzip_cache_root() + "/contexts/" + stem
+                                     : "dir:" + c.context_dir;
   so.model_name = stem;
   so.engine.threads = c.threads;
   so.engine.parallel = c.parallel;
@@ -107,7 +116,7 @@ int run_serve_command(const ServeCli& c, const LoadOptions& lopt) {
       svc, ho, g_stop,
       [&](int port) {
         log_line(fmt::format("model {} ({} layers, window {}), {} slot(s), contexts in {}", so.model_name,
-                             model->hp().n_layer, model->hp().n_ctx_train, c.parallel, so.context_dir));
+                             model->hp().n_layer, model->hp().n_ctx_train, c.parallel, svc.store_name()));
         log_line(fmt::format("listening on http://{}:{}", c.host, port));
       },
       log_line);

@@ -16,6 +16,7 @@ struct ServeCli {
   int port = 8080;
   int parallel = 4;
   std::string context_dir;
+  std::string store;
   std::string mem_budget = "0";
   std::string api_key;
   std::string max_body = "64M";
