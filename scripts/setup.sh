@@ -17,6 +17,7 @@ PACKAGES=(
     nlohmann-json3-dev libfmt-dev libcli11-dev
     libpcre2-dev libzstd-dev
     libcpp-httplib-dev
+    chromium fonts-dejavu-core
     ca-certificates
 )
 
