@@ -18,6 +18,7 @@ PACKAGES=(
     libpcre2-dev libzstd-dev libxxhash-dev
     libcpp-httplib-dev
     libhiredis-dev redis-server nginx
+    chromium fonts-dejavu-core
     ca-certificates
 )
 

@@ -18,6 +18,7 @@
 #include "core/thread_pool.h"
 #include "eval/demo_doc.h"
 #include "io/head_scores_file.h"
+#include "kv/kept_view.h"
 #include "kv/kvzip_context.h"
 #include "kv/policy.h"
 #include "kv/press.h"
@@ -147,22 +148,10 @@ kvz::PruneLevel level_of(const char* level, kvz::PruneLevel def) {
   }
 }
 
-// [n_layer][n_head_kv][n_ctx] 1 where the context pair's row is still in the cache: the
-// cache rows carry their positions, and context token t sits at position n_sys + t.
+// [n_layer][n_head_kv][n_ctx] 1 where the context pair's row is still in the cache (read off
+// the rows' positions: kv/kept_view.h, the same reading as the server's /kept).
 std::vector<uint8_t> kept_mask(const kvz::KvzipContext& ctx) {
-  const kvz::KvCache& cache = ctx.session().cache();
-  const int64_t n_sys = ctx.n_sys(), n_ctx = ctx.n_ctx();
-  std::vector<uint8_t> keep(static_cast<size_t>(cache.n_layer()) * cache.n_head_kv() * n_ctx, 0);
-  for (int il = 0; il < cache.n_layer(); ++il)
-    for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
-      const kvz::HeadSegment& s = cache.seg(il, ih);
-      uint8_t* k = keep.data() + (static_cast<size_t>(il) * cache.n_head_kv() + ih) * n_ctx;
-      for (int64_t r = 0; r < s.len; ++r) {
-        const int64_t t = s.pos[r] - n_sys;
-        if (t >= 0 && t < n_ctx) k[t] = 1;
-      }
-    }
-  return keep;
+  return kvz::kept_view(ctx.session().cache(), ctx.n_sys(), ctx.n_ctx()).mask;
 }
 
 double ratio_true(const kvz::KvzipContext& ctx, const std::vector<uint8_t>& keep) {

@@ -245,6 +245,12 @@ std::vector<float> KvzipContext::answer_logprobs(const std::string& question, co
   return out;
 }
 
+const KvCache& KvzipContext::full_cache() const {
+  if (full_) return *full_;  // also while a re-prune scores on the session's cache
+  if (!pruned_) return session_.cache();
+  fail("this context was pruned and its full cache was not kept (create it with retain_full)");
+}
+
 StoredContext KvzipContext::stored() const {
   StoredContext meta;
   meta.n_sys = n_sys_;

@@ -128,6 +128,10 @@ class KvzipContext {
   const KvzipTemplate& tmpl() const { return tmpl_; }
   size_t kv_bytes() const { return session_.cache().bytes_used(); }
   bool pruned() const { return pruned_; }
+  // The unpruned cache: the retained copy once pruned with retain_full (stable while a
+  // re-prune scores), else the session's before any prune (not during a score(): scoring
+  // appends rows to it); throws when it was pruned without retain_full.
+  const KvCache& full_cache() const;
 
  private:
   PruneReport apply_mask(const KeepMask& m, double ratio);

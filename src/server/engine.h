@@ -36,6 +36,9 @@ class GenJob {
   // Inputs, fixed before submit().
   std::vector<int32_t> prompt;                // fed after the base context (or an empty cache)
   std::shared_ptr<const ReadyContext> base;   // null: no stored context
+  // Non-null (full_cache): the slot starts from this context's retained unpruned cache
+  // instead of base's compressed rows (read on the engine thread only, like entry->full).
+  std::shared_ptr<const KvzipContext> full;
   std::string base_id;
   GenRequest req;
 

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "server/api_error.h"
+#include "server/views.h"
 
 namespace kvz::server {
 
@@ -201,6 +202,25 @@ int serve_http(Service& svc, const HttpOptions& opt, const std::atomic<int>& sto
   http.Post(R"(/v1/contexts/([^/]+)/compress)", [&](const httplib::Request& req, httplib::Response& res) {
     guarded(m, "/v1/contexts/{id}/compress", res,
             [&] { send_json(res, 202, svc.recompress(req.matches[1], parse_body(req.body))); });
+  });
+
+  // The web page (no key needed to load it: the page sends the key it is given) and its views.
+  http.Get("/", [&](const httplib::Request&, httplib::Response& res) {
+    guarded(m, "/", res, [&] { res.set_content(std::string(web_page()), "text/html; charset=utf-8"); });
+  });
+  http.Get("/v1/methods", [&](const httplib::Request&, httplib::Response& res) {
+    guarded(m, "/v1/methods", res, [&] { send_json(res, 200, svc.methods()); });
+  });
+  http.Get(R"(/v1/contexts/([^/]+)/kept)", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(m, "/v1/contexts/{id}/kept", res, [&] {
+      const std::string h = req.get_param_value("heads");
+      if (!(h.empty() || h == "0" || h == "1" || h == "true" || h == "false"))
+        throw ApiError(400, "'heads' is \"" + h + "\"; expected 1 (per-head kept tokens) or 0", "invalid_request_error",
+                       "heads", "invalid_value");
+      const json j = svc.kept(req.matches[1], h == "1" || h == "true");
+      res.status = 200;
+      res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    });
   });
 
   const int port = opt.port == 0 ? http.bind_to_any_port(opt.host) : (http.bind_to_port(opt.host, opt.port) ? opt.port : -1);

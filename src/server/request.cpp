@@ -188,8 +188,13 @@ GenRequest parse_gen_request(const json& body, bool chat, const Limits& limits) 
   f.str("context_id", r.context_id);
   f.boolean("update_cache", r.update_cache);
   f.boolean("ignore_eos", r.ignore_eos);
+  f.boolean("full_cache", r.full_cache);
   if (r.update_cache && r.context_id.empty())
     bad_param("update_cache", "'update_cache' needs a 'context_id' to continue from");
+  if (r.full_cache && r.context_id.empty())
+    bad_param("full_cache", "'full_cache' answers from a stored context's full cache: it needs a 'context_id'");
+  if (r.full_cache && r.update_cache)
+    bad_param("full_cache", "'full_cache' answers are never kept: drop 'update_cache'");
   return r;
 }
 

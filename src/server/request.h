@@ -33,6 +33,7 @@ struct GenRequest {
   bool include_usage = false;         // stream_options.include_usage
   std::string context_id;             // answer from this stored context
   bool update_cache = false;          // keep the turn: a derived context is returned
+  bool full_cache = false;            // answer from the context's retained full cache (retain_full)
   bool ignore_eos = false;            // llama-server's extension: end of generation never sampled
   std::string model;                  // echoed back
 };

@@ -212,6 +212,18 @@ std::shared_ptr<GenJob> Service::start_generation(const json& body, bool chat) {
     if (!valid_context_id(r.context_id)) context_not_found(r.context_id, "context_id");
     job->base = contexts_->acquire(r.context_id);
     job->base_id = r.context_id;
+    if (r.full_cache) {  // the retained unpruned cache: the answer the compression is judged against
+      std::shared_ptr<ContextEntry> e = contexts_->find(r.context_id);
+      if (e) {
+        std::lock_guard el(e->mu);
+        job->full = e->full;
+      }
+      if (!job->full)
+        throw ApiError(409,
+                       "the full cache of context '" + r.context_id +
+                           "' was not kept; upload it with \"retain_full\": true to answer from it",
+                       "invalid_request_error", "full_cache", "full_cache_not_retained");
+    }
     if (chat) {
       // The context sits inside the user turn KVzip's template opened; a question continues it.
       if (r.messages.size() != 1 || r.messages[0].role != "user")

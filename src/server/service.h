@@ -43,6 +43,10 @@ class Service {
   nlohmann::json list_contexts() const;
   nlohmann::json delete_context(const std::string& id);
   nlohmann::json recompress(const std::string& id, const nlohmann::json& body);
+  // service_views.cpp: GET /v1/contexts/{id}/kept (what the context's cache rows hold; 404
+  // unknown, 409 not ready) and GET /v1/methods (what an upload may name).
+  nlohmann::json kept(const std::string& id, bool heads);
+  nlohmann::json methods() const;
 
   // A validated, tokenized generation, submitted to the engine.
   std::shared_ptr<GenJob> start_generation(const nlohmann::json& body, bool chat);

@@ -27,6 +27,7 @@
 #include "kv/kvzap_pruner.h"
 #include "kvzap_cli.h"
 #include "serve.h"
+#include "kept.h"  // tools/cli/kept.cpp: `kvzip kept`
 #include "eval.h"  // tools/cli/eval.cpp: `kvzip eval`, `kvzip report`
 
 namespace {
@@ -588,6 +589,8 @@ static int run(int argc, char** argv) {
   add_train_kvzap_command(app, default_model_path());
   kvz::cli::ServeCli serve_opts;
   kvz::cli::add_serve_command(app, serve_opts, default_model_path());
+  kvz::cli::KeptCli kept_opts;
+  kvz::cli::add_kept_command(app, kept_opts, default_model_path());
 
   auto* methods = app.add_subcommand("methods", "list the compression methods with their parameters and defaults");
   EvalCliOptions ev;
@@ -628,6 +631,7 @@ static int run(int argc, char** argv) {
   if (app.got_subcommand("bench")) return run_bench_command(app);
   if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
   if (app.got_subcommand("serve")) return kvz::cli::run_serve_command(serve_opts, lopt);
+  if (app.got_subcommand("kept")) return kvz::cli::run_kept_command(kept_opts, lopt);
   if (*eval_cmd) return run_eval_command(ev, eval_cmd);
   if (*report_cmd) return run_report_command(rep);
   if (*sh) {
