@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
 
@@ -36,6 +37,31 @@ KvCache KvCache::clone() const {
     }
     d.len = s.len;
     d.cap = std::max<int64_t>(s.len, 1);
+  }
+  return c;
+}
+
+KvCache KvCache::converted(KvType t) const {
+  if (t == type_) return clone();
+  KvCache c(n_layer_, n_head_kv_, d_head_, t);
+  std::vector<float> f;  // [len][d_head]
+  for (size_t i = 0; i < segs_.size(); ++i) {
+    const HeadSegment& s = segs_[i];
+    HeadSegment& d = c.segs_[i];
+    const int64_t cap = std::max<int64_t>(s.len, 1);
+    d.k.reset(new uint8_t[cap * c.rb_]);
+    d.v.reset(new uint8_t[cap * c.rb_]);
+    d.pos.reset(new int32_t[cap]);
+    f.resize(static_cast<size_t>(s.len) * d_head_);
+    if (s.len > 0) {
+      kv_rows_to_f32(type_, s.k.get(), f.data(), s.len, d_head_);
+      f32_to_kv_rows(t, f.data(), d.k.get(), s.len, d_head_);
+      kv_rows_to_f32(type_, s.v.get(), f.data(), s.len, d_head_);
+      f32_to_kv_rows(t, f.data(), d.v.get(), s.len, d_head_);
+      std::memcpy(d.pos.get(), s.pos.get(), s.len * sizeof(int32_t));
+    }
+    d.len = s.len;
+    d.cap = cap;
   }
   return c;
 }

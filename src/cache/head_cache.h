@@ -36,6 +36,8 @@ class KvCache {
 
   // A deep copy with capacity trimmed to the rows in use.
   KvCache clone() const;
+  // clone() with every row stored as `t` (through f32; q8_0 -> f16 keeps q8_0's rounding).
+  KvCache converted(KvType t) const;
 
   int n_layer() const { return n_layer_; }
   int n_head_kv() const { return n_head_kv_; }

@@ -27,12 +27,13 @@ void ProgressBar::update(double done, double total) {
   if (mode_ == ProgressMode::Off || finished_) return;
   const auto now = std::chrono::steady_clock::now();
   const bool lines = mode_ == ProgressMode::Lines;
-  // A log gets a line per interval and none at the end (the caller reports the result).
-  if (lines && (done >= total || now - last_ < line_interval)) return;
+  const double frac = total > 0 ? done / total : 1.0;
+  // A log gets a line per step or interval and none at the end (the caller reports the result).
+  if (lines && (done >= total || (frac - last_frac_ < line_step && now - last_ < line_interval))) return;
   if (!lines && done < total && now - last_ < std::chrono::milliseconds(100)) return;
   last_ = now;
+  last_frac_ = frac;
   const double el = std::chrono::duration<double>(now - start_).count();
-  const double frac = total > 0 ? done / total : 1.0;
   const int width = 30;
   const int filled = static_cast<int>(frac * width);
   std::string bar(filled, '#');

@@ -1,6 +1,7 @@
 // A one-line terminal progress bar on stderr with rate and ETA. Off when stderr is not a
 // terminal (logs and CI stay clean), except for long work, which in a log prints a plain
-// progress line every half minute instead (ProgressMode::Lines).
+// progress line instead (ProgressMode::Lines): one each time another 10% is done, and at
+// least one every 10 seconds.
 #pragma once
 
 #include <chrono>
@@ -13,7 +14,7 @@ namespace kvz {
 enum class ProgressMode {
   Off,
   Bar,    // redrawn in place (a terminal)
-  Lines,  // a full line every `line_interval` (a log file)
+  Lines,  // a full line per `line_step` of the work or `line_interval` (a log file)
 };
 
 class ProgressBar {
@@ -31,10 +32,12 @@ class ProgressBar {
   void clear();
 
  private:
-  static constexpr std::chrono::seconds line_interval{30};
+  static constexpr std::chrono::seconds line_interval{10};
+  static constexpr double line_step = 0.1;
   std::string label_, unit_;
   ProgressMode mode_;
   bool finished_ = false;
+  double last_frac_ = 0.0;  // Lines: the fraction done at the last line
   std::chrono::steady_clock::time_point start_, last_;
 };
 

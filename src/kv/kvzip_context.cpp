@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/error.h"
 #include "io/context_store.h"
@@ -33,6 +34,20 @@ std::vector<int32_t> kvzip_question_ids(const Model& m, const KvzipTemplate& t, 
   return ids;
 }
 
+KvzipRepeatPrompt kvzip_repeat_prompt(const Model& m, const KvzipTemplate& t) {
+  // Template pieces contain special-token text that must map to single ids; no BOS.
+  auto enc = [&](const std::string& x) { return m.tokenizer().encode(x, false, true); };
+  KvzipRepeatPrompt rp;
+  rp.first = enc(t.repeat_first);
+  rp.next = enc(t.repeat_next);
+  rp.postfix = enc(t.postfix);
+  return rp;
+}
+
+int64_t compress_positions_needed(int64_t n_sys, int64_t n_ctx, const Press& press, const KvzipRepeatPrompt& rp) {
+  return n_sys + n_ctx + press.positions_after_context(n_ctx, kvzip_repeat_overhead(rp));
+}
+
 KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
     : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max, opt_.kv_type) {
   tmpl_ = model_kvzip_template(model, opt_.task, opt_.think_block);
@@ -53,10 +68,9 @@ void KvzipContext::prefill(const std::string& context, const std::function<void(
 
 void KvzipContext::prefill_ids(const std::vector<int32_t>& ctx_ids, const std::function<void(int64_t, int64_t)>& progress) {
   if (ctx_ids.empty()) fail("the context is empty");
-  const int64_t need = kvzip_positions_needed(n_sys_, static_cast<int64_t>(ctx_ids.size()), opt_.scoring);
-  if (need > session_.n_ctx_max())
-    fail("context of {} tokens (+{} system prompt) needs {} positions with scoring; the limit is {} tokens",
-         ctx_ids.size(), n_sys_, need, session_.n_ctx_max());
+  if (n_sys_ + static_cast<int64_t>(ctx_ids.size()) > session_.n_ctx_max())
+    fail("context of {} tokens (+{} system prompt) does not fit the limit of {} tokens", ctx_ids.size(), n_sys_,
+         session_.n_ctx_max());
   session_.reset();
   full_.reset();
   scores_ = HeadScores{};
@@ -71,12 +85,14 @@ const HeadScores& KvzipContext::score(const std::function<void(int64_t, int64_t)
   if (ctx_ids_.empty()) fail("score: no context was prefilled");
   if (pruned_ && !full_) fail("score: the context is already pruned; scoring needs the full cache");
   restore_full();  // retain_full: score again from the unpruned context
-  KvzipRepeatPrompt rp;
-  rp.first = enc(tmpl_.repeat_first);
-  rp.next = enc(tmpl_.repeat_next);
-  rp.postfix = postfix_ids_;
-  scores_ = kvzip_score(session_, n_sys_, ctx_ids_, rp, opt_.scoring, progress);
+  scores_ = kvzip_score(session_, n_sys_, ctx_ids_, kvzip_repeat_prompt(model_, tmpl_), opt_.scoring, progress);
   return scores_;
+}
+
+int64_t KvzipContext::positions_needed(int64_t n_ctx, const Press* press) const {
+  const KvzipRepeatPrompt rp = kvzip_repeat_prompt(model_, tmpl_);
+  if (press) return compress_positions_needed(n_sys_, n_ctx, *press, rp);
+  return n_sys_ + n_ctx + kvzip_min_positions_after(n_ctx, kvzip_repeat_overhead(rp), opt_.scoring.chunk);
 }
 
 std::vector<int32_t> KvzipContext::question_ids(const std::string& question) const {
@@ -98,10 +114,7 @@ const HeadScores& KvzipContext::score(Press& press, const std::string& question,
   const std::vector<int32_t> q = question.empty() ? std::vector<int32_t>{} : question_ids(question);
   if (session_.n_pos() + static_cast<int64_t>(q.size()) > session_.n_ctx_max())
     fail("context plus question ({} + {} tokens) exceed the limit of {}", session_.n_pos(), q.size(), session_.n_ctx_max());
-  KvzipRepeatPrompt rp;
-  rp.first = enc(tmpl_.repeat_first);
-  rp.next = enc(tmpl_.repeat_next);
-  rp.postfix = postfix_ids_;
+  const KvzipRepeatPrompt rp = kvzip_repeat_prompt(model_, tmpl_);
   PressInput in{session_, n_sys_, sys_ids_, ctx_ids_, q, rp, progress};
   HeadScores s = press.score(in);
   // Sliding-window layers are never evicted; whatever a press computed there is not a score.
@@ -115,6 +128,15 @@ const HeadScores& KvzipContext::score(Press& press, const std::string& question,
 PruneReport KvzipContext::compress(Press& press, SelectOptions o, const std::string& question,
                                    const std::function<void(int64_t, int64_t)>& progress) {
   score(press, question, progress);
+  return prune(press, std::move(o));
+}
+
+PruneReport KvzipContext::prune(const Press& press, SelectOptions o) {
+  fill_layer_ratios(press, o);
+  return prune(o);
+}
+
+void KvzipContext::fill_layer_ratios(const Press& press, SelectOptions& o) const {
   if (o.layer_ratios.empty()) {
     // Per-layer budgets (PyramidKV) are laid out over the evictable layers only; a
     // sliding-window layer keeps its window (ratio 1, ignored by the selection).
@@ -127,7 +149,6 @@ PruneReport KvzipContext::compress(Press& press, SelectOptions o, const std::str
         if (ev[il]) o.layer_ratios[il] = r[j++];
     }
   }
-  return prune(o);
 }
 
 void KvzipContext::set_scores(HeadScores s) {
@@ -185,6 +206,90 @@ PruneReport KvzipContext::apply_mask(const KeepMask& m, double ratio) {
   r.kv_bytes_after = cache.bytes_used();
   pruned_ = true;
   return r;
+}
+
+std::vector<uint8_t> KvzipContext::kept_mask() const {
+  const KvCache& cache = session_.cache();
+  const int64_t n = n_ctx();
+  std::vector<uint8_t> keep(static_cast<size_t>(cache.n_layer()) * cache.n_head_kv() * n, 0);
+  for (int il = 0; il < cache.n_layer(); ++il)
+    for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
+      const HeadSegment& s = cache.seg(il, ih);
+      uint8_t* k = keep.data() + (static_cast<size_t>(il) * cache.n_head_kv() + ih) * n;
+      for (int64_t r = 0; r < s.len; ++r) {
+        const int64_t t = s.pos[r] - n_sys_;
+        if (t >= 0 && t < n) k[t] = 1;
+      }
+    }
+  return keep;
+}
+
+double KvzipContext::ratio_kept() const {
+  const HParams& hp = model_.hp();
+  const std::vector<uint8_t> keep = kept_mask();
+  const size_t per_layer = static_cast<size_t>(hp.n_head_kv) * n_ctx();
+  int64_t kept = 0, total = 0;
+  for (int il = 0; il < hp.n_layer; ++il) {
+    if (hp.is_swa(il)) continue;  // never pruned, outside the budget (as PruneReport)
+    const auto b = keep.begin() + static_cast<std::ptrdiff_t>(il * per_layer);
+    kept += std::count(b, b + static_cast<std::ptrdiff_t>(per_layer), uint8_t{1});
+    total += static_cast<int64_t>(per_layer);
+  }
+  return total == 0 ? 1.0 : static_cast<double>(kept) / total;
+}
+
+PruneReport KvzipContext::reprune(SelectOptions o, const Press* press) {
+  if (ctx_ids_.empty()) fail("prune: no context was prefilled");
+  if (press) fill_layer_ratios(*press, o);
+  if (!pruned_ || full_) return prune(o);
+  if (!has_scores()) fail("prune: the context holds no scores to prune it again by");
+  const double have = ratio_kept();
+  const HParams& hp = model_.hp();
+  int64_t n_total = 0;  // the evictable layers' context pairs
+  for (int il = 0; il < hp.n_layer; ++il) n_total += hp.is_swa(il) ? 0 : int64_t{hp.n_head_kv} * n_ctx();
+  if ((o.ratio - have) * static_cast<double>(n_total) >= 1.0)
+    fail("prune: ratio {} keeps more than the {:.4f} this context still holds; a higher ratio needs the full cache",
+         o.ratio, have);
+  const std::vector<uint8_t> kept = kept_mask();
+  HeadScores s = scores_;  // evicted pairs rank below every kept one
+  for (size_t i = 0; i < s.v.size(); ++i)
+    if (!kept[i]) s.v[i] = std::numeric_limits<float>::lowest();
+  SelectOptions so = o;
+  if (so.evictable.empty()) so.evictable = evictable_layers();
+  KeepMask m = select_pairs(s, so);
+  m.n_kept = 0;
+  for (int il = 0; il < hp.n_layer; ++il)
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) {
+      uint8_t* k = m.keep.data() + (static_cast<size_t>(il) * hp.n_head_kv + ih) * n_ctx();
+      const uint8_t* have_k = kept.data() + (static_cast<size_t>(il) * hp.n_head_kv + ih) * n_ctx();
+      for (int64_t t = 0; t < n_ctx(); ++t) k[t] &= have_k[t];
+      if (!hp.is_swa(il)) m.n_kept += std::count(k, k + n_ctx(), uint8_t{1});
+    }
+  KvCache& cache = session_.cache();
+  PruneReport r;
+  r.ratio_requested = o.ratio;
+  r.ratio_true = m.ratio_true();
+  r.kv_bytes_before = cache.bytes_used();
+  std::vector<uint8_t> rows;
+  for (int il = 0; il < cache.n_layer(); ++il)
+    for (int ih = 0; ih < cache.n_head_kv() && !hp.is_swa(il); ++ih) {
+      const HeadSegment& seg = cache.seg(il, ih);
+      rows.assign(seg.len, 1);  // sys prompt and any turns after the context are always kept
+      const uint8_t* k = m.head(il, ih);
+      for (int64_t row = 0; row < seg.len; ++row) {
+        const int64_t t = seg.pos[row] - n_sys_;
+        if (t >= 0 && t < n_ctx()) rows[row] = k[t];
+      }
+      cache.compact(il, ih, rows.data(), /*reserve=*/64);
+    }
+  r.kv_bytes_after = cache.bytes_used();
+  return r;
+}
+
+void KvzipContext::convert_kv(KvType t) {
+  if (session_.cache().type() == t) return;
+  session_.cache() = session_.cache().converted(t);
+  if (full_) *full_ = full_->converted(t);
 }
 
 QueryResult KvzipContext::query(const std::string& question, const GenerateParams& p, bool update_cache,
@@ -262,11 +367,18 @@ StoredContext KvzipContext::stored() const {
   return meta;
 }
 
-void KvzipContext::save(const std::string& path, const std::string& info) const {
+void KvzipContext::save(const std::string& path, const std::string& info, bool full_cache) const {
   if (ctx_ids_.empty()) fail("save: no context was prefilled");
   StoredContext meta = stored();
   meta.info = info;
-  save_context(path, model_.identity(), meta, session_.cache());
+  if (!full_cache || !pruned_) {
+    save_context(path, model_.identity(), meta, session_.cache());
+    return;
+  }
+  if (!full_) fail("save: the full cache was not retained (create the context with retain_full)");
+  meta.pruned = false;
+  meta.n_pos = n_sys_ + n_ctx();
+  save_context(path, model_.identity(), meta, *full_);
 }
 
 void KvzipContext::load(const std::string& path) {

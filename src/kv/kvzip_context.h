@@ -52,18 +52,23 @@ struct ContextOptions {
 // that a context restored from a file (the server's) is queried exactly as KvzipContext::query.
 KvzipTemplate model_kvzip_template(const Model& m, const std::string& task = "qa", bool think_block = false);
 std::vector<int32_t> kvzip_question_ids(const Model& m, const KvzipTemplate& t, const std::string& question);
-// Positions a context of n_sys + n_ctx tokens needs to be scored: the repeat pass appends up
-// to one chunk plus its prompt (~40 tokens) after the context.
-inline int64_t kvzip_positions_needed(int64_t n_sys, int64_t n_ctx, const KvzipScoreOptions& o) {
-  return n_sys + n_ctx + o.chunk + 64;
-}
+// The repeat prompt pieces KVzip feeds after a context under template t (kvzip-spec §2.2).
+KvzipRepeatPrompt kvzip_repeat_prompt(const Model& m, const KvzipTemplate& t);
+// The context-length rule: positions a context of n_sys + n_ctx tokens needs to be compressed
+// with `press`: the context itself plus what the press's scoring runs after it and rolls
+// back (Press::positions_after_context): KVzip's repeat prompt and one chunk, the chunk
+// shrinking near the window down to kKvzipMinChunk (kvzip_fit_chunk); nothing for methods
+// without a repeat pass. Questions come after scoring, so they need room of their own
+// (the longest question plus the answer), not on top of this.
+int64_t compress_positions_needed(int64_t n_sys, int64_t n_ctx, const Press& press, const KvzipRepeatPrompt& rp);
 
 class KvzipContext {
  public:
   KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt = {});
 
   // Encodes prefix + context (pieces tokenized separately) and prefills. Replaces any
-  // previous context.
+  // previous context. Refuses a context that does not fit the window; what scoring needs
+  // beyond it is checked by score() (front ends check first: positions_needed).
   void prefill(const std::string& context, const std::function<void(int64_t, int64_t)>& progress = {});
   void prefill_ids(const std::vector<int32_t>& ctx_ids, const std::function<void(int64_t, int64_t)>& progress = {});
 
@@ -87,12 +92,39 @@ class KvzipContext {
   const HeadScores& scores() const { return scores_; }
   bool has_scores() const { return !scores_.v.empty(); }
 
+  // compress_positions_needed for a context of n_ctx tokens under this context's template
+  // (press null: KVzip with ContextOptions::scoring, what score() runs).
+  int64_t positions_needed(int64_t n_ctx, const Press* press = nullptr) const;
+  int64_t n_ctx_max() const { return session_.n_ctx_max(); }
+
   // Evicts the least important context pairs; memory of evicted rows is freed. Without
   // retain_full it can run once; with it, each call starts again from the full cache.
   // Only global-attention layers are pruned, and the ratio is over their pairs; sliding-window
   // layers (Gemma 3) keep their rolling window (kvzip-spec §3.2, §9.12).
   PruneReport prune(const SelectOptions& o);
+  // prune(o) with the press's per-layer budgets (PyramidKV) in o.layer_ratios when it has
+  // none: what compress() does after scoring, for scores already there (a loaded file).
+  PruneReport prune(const Press& press, SelectOptions o);
   PruneReport prune_heads(const std::vector<float>& head_scores, double ratio);
+  // Prunes an already pruned context further, from its scores, within the pairs it still
+  // holds (a context loaded from a file, whose full cache is gone): the selection runs on the
+  // scores with the evicted pairs ranked last, and keeps only pairs still present. At the
+  // level the context was pruned with, for the nested levels (pair, pair-uniform, head: a
+  // smaller budget's top set lies inside a larger one's), this is exactly what pruning the
+  // full cache to o.ratio gives; for adakv, per-layer budgets or another level it is the
+  // best selection among the kept pairs, which may differ.
+  // o.ratio must not exceed ratio_kept(). An unpruned context is simply pruned.
+  // press: as prune(press, o), for its per-layer budgets.
+  PruneReport reprune(SelectOptions o, const Press* press = nullptr);
+  // [n_layer][n_head_kv][n_ctx]: 1 where the context pair's row is still in the cache (rows
+  // carry their positions; context token t sits at position n_sys + t).
+  std::vector<uint8_t> kept_mask() const;
+  // Kept fraction of the evictable layers' context pairs, as PruneReport::ratio_true.
+  double ratio_kept() const;
+  // Stores every cache row (and the retained full cache) as `t` instead. Approximate
+  // against a context computed in `t` from the start: there, later context rows were
+  // computed against already converted earlier rows.
+  void convert_kv(KvType t);
 
   // Answers a query from the (compressed) cache. update_cache=false restores the context
   // exactly afterwards; true keeps the turn (query + answer) in the cache.
@@ -114,7 +146,9 @@ class KvzipContext {
   // Persist / restore the context (its current, possibly pruned cache, ids and scores)
   // to a versioned, checksummed, zstd-compressed file (io/context_store.h). Loading a file
   // made for another model or a corrupt file throws and leaves this context unchanged.
-  void save(const std::string& path, const std::string& info = "") const;
+  // full_cache: write the retained unpruned cache (retain_full) with the scores instead, so
+  // a later reader can prune it to any ratio (the file is as large as the full cache).
+  void save(const std::string& path, const std::string& info = "", bool full_cache = false) const;
   // What save() writes besides the cache: ids, position counter, scores.
   StoredContext stored() const;
   void load(const std::string& path);
@@ -132,10 +166,15 @@ class KvzipContext {
   // re-prune scores), else the session's before any prune (not during a score(): scoring
   // appends rows to it); throws when it was pruned without retain_full.
   const KvCache& full_cache() const;
+  bool has_full() const { return full_ != nullptr; }
+  // The caller evicted context rows itself (KvzapPruner while prefilling): from now on the
+  // context counts as pruned (it cannot be scored again, and a saved file says so).
+  void note_pruned() { pruned_ = true; }
 
  private:
   PruneReport apply_mask(const KeepMask& m, double ratio);
   void restore_full();  // back to the unpruned context (retain_full), or throw
+  void fill_layer_ratios(const Press& press, SelectOptions& o) const;
   std::vector<uint8_t> evictable_layers() const;  // [n_layer]: all but sliding-window layers
   std::vector<int32_t> enc(const std::string& s) const;
 

@@ -131,6 +131,11 @@ class Press {
   virtual std::vector<double> layer_ratios(int n_layer, int64_t n_ctx, double ratio) const { return {}; }
   // Whether the scores depend on the question (query-aware mode makes a difference).
   virtual bool uses_question() const { return false; }
+  // Positions past the context that score() needs at least, for a context of n_ctx tokens
+  // (repeat_overhead: kvzip_repeat_overhead of the context's prompt). 0 for methods that
+  // only look at rows already in the cache; KVzip's repeat pass: kvzip_min_positions_after.
+  // Query-aware scoring adds the question's ids on top.
+  virtual int64_t positions_after_context(int64_t n_ctx, int64_t repeat_overhead) const { return 0; }
 };
 
 // One registry entry.

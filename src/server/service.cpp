@@ -120,12 +120,15 @@ json Service::create_context(const json& body) {
   if (job->ids.empty()) bad_param("text", "the context text has no tokens");
   const int64_t n_sys = n_sys_;
   const int64_t n = static_cast<int64_t>(job->ids.size());
-  const int64_t need = kvzip_positions_needed(n_sys, n, KvzipScoreOptions{});
+  // The context-length rule (compress_positions_needed): room for what this method's
+  // scoring runs after the context, KVzip's repeat chunk shrinking near the window.
+  const std::unique_ptr<Press> press = make_press(r.method, std::map<std::string, std::string>(r.params.begin(), r.params.end()));
+  const int64_t need = compress_positions_needed(n_sys, n, *press, kvzip_repeat_prompt(model_, tmpl_));
   if (need > engine_->n_ctx())
     throw ApiError(400,
-                   fmt::format("the context has {} tokens (+{} system prompt); with scoring it needs {} positions, "
+                   fmt::format("the context has {} tokens (+{} system prompt); with {} scoring it needs {} positions, "
                                "the window is {}",
-                               n, n_sys, need, engine_->n_ctx()),
+                               n, n_sys, r.method, need, engine_->n_ctx()),
                    "invalid_request_error", "text", "context_length_exceeded");
   const HParams& hp = model_.hp();
   const size_t full_bytes = static_cast<size_t>(n_sys + n) * hp.n_layer * hp.n_head_kv * 2 *

@@ -37,7 +37,7 @@ def test_workflow(model):
 
 def test_answers_identical_to_cli(model, model_path, cli, context_file):
     args = ["ask", "-m", model_path, "--context", str(context_file), "--ratio", "0.3", "--level", "pair",
-            "-n", str(N_NEW), "-t", str(THREADS)]
+            "-n", str(N_NEW), "-t", str(THREADS), "--compare-full"]
     for q in QUESTIONS:
         args += ["-q", q]
     out = run_cli(cli, *args)

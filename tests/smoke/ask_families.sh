@@ -24,7 +24,7 @@ ran=0
 for m in "${cands[@]}"; do
     [[ -e "$m" ]] || { echo "ask_families_smoke: $m absent, skipped"; continue; }
     out="$("$KVZIP" ask -m "$m" --context "$TMP/ctx.txt" -q "How many crates did warehouse 45 receive?" \
-        --ratio 0.3 -n 8 -t 2 2>&1)" || { echo "$out"; echo "ask_families_smoke: FAILED on $m"; exit 1; }
+        --ratio 0.3 -n 8 -t 2 --compare-full 2>&1)" || { echo "$out"; echo "ask_families_smoke: FAILED on $m"; exit 1; }
     kept=$(grep -o 'kept [0-9.]*% of context pairs' <<<"$out" | grep -o '[0-9.]*' | head -n1)
     grep -q "full cache:" <<<"$out" && grep -q "compressed (30%):" <<<"$out" \
         || { echo "$out"; echo "ask_families_smoke: no answers from $m"; exit 1; }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@
 #include "model/session.h"
 #include "tokenizer/chat_template.h"
 #include "kv/kvzap_pruner.h"
+#include "ask.h"
+#include "common.h"
+#include "compress.h"
 #include "kvzap_cli.h"
 #include "serve.h"
 #include "kept.h"  // tools/cli/kept.cpp: `kvzip kept`
@@ -34,30 +38,9 @@ namespace {
 
 using namespace kvz;
 
-std::string human_bytes(double b) {
-  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int i = 0;
-  while (b >= 1024 && i < 4) {
-    b /= 1024;
-    ++i;
-  }
-  return i == 0 ? fmt::format("{:.0f} {}", b, u[i]) : fmt::format("{:.2f} {}", b, u[i]);
-}
-
-// Default model location, shared with scripts/pull-model.sh.
-std::string default_model_path() {
-  const char* dir = std::getenv("KVZ_MODELS_DIR");
-  const char* home = std::getenv("HOME");
-  std::string base = dir ? dir : std::string(home ? home : ".") + "/.cache/kvzip/models";
-  return base + "/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& opt) {
-  ProgressBar bar("loading", "%", stderr_is_tty());
-  auto m = Model::load(path, [&](double f) { bar.update(100.0 * f, 100.0); }, opt);
-  bar.finish();
-  return m;
-}
+using cli::human_bytes;
+using cli::load_model;
+using cli::read_text_file;
 
 int cmd_info(const std::string& path, bool show_tensors, const LoadOptions& opt) {
   std::unique_ptr<TensorSource> f;
@@ -225,228 +208,6 @@ int cmd_generate(const GenOpts& o) {
   return 0;
 }
 
-struct AskOpts {
-  std::string model;
-  std::string context_file;
-  std::vector<std::string> questions;
-  double ratio = 0.3;
-  std::string level;          // "": the method's own default level
-  std::string method = "kvzip";
-  std::string params;         // "key=value,..." for the method
-  bool query_aware = false;
-  std::string compress_for;   // score once with this question, reuse the cache for every question
-  double ada_alpha = 0.2;
-  int threads = 0;
-  int n_predict = 64;
-  bool strict = false;
-  std::string save_path, load_path;
-  LoadOptions load;
-  std::string head_scores;  // --level head: file from `kvzip score-heads`
-  std::string kv_type = "f16";
-  cli::KvzapCli kvzap;      // --method kvzap --threshold TAU: streaming eviction in prefill
-};
-
-std::string read_file(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) fail("{}: cannot open", path);
-  std::string s;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-  std::fclose(f);
-  return s;
-}
-
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
-}
-
-// Full-cache and compressed answers side by side, then memory and timing. Returns the
-// number of questions whose compressed answer equals the full-cache answer.
-// Answers from a context saved earlier with --save: no prefill, no scoring.
-int answer_from_saved(const AskOpts& o) {
-  auto m = load_model(o.model, o.load);
-  ThreadPool pool(o.threads);
-  KvzipContext ctx(*m, pool);
-  ctx.load(o.load_path);
-  fmt::print("loaded {}: {} context tokens, KV cache {} ({})\n", o.load_path, ctx.n_ctx(),
-             human_bytes(static_cast<double>(ctx.kv_bytes())), ctx.pruned() ? "compressed" : "full");
-  GenerateParams gp;
-  gp.n_predict = o.n_predict;
-  for (size_t i = 0; i < o.questions.size(); ++i) {
-    const QueryResult r = ctx.query(o.questions[i], gp, false);
-    fmt::print("Q{}: {}\n  answer: {}   ({:.2f} ms/token)\n", i + 1, o.questions[i], one_line(r.answer),
-               r.stats.n_generated > 1 ? 1e3 * r.stats.decode_s / (r.stats.n_generated - 1) : 0.0);
-  }
-  return 0;
-}
-
-// --method kvzap --threshold TAU: the context is pruned on the fly while it is prefilled
-// (between batches of --batch tokens). System-prompt rows are protected (as KVzip keeps them).
-// Questions run with eviction off: their rows are discarded afterwards anyway, and the
-// context comes back exactly (KvzapPruner::begin_query / end_query).
-int compare_full_and_kvzap(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
-                           const std::vector<std::string>& expected) {
-  const KvzapOptions ko = cli::kvzap_options(o.kvzap);
-  auto m = load_model(o.model, o.load);
-  const std::string dir = kvzap_default_dir(o.kvzap.dir, o.model, cli::kvzip_cache_root());
-  const KvzapModel sur = KvzapModel::load(dir, *m);
-  ThreadPool pool(o.threads);
-  ContextOptions co;
-  co.kv_type = parse_kv_type(o.kv_type);
-  KvzipContext full(*m, pool, co), ctx(*m, pool, co);
-  using clock = std::chrono::steady_clock;
-  auto secs = [](clock::time_point a) { return std::chrono::duration<double>(clock::now() - a).count(); };
-  auto t0 = clock::now();
-  full.prefill(context);
-  const double full_s = secs(t0);
-  KvzapPruner pruner(ctx.session(), sur, ko);
-  pruner.protect_prefix(ctx.n_sys());
-  t0 = clock::now();
-  ctx.prefill(context, [&](int64_t, int64_t) { pruner.prune(); });
-  const double kvzap_s = secs(t0);
-  const KvzapStats st = pruner.stats();
-  fmt::print("kvzap ({}, {}): threshold {}, window {}; prefill {:.2f} s (full cache {:.2f} s, {:.2f}x)\n",
-             sur.kind() == KvzapModel::Kind::Mlp ? "mlp" : "linear", dir, o.kvzap.threshold, ko.window, kvzap_s, full_s,
-             full_s > 0 ? kvzap_s / full_s : 0.0);
-  print_kvzap_stats(st, sur, *m, kvzap_s);
-  GenerateParams gp;
-  gp.n_predict = o.n_predict;
-  int same = 0, full_ok = 0, comp_ok = 0;
-  for (size_t i = 0; i < questions.size(); ++i) {
-    const QueryResult a = full.query(questions[i], gp, false);
-    pruner.begin_query();
-    const QueryResult b = ctx.query(questions[i], gp, false);
-    pruner.end_query();
-    const bool eq = a.answer == b.answer;
-    same += eq;
-    fmt::print("Q{}: {}\n", i + 1, questions[i]);
-    if (i < expected.size()) {
-      full_ok += a.answer.find(expected[i]) != std::string::npos;
-      comp_ok += b.answer.find(expected[i]) != std::string::npos;
-      fmt::print("  expected:          {}\n", expected[i]);
-    }
-    fmt::print("  full cache:        {}\n", one_line(a.answer));
-    fmt::print("  kvzap ({:.0f}% kept): {}   [{}]\n\n", 100 * st.kept_fraction(), one_line(b.answer),
-               eq ? "same" : "differs");
-  }
-  fmt::print("answers identical to the full cache: {}/{}\n", same, questions.size());
-  if (!expected.empty())
-    fmt::print("answers containing the expected fact: full cache {}/{}, kvzap {}/{}\n", full_ok, expected.size(),
-               comp_ok, expected.size());
-  fmt::print("KV cache: full {} -> kvzap {} ({:.1f}% of the bytes)\n", human_bytes(static_cast<double>(full.kv_bytes())),
-             human_bytes(static_cast<double>(ctx.kv_bytes())), 100.0 * ctx.kv_bytes() / full.kv_bytes());
-  return same;
-}
-
-int compare_full_and_compressed(const AskOpts& o, const std::string& context, const std::vector<std::string>& questions,
-                                const std::vector<std::string>& expected) {
-  if (o.method == "kvzap" && !o.kvzap.threshold.empty()) return compare_full_and_kvzap(o, context, questions, expected);
-  // The method and its parameters are checked before anything slow runs.
-  const MethodInfo& mi = method_info(o.method);
-  std::map<std::string, std::string> pp = parse_press_params(o.params);
-  if (o.method == "kvzap" && !pp.count("dir")) pp["dir"] = kvzap_default_dir(o.kvzap.dir, o.model, cli::kvzip_cache_root());
-  std::unique_ptr<Press> press = make_press(o.method, pp);
-  if (!o.level.empty()) parse_prune_level(o.level);
-  if (o.query_aware && !o.compress_for.empty()) fail("--query-aware and --compress-for exclude each other");
-  if (o.query_aware && !o.save_path.empty()) fail("--save needs a query-agnostic compression (drop --query-aware)");
-  auto m = load_model(o.model, o.load);
-  ThreadPool pool(o.threads);
-  ContextOptions co;
-  co.retain_full = o.query_aware;  // query-aware: every question rebuilds from the full cache
-  co.kv_type = parse_kv_type(o.kv_type);
-  KvzipContext ctx(*m, pool, co);
-  const bool tty = stderr_is_tty();
-  using clock = std::chrono::steady_clock;
-  auto secs = [](clock::time_point a) { return std::chrono::duration<double>(clock::now() - a).count(); };
-
-  auto t0 = clock::now();
-  {
-    ProgressBar bar("prefill", "tok", tty);
-    ctx.prefill(context, bar.callback());
-  }
-  const double prefill_s = secs(t0);
-  const size_t bytes_full = ctx.kv_bytes();
-  fmt::print("context: {} tokens (+{} system prompt tokens); prefill {:.2f} s ({:.0f} tok/s)\n", ctx.n_ctx(),
-             ctx.n_sys(), prefill_s, (ctx.n_ctx() + ctx.n_sys()) / prefill_s);
-
-  GenerateParams gp;
-  gp.n_predict = o.n_predict;
-  std::vector<QueryResult> full;
-  for (const auto& q : questions) full.push_back(ctx.query(q, gp, false));
-
-  SelectOptions so;
-  so.ratio = o.ratio;
-  so.level = o.level.empty() ? mi.level : parse_prune_level(o.level);
-  so.strict_threshold = o.strict;
-  so.ada_alpha = o.ada_alpha;
-  const std::string level_name = prune_level_name(so.level);
-  PruneReport pr;
-  double score_s = 0;
-  if (!o.query_aware) {
-    t0 = clock::now();
-    if (so.level == PruneLevel::Head && !o.head_scores.empty()) {
-      const HeadScoreFile hs = load_head_scores(o.head_scores, m->identity());  // context-independent scores
-      fmt::print("head scores from {} ({})\n", o.head_scores, hs.source);
-      pr = ctx.prune_heads(hs.scores, o.ratio);
-    } else {
-      ProgressBar bar(o.method + " scoring", "tok", tty);
-      pr = ctx.compress(*press, so, o.compress_for, bar.callback());  // --level head without a file: max over tokens
-    }
-    score_s = secs(t0);
-    fmt::print("{} scoring {:.2f} s ({:.2f}x prefill); pruned to ratio {} ({} level): kept {:.1f}% of context pairs\n\n",
-               o.method, score_s, score_s / prefill_s, o.ratio, level_name, 100.0 * pr.ratio_true);
-  } else {
-    fmt::print("{} query-aware: the cache is scored and pruned again for every question ({} level, ratio {})\n\n",
-               o.method, level_name, o.ratio);
-  }
-
-  if (!o.save_path.empty()) {
-    ctx.save(o.save_path);
-    fmt::print("saved the compressed context to {}\n\n", o.save_path);
-  }
-  int same = 0, full_ok = 0, comp_ok = 0;
-  double dec_full = 0, dec_comp = 0;
-  int64_t tok_full = 0, tok_comp = 0;
-  for (size_t i = 0; i < questions.size(); ++i) {
-    if (o.query_aware) {
-      const auto tq = clock::now();
-      pr = ctx.compress(*press, so, questions[i]);
-      score_s += secs(tq);
-      fmt::print("[{} for Q{}: kept {:.1f}% of context pairs, {:.2f} s]\n", o.method, i + 1, 100.0 * pr.ratio_true,
-                 secs(tq));
-    }
-    const QueryResult c = ctx.query(questions[i], gp, false);
-    const bool eq = c.answer == full[i].answer;
-    same += eq;
-    fmt::print("Q{}: {}\n", i + 1, questions[i]);
-    if (i < expected.size()) {
-      const bool fo = full[i].answer.find(expected[i]) != std::string::npos;
-      const bool co2 = c.answer.find(expected[i]) != std::string::npos;
-      full_ok += fo;
-      comp_ok += co2;
-      fmt::print("  expected:          {}\n", expected[i]);
-    }
-    fmt::print("  full cache:        {}\n", one_line(full[i].answer));
-    fmt::print("  compressed ({:.0f}%): {}   [{}]\n\n", 100 * o.ratio, one_line(c.answer), eq ? "same" : "differs");
-    dec_full += full[i].stats.decode_s;
-    dec_comp += c.stats.decode_s;
-    tok_full += std::max<int64_t>(0, full[i].stats.n_generated - 1);
-    tok_comp += std::max<int64_t>(0, c.stats.n_generated - 1);
-  }
-  fmt::print("answers identical to the full cache: {}/{}\n", same, questions.size());
-  if (!expected.empty())
-    fmt::print("answers containing the expected fact: full cache {}/{}, compressed {}/{}\n", full_ok, expected.size(),
-               comp_ok, expected.size());
-  fmt::print("KV cache: full {} -> compressed {} ({:.1f}% of the bytes)\n", human_bytes(static_cast<double>(bytes_full)),
-             human_bytes(static_cast<double>(pr.kv_bytes_after)), 100.0 * pr.kv_bytes_after / bytes_full);
-  fmt::print("decode: full {:.2f} ms/token, compressed {:.2f} ms/token ({} threads)\n",
-             tok_full ? 1e3 * dec_full / tok_full : 0.0, tok_comp ? 1e3 * dec_comp / tok_comp : 0.0, pool.size());
-  return same;
-}
-
 int cmd_methods() {
   fmt::print("compression methods (`ask --method NAME --param key=value,...`; default budget level in brackets)\n");
   for (const MethodInfo& m : press_registry()) {
@@ -493,11 +254,12 @@ int run_bench_command(const CLI::App& app);
 void add_train_kvzap_command(CLI::App& app, const std::string& default_model);  // train_kvzap.cpp
 int run_train_kvzap_command(const CLI::App& app);
 
-static int run(int argc, char** argv) {
-  CLI::App app{
+static int run(int argc, char** argv, const cli::ModelPlaces& places) {
+  CLI::App app{fmt::format(
       "kvzip — an LLM inference engine with query-agnostic KV-cache compression (KVzip).\n"
-      "Models are GGUF files or Hugging Face folders (config.json, tokenizer.json, *.safetensors); get the default\n"
-      "one with: scripts/pull-model.sh smollm2-135m"};
+      "Models (-m) are GGUF files, Hugging Face folders (config.json, tokenizer.json, *.safetensors) or pull names\n"
+      "of scripts/models.tsv such as smollm2-135m (the default), looked up in {}; fetch one with:\n  {}",
+      places.models_dir, cli::pull_command(places, cli::kDefaultModel))};
   app.require_subcommand(1);
   app.fallthrough();
   std::string convert;
@@ -510,19 +272,20 @@ static int run(int argc, char** argv) {
                "use the weight matrices in the file's row-major layout instead of copying them into the faster "
                "interleaved decode layout at load (saves the copy; decode is slower)");
   app.set_help_all_flag("--help-all", "show help for every command");
+  const std::string default_model = cli::default_model_path(places);
 
-  std::string info_model = default_model_path();
+  std::string info_model = default_model;
   bool info_tensors = false;
   auto* info = app.add_subcommand("info", "print a model file's architecture, hyper-parameters, tensor types, "
                                           "tokenizer and chat template");
-  info->add_option("model", info_model, "GGUF file or Hugging Face folder")->capture_default_str();
+  info->add_option("model", info_model, "GGUF file, Hugging Face folder or pull name")->capture_default_str();
   info->add_flag("--tensors", info_tensors, "also list every tensor");
 
   GenOpts g;
-  g.model = default_model_path();
+  g.model = default_model;
   auto* gen = app.add_subcommand("generate", "generate text from a prompt, streaming tokens to stdout; a summary "
                                              "line (prefill and decode tokens/s, KV bytes) goes to stderr");
-  gen->add_option("-m,--model", g.model, "GGUF model file or Hugging Face folder")->capture_default_str();
+  gen->add_option("-m,--model", g.model, "GGUF model file, Hugging Face folder or pull name")->capture_default_str();
   gen->add_option("-p,--prompt", g.prompt, "prompt text")->required();
   gen->add_flag("--chat", g.chat, "wrap the prompt in the model's chat template as a user turn (special tokens "
                                   "in the prompt are parsed only in this mode)");
@@ -539,95 +302,67 @@ static int run(int argc, char** argv) {
   cli::add_kvzap_options(gen, g.kvzap);
   gen->add_option("-c,--ctx", g.n_ctx, "context limit in tokens (0: the model's training context)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
 
-  AskOpts a;
-  a.model = default_model_path();
-  auto* ask = app.add_subcommand(
-      "ask", "load a context once, compress its KV cache with KVzip, and answer questions from it; prints the "
-             "full-cache and compressed answers side by side, KV bytes and timings");
-  ask->add_option("-m,--model", a.model, "GGUF model file or Hugging Face folder")->capture_default_str();
-  ask->add_option("--context", a.context_file, "text file holding the context");
-  ask->add_option("--save", a.save_path, "save the compressed context to this file (reuse it with --load)");
-  ask->add_option("--load", a.load_path, "answer from a context saved with --save (no prefill, no scoring)");
-  ask->add_option("-q,--question", a.questions, "a question (repeat for several)")->required();
-  ask->add_option("--ratio", a.ratio, "fraction of context KV pairs to KEEP, in (0, 1]")->capture_default_str();
-  ask->add_option("--method", a.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
-  cli::add_kvzap_options(ask, a.kvzap);
-  ask->add_option("--param", a.params, "method parameters, key=value[,key=value...]");
-  ask->add_flag("--query-aware", a.query_aware, "score with each question present (cache rebuilt per question)");
-  ask->add_option("--compress-for", a.compress_for, "score once with this question present and reuse the cache for "
-                                                    "every question (how a query-aware cache fares on other questions)");
-  ask->add_option("--level", a.level, "budget: pair (global), pair-uniform (same per head), head, adakv "
-                                      "(default: the method's own)");
-  ask->add_option("--ada-alpha", a.ada_alpha, "adakv safeguard: each head keeps at least this share of an even split")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  ask->add_option("--head-scores", a.head_scores, "with --level head: head scores saved by `kvzip score-heads`");
-  ask->add_flag("--strict-threshold", a.strict, "reference-compatible strict threshold instead of exact top-k");
-  ask->add_option("-n,--n-predict", a.n_predict, "max answer tokens")->capture_default_str()->check(CLI::Range(1, 1 << 16));
-  ask->add_option("--kv-type", a.kv_type, "KV cache storage: f16 (as llama.cpp) or q8_0 (about half the memory and decode traffic)")
-      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
-  ask->add_option("-t,--threads", a.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
-
-  AskOpts d;
-  d.model = default_model_path();
-  int demo_records = 16;
-  auto* demo = app.add_subcommand("demo", "the KVzip demo: a generated registry document full of facts, "
-                                          "questions answered from the full and from the compressed cache");
-  demo->add_option("-m,--model", d.model, "GGUF model file or Hugging Face folder")->capture_default_str();
-  demo->add_option("--ratio", d.ratio, "fraction of context KV pairs to keep, in (0, 1]")->capture_default_str();
-  demo->add_option("--method", d.method, "compression method (`kvzip methods` lists them)")->capture_default_str();
-  cli::add_kvzap_options(demo, d.kvzap);
-  demo->add_option("--param", d.params, "method parameters, key=value[,key=value...]");
-  demo->add_flag("--query-aware", d.query_aware, "score with each question present (cache rebuilt per question)");
-  demo->add_option("--level", d.level, "pair, pair-uniform, head or adakv (default: the method's own)");
-  demo->add_option("--ada-alpha", d.ada_alpha, "adakv safeguard share")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  demo->add_option("--records", demo_records, "fact records in the document (~50 tokens each)")->capture_default_str()->check(CLI::Range(8, 40));
-  demo->add_option("--kv-type", d.kv_type, "KV cache storage: f16 (as llama.cpp) or q8_0 (about half the memory and decode traffic)")
-      ->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
-  demo->add_option("-t,--threads", d.threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  cli::CompressOpts co;
+  co.model = default_model;
+  CLI::App* compress = cli::add_compress_command(app, co);
+  cli::AskOpts a;
+  a.c.model = default_model;
+  CLI::App* ask = cli::add_ask_command(app, a);
+  cli::DemoOpts d;
+  d.a.c.model = default_model;
+  CLI::App* demo = cli::add_demo_command(app, d);
 
   add_bench_command(app);
-  add_train_kvzap_command(app, default_model_path());
+  add_train_kvzap_command(app, default_model);
   kvz::cli::ServeCli serve_opts;
-  kvz::cli::add_serve_command(app, serve_opts, default_model_path());
+  kvz::cli::add_serve_command(app, serve_opts, default_model);
   kvz::cli::KeptCli kept_opts;
-  kvz::cli::add_kept_command(app, kept_opts, default_model_path());
+  kvz::cli::add_kept_command(app, kept_opts, default_model);
 
   auto* methods = app.add_subcommand("methods", "list the compression methods with their parameters and defaults");
   EvalCliOptions ev;
-  ev.model = default_model_path();
+  ev.model = default_model;
   CLI::App* eval_cmd = add_eval_command(app, ev);
   ReportCliOptions rep;
   CLI::App* report_cmd = add_report_command(app, rep);
 
-  std::string sh_model = default_model_path(), sh_out = "head_scores.kvzh", sh_context;
+  std::string sh_model = default_model, sh_out = "head_scores.kvzh", sh_context;
   int sh_threads = 0;
   auto* sh = app.add_subcommand("score-heads", "compute context-independent head scores [layers x KV heads] "
                                                "(max over tokens of KVzip pair scores) from one sample context; "
                                                "use them with `ask --level head --head-scores FILE`");
-  sh->add_option("-m,--model", sh_model, "GGUF model file or Hugging Face folder")->capture_default_str();
+  sh->add_option("-m,--model", sh_model, "GGUF model file, Hugging Face folder or pull name")->capture_default_str();
   sh->add_option("--context", sh_context, "sample context text file (default: the demo document)");
   sh->add_option("-o,--out", sh_out, "output file")->capture_default_str();
   sh->add_option("-t,--threads", sh_threads, "threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+
+  // Every command that takes a model: a pull name resolves through the model cache (its
+  // error prints the command that fetches a missing one). One place, not one per command.
+  auto model_option = [](CLI::App* c) -> CLI::Option* {
+    CLI::Option* o = c->get_option_no_throw("--model");
+    return o ? o : c->get_option_no_throw("model");
+  };
+  for (CLI::App* c : app.get_subcommands([](CLI::App*) { return true; }))
+    if (CLI::Option* o = model_option(c))
+      o->transform([&places](std::string s) { return cli::resolve_model(places, s); }, "", "MODEL");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  for (CLI::App* c : app.get_subcommands())
+    if (CLI::Option* o = model_option(c); o && o->count() == 0) cli::require_default_model(places);
   LoadOptions lopt;
   if (convert == "q8_0") lopt.convert = DType::Q8_0;
   lopt.interleave = !rows_layout;
-  g.load = a.load = d.load = lopt;
+  g.load = co.load = a.c.load = d.a.c.load = lopt;
   if (*info) return cmd_info(info_model, info_tensors, lopt);
   if (*methods) return cmd_methods();
   if (*gen) return cmd_generate(g);
-  if (*ask) {
-    if (!(a.ratio > 0 && a.ratio <= 1)) fail("--ratio {} is outside (0, 1]", a.ratio);
-    if (!a.load_path.empty()) return answer_from_saved(a);
-    if (a.context_file.empty()) fail("ask: give --context FILE (or --load FILE)");
-    compare_full_and_compressed(a, read_file(a.context_file), a.questions, {});
-    return 0;
-  }
+  if (*compress) return cli::run_compress_command(*compress, co);
+  if (*ask) return cli::run_ask_command(*ask, a);
+  if (*demo) return cli::run_demo_command(*demo, d);
   if (app.got_subcommand("bench")) return run_bench_command(app);
   if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
   if (app.got_subcommand("serve")) return kvz::cli::run_serve_command(serve_opts, lopt);
@@ -638,15 +373,15 @@ static int run(int argc, char** argv) {
     auto m = load_model(sh_model, lopt);
     ThreadPool pool(sh_threads);
     KvzipContext ctx(*m, pool);
-    const std::string text = sh_context.empty() ? make_demo_document().context : read_file(sh_context);
+    const std::string text = sh_context.empty() ? make_demo_document().context : read_text_file(sh_context);
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     {
-      ProgressBar bar("prefill", "tok", stderr_is_tty());
+      ProgressBar bar("prefill", "tok", long_work_progress());
       ctx.prefill(text, bar.callback());
     }
     {
-      ProgressBar bar("KVzip scoring", "tok", stderr_is_tty());
+      ProgressBar bar("KVzip scoring", "tok", long_work_progress());
       ctx.score(bar.callback());
     }
     HeadScoreFile h;
@@ -659,20 +394,33 @@ static int run(int argc, char** argv) {
                std::chrono::duration<double>(clock::now() - t0).count());
     return 0;
   }
-  if (*demo) {
-    if (!(d.ratio > 0 && d.ratio <= 1)) fail("--ratio {} is outside (0, 1]", d.ratio);
-    const QaSample sample = make_demo_document(demo_records);
-    fmt::print("kvzip demo: a generated registry of {} fact records; {} questions; keep ratio {}\n\n", demo_records,
-               sample.questions.size(), d.ratio);
-    compare_full_and_compressed(d, sample.context, sample.questions, sample.answers);
-    return 0;
-  }
   return 0;
+}
+
+// The binary's own path (Linux: /proc/self/exe), for finding scripts/ beside it.
+static std::string exe_path(const char* argv0) {
+  std::error_code ec;
+  const std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) return p.string();
+  const std::filesystem::path q = std::filesystem::absolute(argv0 ? argv0 : "", ec);
+  return ec ? std::string() : q.string();
 }
 
 int main(int argc, char** argv) {
   try {
-    return run(argc, argv);
+    // The environment is read here only (STYLE.md): the model cache as scripts/pull-model.sh has it.
+    const char* dir = std::getenv("KVZ_MODELS_DIR");
+    const char* home = std::getenv("HOME");
+    const char* tsv = std::getenv("KVZ_MODELS_TSV");
+    const std::string models_dir = dir && *dir ? dir : std::string(home ? home : ".") + "/.cache/kvzip/models";
+#ifdef KVZ_SOURCE_DIR
+    const std::string source_dir = KVZ_SOURCE_DIR;
+#else
+    const std::string source_dir;
+#endif
+    const kvz::cli::ModelPlaces places =
+        kvz::cli::find_model_places(exe_path(argc > 0 ? argv[0] : nullptr), source_dir, models_dir, tsv ? tsv : "");
+    return run(argc, argv, places);
   } catch (...) {
     return report_error(std::current_exception());
   }

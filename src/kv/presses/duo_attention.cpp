@@ -54,6 +54,10 @@ struct DuoAttention final : Press {
       }
     return out;
   }
+  // Without a head-scores file the head scores come from this context's KVzip repeat pass.
+  int64_t positions_after_context(int64_t n_ctx, int64_t overhead) const override {
+    return path.empty() ? kvzip_min_positions_after(n_ctx, overhead, KvzipScoreOptions{}.chunk) : 0;
+  }
 };
 
 }  // namespace

@@ -211,6 +211,23 @@ float log_inv_norm(const float* h, int64_t d) {
   return static_cast<float>(-0.5 * std::log(std::max(ss, 1e-300)));
 }
 
+int64_t kvzip_repeat_overhead(const KvzipRepeatPrompt& p) {
+  const int64_t first = static_cast<int64_t>(p.first.size());
+  const int64_t next = static_cast<int64_t>(p.next.size()) + p.n_cue;
+  return std::max(first, next) + static_cast<int64_t>(p.postfix.size());
+}
+
+int64_t kvzip_min_positions_after(int64_t n_ctx, int64_t overhead, int64_t chunk) {
+  return overhead + std::min({chunk, n_ctx, kKvzipMinChunk});
+}
+
+int64_t kvzip_fit_chunk(int64_t n_full, int64_t n_ctx, int64_t n_limit, int64_t overhead, int64_t chunk) {
+  const int64_t want = std::min(chunk, n_ctx);
+  const int64_t room = n_limit - n_full - overhead;
+  if (room >= want) return want;
+  return room >= std::min(want, kKvzipMinChunk) ? room : 0;
+}
+
 HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ctx_ids, const KvzipRepeatPrompt& prompt,
                        const KvzipScoreOptions& opt, const std::function<void(int64_t, int64_t)>& progress) {
   const HParams& hp = s.model().hp();
@@ -224,6 +241,14 @@ HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ct
         fail("KVzip scoring needs a freshly prefilled, unpruned context ({} rows expected, a head has {})", n_full,
              s.cache().seg(il, ih).len);
   KVZ_ASSERT(s.n_pos() == n_full, "position counter {} != cache length {}", s.n_pos(), n_full);
+  const int64_t overhead = kvzip_repeat_overhead(prompt);
+  const int64_t chunk = kvzip_fit_chunk(n_full, n_ctx, s.n_ctx_max(), overhead, opt.chunk);
+  if (chunk == 0)
+    fail("KVzip scoring: the context ({} tokens with the system prompt) leaves {} positions of the {}-token window "
+         "for the repeat pass, which needs at least {} (its prompt, {}, and a chunk of {}); shorten the context or "
+         "use a method without a repeat pass (`kvzip methods`)",
+         n_full, std::max<int64_t>(0, s.n_ctx_max() - n_full), s.n_ctx_max(),
+         kvzip_min_positions_after(n_ctx, overhead, opt.chunk), overhead, std::min({opt.chunk, n_ctx, kKvzipMinChunk}));
   const Session::Checkpoint prefilled = s.checkpoint();
 
   std::vector<float> own_grams;
@@ -243,8 +268,8 @@ HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ct
   } unhook{s};
 
   std::vector<int32_t> x;
-  for (int64_t start = 0; start < n_ctx; start += opt.chunk) {
-    const int64_t m = std::min(opt.chunk, n_ctx - start);
+  for (int64_t start = 0; start < n_ctx; start += chunk) {
+    const int64_t m = std::min(chunk, n_ctx - start);
     x.clear();
     if (start == 0) {
       x = prompt.first;

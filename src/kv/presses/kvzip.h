@@ -30,6 +30,21 @@ struct KvzipScoreOptions {
   const std::vector<float>* grams = nullptr;
 };
 
+// KVzip's context-length rule. A repeat pass runs after the context, at positions n_full..:
+// its prompt (at most `overhead` ids, kvzip_repeat_overhead) and one chunk of context tokens,
+// and is rolled back afterwards; so scoring needs overhead + chunk positions past the context
+// and nothing more. Near the window the chunk shrinks to what fits, down to kKvzipMinChunk
+// (or the whole context when that is shorter): below it the per-chunk prompt would cost more
+// forward work than the chunk itself. Returns the chunk to use, or 0 when not even the
+// smallest one fits below n_limit.
+constexpr int64_t kKvzipMinChunk = 128;
+int64_t kvzip_fit_chunk(int64_t n_full, int64_t n_ctx, int64_t n_limit, int64_t overhead, int64_t chunk);
+// The longest prompt a repeat pass feeds before its chunk: max(first, next + n_cue) + postfix.
+int64_t kvzip_repeat_overhead(const KvzipRepeatPrompt& p);
+// Positions past the context that scoring with `chunk` needs at least (the smallest chunk
+// kvzip_fit_chunk may shrink it to, plus the prompt): the up-front check of front ends.
+int64_t kvzip_min_positions_after(int64_t n_ctx, int64_t overhead, int64_t chunk);
+
 // Per-head Gram matrices of the output projection, G_g = W_O^g^T W_O^g ([d_head][d_head]),
 // so ||W_O^g v||^2 = v^T G_g v. [n_layer][n_head][d_head][d_head] f32, built once per model
 // from the dequantized weights (pool may be null).
@@ -43,7 +58,9 @@ float log_inv_norm(const float* h, int64_t d);
 
 // Scores every context token of a freshly prefilled session whose cache holds exactly
 // [sys (n_sys rows) | context (ctx_ids)] in every head, unpruned. Runs one repeat pass per
-// chunk at positions n_full.. and restores the cache after each. Returns [L][H][n_ctx].
+// chunk at positions n_full.. and restores the cache after each; the chunk is opt.chunk, shrunk
+// by kvzip_fit_chunk to what fits in the session's window (an error when nothing fits).
+// Returns [L][H][n_ctx].
 // progress(done_tokens, total_tokens) after each chunk.
 HeadScores kvzip_score(Session& s, int64_t n_sys, const std::vector<int32_t>& ctx_ids, const KvzipRepeatPrompt& prompt,
                        const KvzipScoreOptions& opt = {},

@@ -25,6 +25,9 @@ struct KvzipPress final : Press {
     }
     return kvzip_score(in.session, in.n_sys, in.ctx_ids, in.repeat, so, in.progress);
   }
+  int64_t positions_after_context(int64_t n_ctx, int64_t overhead) const override {
+    return kvzip_min_positions_after(n_ctx, overhead, chunk);
+  }
 };
 
 }  // namespace
