@@ -59,13 +59,24 @@ MODEL="$(scripts/pull-model.sh "$NAME" | tail -n1)"
 
 VENV="$HOME/.cache/kvzip/bench-venv"
 PLOT_PY="$PYTHON"
-if ! "$PYTHON" -c "import matplotlib" 2>/dev/null; then
+# Debian's python3-matplotlib (scripts/setup.sh) is for /usr/bin/python3, which need not be
+# the python3 found first on PATH.
+if ! "$PLOT_PY" -c "import matplotlib" 2>/dev/null && /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
+    PLOT_PY=/usr/bin/python3
+fi
+if ! "$PLOT_PY" -c "import matplotlib" 2>/dev/null; then
     if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import matplotlib" 2>/dev/null; then
         log "creating $VENV with matplotlib for the plots ..."
         "$PYTHON" -m venv "$VENV" && "$VENV/bin/pip" install --quiet matplotlib >&2 \
             || log "could not install matplotlib; the plots will be skipped"
     fi
     PLOT_PY="$VENV/bin/python"
+fi
+# `kvzip report` fails when it cannot plot; without matplotlib anywhere, ask for the tables only.
+REPORT_ARGS=(--python "$PLOT_PY")
+if ! "$PLOT_PY" -c "import matplotlib" 2>/dev/null; then
+    log "no Python with matplotlib (scripts/setup.sh installs python3-matplotlib): the report will have no plots"
+    REPORT_ARGS=(--no-plots)
 fi
 
 THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
@@ -100,5 +111,5 @@ if [[ "$PRESET" == kvzap ]]; then
 fi
 log "running kvzip eval ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) ..."
 build/kvzip eval -m "$MODEL" -t "$THREADS" "${ARGS[@]}" --out "$OUT/results.jsonl" "$@"
-build/kvzip report "$OUT/results.jsonl" -o "$OUT" --python "$PLOT_PY"
+build/kvzip report "$OUT/results.jsonl" -o "$OUT" "${REPORT_ARGS[@]}"
 log "done: $OUT/report.md"

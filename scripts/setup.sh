@@ -13,6 +13,7 @@ PROG="setup.sh"
 PACKAGES=(
     g++ cmake make pkg-config
     python3 python3-pip python3-venv python3-dev
+    python3-matplotlib  # the plots of `kvzip report` (scripts/plot-report.py)
     libgtest-dev libgmock-dev
     nlohmann-json3-dev libfmt-dev libcli11-dev
     libpcre2-dev libzstd-dev libxxhash-dev

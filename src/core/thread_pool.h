@@ -39,6 +39,11 @@ class ThreadPool {
   // thread), so a thread may get several and a worker that is not scheduled gets none: the
   // caller never waits for a thread that has not started. Use run() when the split must
   // be one fixed range per thread.
+  // The ranges depend on the number of threads and their assignment on timing, so results
+  // must not depend on them (docs/kernels.md, "Determinism"): a range may write only
+  // outputs of its own, or partial results that are combined exactly (max), or partial
+  // sums over a partition fixed by the caller (never by the ranges or the thread index),
+  // added in a fixed order.
   template <typename F>
   void parallel_for(int64_t n, F&& fn) {
     if (n_threads_ == 1 || n <= 1) {

@@ -122,6 +122,10 @@ void attention_probs(const float* q, int64_t q_stride, int n_rows, const int64_t
 AttentionSumObserver::AttentionSumObserver(const HParams& hp, int64_t n_seq)
     : hp_(hp), n_seq_(n_seq), sums_(static_cast<size_t>(hp.n_layer) * hp.n_head_kv * n_seq, 0.0), rows_(hp.n_layer, 0) {}
 
+// Work is split into fixed slices, never by thread: slice (ih, s) sums, in block order, the
+// probabilities of head ih's token blocks b with b % kSumSlices == s into its own [len]
+// buffer, and the slices of a head are added in slice order. The double sums therefore do
+// not depend on the thread count or on which thread ran which slice (docs/kernels.md).
 void AttentionSumObserver::on_rows(int il, const float* q, int64_t row0, int64_t n, const KvCache& cache,
                                    ThreadPool& pool) {
   const int G = hp_.n_group(), H = hp_.n_head_kv, d = hp_.d_head;
@@ -131,37 +135,43 @@ void AttentionSumObserver::on_rows(int il, const float* q, int64_t row0, int64_t
   keys_.resize(static_cast<size_t>(H) * len * d);
   for (int ih = 0; ih < H; ++ih) cache.keys_f32(il, ih, 0, len, keys_.data() + static_cast<size_t>(ih) * len * d);
   const int64_t tb = std::max<int64_t>(1, kAttnMaxRows / G);
-  const int64_t n_items = (n + tb - 1) / tb * H;
-  const int nth = pool.size();
-  part_.assign(static_cast<size_t>(nth) * H * len, 0.0);
+  const int64_t n_blocks = (n + tb - 1) / tb;
+  const int64_t n_slices = int64_t{H} * kSumSlices;
+  part_.assign(static_cast<size_t>(n_slices) * len, 0.0);
   const float scale = hp_.softmax_scale();
-  pool.run([&](int ith, int nth_) {
-    std::vector<float> qbuf(static_cast<size_t>(kAttnMaxRows) * d), p(static_cast<size_t>(kAttnMaxRows) * len);
-    std::vector<int64_t> lim(kAttnMaxRows);
-    for (int64_t item = ith; item < n_items; item += nth_) {
-      const int ih = static_cast<int>(item % H);
-      const int64_t t0 = (item / H) * tb, nt = std::min(tb, n - t0);
-      int rows = 0;
-      for (int64_t t = t0; t < t0 + nt; ++t)
-        for (int g = 0; g < G; ++g, ++rows) {
-          std::copy_n(q + t * dq + (int64_t{ih} * G + g) * d, d, qbuf.data() + rows * d);
-          lim[rows] = row0 + t + 1;
+  pool.parallel_for(n_slices, [&](int64_t begin, int64_t end, int) {
+    thread_local std::vector<float> qbuf, p;
+    thread_local std::vector<int64_t> lim;
+    qbuf.resize(static_cast<size_t>(kAttnMaxRows) * d);
+    p.resize(static_cast<size_t>(kAttnMaxRows) * len);
+    lim.resize(kAttnMaxRows);
+    for (int64_t slice = begin; slice < end; ++slice) {
+      const int ih = static_cast<int>(slice / kSumSlices);
+      double* acc = part_.data() + static_cast<size_t>(slice) * len;
+      for (int64_t blk = slice % kSumSlices; blk < n_blocks; blk += kSumSlices) {
+        const int64_t t0 = blk * tb, nt = std::min(tb, n - t0);
+        int rows = 0;
+        for (int64_t t = t0; t < t0 + nt; ++t)
+          for (int g = 0; g < G; ++g, ++rows) {
+            std::copy_n(q + t * dq + (int64_t{ih} * G + g) * d, d, qbuf.data() + rows * d);
+            lim[rows] = row0 + t + 1;
+          }
+        attention_probs(qbuf.data(), d, rows, lim.data(), keys_.data() + static_cast<size_t>(ih) * len * d, len, d,
+                        scale, p.data());
+        for (int r = 0; r < rows; ++r) {
+          const float* pr = p.data() + static_cast<int64_t>(r) * len;
+          for (int64_t j = 0; j < lim[r]; ++j) acc[j] += pr[j];
         }
-      attention_probs(qbuf.data(), d, rows, lim.data(), keys_.data() + static_cast<size_t>(ih) * len * d, len, d, scale,
-                      p.data());
-      double* acc = part_.data() + (static_cast<size_t>(ith) * H + ih) * len;
-      for (int r = 0; r < rows; ++r) {
-        const float* pr = p.data() + static_cast<int64_t>(r) * len;
-        for (int64_t j = 0; j < lim[r]; ++j) acc[j] += pr[j];
       }
     }
   });
-  for (int th = 0; th < nth; ++th)
-    for (int ih = 0; ih < H; ++ih) {
-      double* dst = sums_.data() + (static_cast<size_t>(il) * H + ih) * n_seq_;
-      const double* src = part_.data() + (static_cast<size_t>(th) * H + ih) * len;
+  for (int ih = 0; ih < H; ++ih) {
+    double* dst = sums_.data() + (static_cast<size_t>(il) * H + ih) * n_seq_;
+    for (int s = 0; s < kSumSlices; ++s) {
+      const double* src = part_.data() + (static_cast<size_t>(ih) * kSumSlices + s) * len;
       for (int64_t j = 0; j < len; ++j) dst[j] += src[j];
     }
+  }
   rows_[il] += n;
 }
 

@@ -92,7 +92,11 @@ class AttentionSumObserver final : public RowObserver {
   std::vector<double> sums_;   // [L][H][n_seq]
   std::vector<int64_t> rows_;  // [L] observed rows per layer
   std::vector<float> keys_;    // [H][len][d] f32 keys of the current layer
-  std::vector<double> part_;   // [n_threads][H][n_seq] per-thread partial sums
+  // Slices per KV head: a fixed partition of the row blocks (never the thread count), so
+  // the sums are the same bitwise at any number of threads. 4 balance 2-4 threads over
+  // SmolLM2's 3 heads (12 slices) at the cost of 4 partial [len] sums per head.
+  static constexpr int kSumSlices = 4;
+  std::vector<double> part_;   // [H][kSumSlices][len] partial sums per slice
 };
 
 // A declared parameter: one declaration drives parsing, `kvzip methods` and defaults.

@@ -95,6 +95,8 @@ class TargetObserver final : public LayerObserver {
     const int nh = hp_.n_head, G = hp_.n_group(), d = hp_.d_head, nth = pool.size();
     const int64_t dq = int64_t{nh} * d, m = seq_.n_text, ctx_end = seq_.text0 + m;
     const int64_t n_blocks = (b - a + kAttnMaxRows - 1) / kAttnMaxRows;
+    // Per-thread column maxima: max is exact in any order, so the targets do not depend
+    // on the thread count (docs/kernels.md).
     partial_.assign(static_cast<size_t>(nth) * nh * m, 0.0f);
     const float scale = hp_.softmax_scale();
     const size_t rb = cache.row_bytes();

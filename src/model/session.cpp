@@ -324,7 +324,9 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
   const int64_t n_items = n_blocks * hp.n_head_kv;
   const float scale = hp.softmax_scale();
   const bool local = hp.is_swa(il);
-  if (n_blocks == 1 && pool_.size() > 1 && attention_split(il, n, base_len)) return;
+  // Decode-shaped batches take the split-K path whatever the thread count (it is chosen by
+  // the cache lengths alone), so one thread and many give the same logits bitwise.
+  if (n_blocks == 1 && attention_split(il, n, base_len)) return;
   pool_.parallel_for(n_items, [&](int64_t begin, int64_t end, int) {
     thread_local std::vector<float> qbuf, obuf;
     thread_local std::vector<int64_t> limit, start;
@@ -359,10 +361,12 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
 // Split-K attention for decode-shaped batches (one block of at most kAttnMaxRows / G
 // tokens). With one work item per KV head the threads would idle: SmolLM2 has 3 KV heads for
 // 2 threads, Gemma 3 270M has 1, and after KVzip pruning the heads differ in length. Here
-// each head's key range is cut into parts of about equal size, each part is a work item
-// (attend_head over [lo, hi) with its log-sum-exp), and the parts of a head are merged:
-// out = sum_p exp(lse_p - LSE) out_p. Returns false (nothing done) when the cache is too
-// short for splitting to pay.
+// each head's key range is cut into parts of about kSplitPart keys, each part is a work
+// item (attend_head over [lo, hi) with its log-sum-exp), and the parts of a head are merged
+// in part order: out = sum_p exp(lse_p - LSE) out_p. The parts depend on the head lengths
+// only, never on the number of threads (docs/kernels.md, "Determinism"): a split chosen per
+// thread count changed greedy answers between -t 1 and -t 2. Returns false (nothing done)
+// when the cache is too short for splitting to pay.
 bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& base_len) {
   const HParams& hp = model_.hp();
   const int G = hp.n_group(), H = hp.n_head_kv;
@@ -379,15 +383,19 @@ bool Session::attention_split(int il, int64_t n, const std::vector<int64_t>& bas
           local ? window_start(s, base_len[ih] + t + 1, sc_.pos[t]) : 0;
     total += base_len[ih] + n - split_first_[ih * n];
   }
-  // Parts of at least kMinPart keys, about 4 per thread over all heads (dynamic claiming
-  // evens out what is left).
-  constexpr int64_t kMinPart = 512;
-  const int64_t part = std::max<int64_t>(kMinPart, (total + 4 * pool_.size() - 1) / (4 * pool_.size()));
-  if (total < 2 * kMinPart) return false;
+  // Parts of about kSplitPart keys (rounded to the nearest count, at least one and at most
+  // kMaxSplitParts per head); dynamic claiming spreads them over the threads. 512 keys are
+  // 64 KB of f16 K+V for d_head 64: long enough that a part's fixed cost (the call, the
+  // merge: G rows of d_head per part) stays small at one thread, short enough that SmolLM2's
+  // 3 heads of a 1,000-token cache give 6 parts for 2 or 3 threads to share. The cap keeps
+  // that cost bounded at long contexts (16 parts of 1,024 keys per head at 16K), where
+  // 3 x 16 parts still balance any thread count up to about 12.
+  constexpr int64_t kSplitPart = 512, kMaxSplitParts = 16;
+  if (total < 2 * kSplitPart) return false;
   split_items_.clear();
   for (int ih = 0; ih < H; ++ih) {
     const int64_t lo = split_first_[ih * n], hi = base_len[ih] + n;
-    const int64_t np = std::max<int64_t>(1, (hi - lo + part / 2) / part);
+    const int64_t np = std::clamp<int64_t>((hi - lo + kSplitPart / 2) / kSplitPart, 1, kMaxSplitParts);
     for (int64_t p = 0; p < np; ++p) split_items_.push_back({ih, lo + (hi - lo) * p / np, lo + (hi - lo) * (p + 1) / np});
   }
   const size_t n_items = split_items_.size();

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/fp16.h"
@@ -190,11 +191,14 @@ TEST_F(ForwardTest, BatchedEqualsIncrementalAndThreadCountInvariant) {
   }
 }
 
-// Decode over a long cache spreads each head's keys over the threads (Session::
-// attention_split) and merges the parts by log-sum-exp; one thread attends each head in one
-// piece. Both must give the same logits, for global layers and for sliding-window layers
-// whose window (700 positions) is long enough to be split too.
-TEST(ForwardSplitK, DecodeOverALongCacheIsThreadCountInvariant) {
+// Decode over a long cache cuts each head's keys into parts of about 512 (Session::
+// attention_split), attended as separate work items and merged by log-sum-exp. The merged
+// result must match attention over each head in one piece, which the same tokens get as rows
+// of one prefill batch (Session::attention), for global layers and for sliding-window layers
+// whose window (700 positions) is long enough to be split too. The parts depend on the cache
+// alone, so one thread and two give the same logits bit for bit (test_determinism.cpp
+// covers more).
+TEST(ForwardSplitK, DecodeOverALongCacheMatchesOnePieceAndIsThreadCountInvariant) {
   for (const std::string arch : {"llama", "gemma3"}) {
     test::SyntheticSpec spec;
     spec.arch = arch;
@@ -202,18 +206,26 @@ TEST(ForwardSplitK, DecodeOverALongCacheIsThreadCountInvariant) {
     spec.n_swa = 700;
     const std::string path = test::write_synthetic_llama(spec, "splitk-" + arch);
     auto model = Model::load(path);
+    const int V = model->hp().n_vocab;
     std::vector<int32_t> toks(1300);
     for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<int32_t>((i * 7 + 3) % 250);
+    const std::vector<int32_t> steps = {5, 17, 200, 9};
     ThreadPool p1(1), p2(2);
-    Session a(*model, p1), b(*model, p2);
+    Session a(*model, p1), b(*model, p2), c(*model, p2);
     a.forward(toks, LogitsMode::None, nullptr);
     b.forward(toks, LogitsMode::None, nullptr);
+    std::vector<int32_t> all = toks;
+    all.insert(all.end(), steps.begin(), steps.end());
+    std::vector<float> lc;  // the last batch (rows 1024..1303) attends each head in one piece
+    c.forward(all, LogitsMode::All, &lc);
     std::vector<float> la, lb;
-    for (int32_t t : {5, 17, 200, 9}) {
-      a.forward(std::span<const int32_t>(&t, 1), LogitsMode::Last, &la);
-      b.forward(std::span<const int32_t>(&t, 1), LogitsMode::Last, &lb);
+    for (size_t i = 0; i < steps.size(); ++i) {
+      a.forward(std::span<const int32_t>(&steps[i], 1), LogitsMode::Last, &la);
+      b.forward(std::span<const int32_t>(&steps[i], 1), LogitsMode::Last, &lb);
       ASSERT_EQ(la.size(), lb.size());
-      for (size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-4) << arch << " token " << t << " i " << i;
+      ASSERT_EQ(0, std::memcmp(la.data(), lb.data(), la.size() * sizeof(float))) << arch << " step " << i;
+      const float* one_piece = lc.data() + (toks.size() + i) * V;
+      for (int v = 0; v < V; ++v) ASSERT_NEAR(la[v], one_piece[v], 1e-4) << arch << " step " << i << " logit " << v;
     }
     std::remove(path.c_str());
   }

@@ -6,8 +6,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -227,13 +234,115 @@ CLI::App* add_report_command(CLI::App& app, ReportCliOptions& o) {
                                            "summary.csv, and PNG plots of score and fidelity against the KV ratio");
   sub->add_option("results", o.results, "results file from kvzip eval")->required();
   sub->add_option("-o,--out-dir", o.out_dir, "directory for report.md, summary.csv and the plots")->capture_default_str();
-  sub->add_option("--python", o.python, "Python with matplotlib for the plots (default: $KVZ_PYTHON, "
-                                        "~/.cache/kvzip/bench-venv/bin/python if present, else python3)");
-  sub->add_option("--plot-script", o.plot_script, "the plot script")->capture_default_str();
+  sub->add_option("--python", o.python, "Python with matplotlib for the plots (default: the first of $KVZ_PYTHON, "
+                                        "~/.cache/kvzip/bench-venv/bin/python, python3 and /usr/bin/python3 that "
+                                        "imports it; scripts/setup.sh installs Debian's python3-matplotlib)");
+  sub->add_option("--plot-script", o.plot_script,
+                  "the plot script (default: plot-report.py beside the kvzip binary, where the build puts it, or "
+                  "../share/kvzip/plot-report.py from it, where `cmake --install` puts it)");
   sub->add_flag("--no-plots", o.no_plots, "write only report.md and summary.csv");
   return sub;
 }
 
+namespace {
+
+// Runs argv (argv[0] looked up in PATH) and waits. Returns its exit status, 128 + the signal
+// that ended it, or -1 with `err` set when it could not be started. quiet: its stdout and
+// stderr go to /dev/null.
+int run_program(const std::vector<std::string>& argv, bool quiet, std::string& err) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (quiet) {
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    err = std::strerror(rc);
+    return -1;
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) {
+      err = std::strerror(errno);
+      return -1;
+    }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The directory of the running binary (/proc/self/exe), or empty if unknown.
+std::filesystem::path program_dir() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::path() : exe.parent_path();
+}
+
+// The plot script: --plot-script if given, else beside the binary (the build tree), else
+// ../share/kvzip/ from it (an installed tree). Throws, naming the places looked at.
+std::string find_plot_script(const std::string& explicit_path) {
+  namespace fs = std::filesystem;
+  if (!explicit_path.empty()) {
+    if (!fs::is_regular_file(explicit_path)) fail("--plot-script {}: no such file", explicit_path);
+    return explicit_path;
+  }
+  const fs::path dir = program_dir();
+  if (dir.empty()) fail("cannot locate the kvzip binary (/proc/self/exe) to find plot-report.py; pass --plot-script");
+  const fs::path cands[] = {dir / "plot-report.py", dir.parent_path() / "share" / "kvzip" / "plot-report.py"};
+  for (const fs::path& c : cands)
+    if (fs::is_regular_file(c)) return c.string();
+  fail("no plot script: neither {} nor {} exists (the build copies scripts/plot-report.py beside the binary, "
+       "`cmake --install` to share/kvzip/); pass --plot-script FILE",
+       cands[0].string(), cands[1].string());
+}
+
+// The Python for the plots: --python if given, else the first of $KVZ_PYTHON,
+// ~/.cache/kvzip/bench-venv/bin/python, python3 (PATH) and /usr/bin/python3 (where Debian's
+// python3-matplotlib is, whatever python3 the PATH finds first) that imports matplotlib.
+// Throws saying what each candidate lacked.
+std::string find_python(const std::string& explicit_python) {
+  std::vector<std::string> cands;
+  if (!explicit_python.empty()) {
+    cands.push_back(explicit_python);
+  } else {
+    const char* env = std::getenv("KVZ_PYTHON");
+    const char* home = std::getenv("HOME");
+    if (env && *env) cands.push_back(env);
+    const std::string venv = std::string(home ? home : ".") + "/.cache/kvzip/bench-venv/bin/python";
+    if (std::filesystem::exists(venv)) cands.push_back(venv);
+    cands.push_back("python3");
+    cands.push_back("/usr/bin/python3");
+  }
+  std::string why;
+  for (const std::string& py : cands) {
+    std::string err;
+    const int rc = run_program({py, "-c", "import matplotlib"}, /*quiet=*/true, err);
+    if (rc == 0) return py;
+    why += fmt::format("{}'{}' {}", why.empty() ? "" : "; ", py,
+                       rc < 0 ? "cannot be run: " + err : std::string("cannot import matplotlib"));
+  }
+  fail("no Python with matplotlib for the plots: {} (scripts/setup.sh installs Debian's python3-matplotlib; "
+       "--python PATH names another)", why);
+}
+
+// Draws the plots with the script; throws saying why they could not be made.
+void make_plots(const ReportCliOptions& o, const std::string& csv_path) {
+  const std::string script = find_plot_script(o.plot_script);
+  const std::string py = find_python(o.python);
+  std::string err;
+  const int rc = run_program({py, script, csv_path, o.out_dir}, /*quiet=*/false, err);
+  if (rc < 0) fail("cannot run '{}': {}", py, err);
+  if (rc != 0) fail("the plot script {} failed (exit {})", script, rc);
+}
+
+}  // namespace
+
+// report.md and summary.csv are always written; when the plots cannot be made the command
+// says why and fails (exit 1) after them, unless --no-plots asked for none.
 int run_report_command(const ReportCliOptions& o) {
   namespace fs = std::filesystem;
   const std::vector<ReportRow> rows = aggregate_results(o.results);
@@ -242,33 +351,19 @@ int run_report_command(const ReportCliOptions& o) {
   const std::string csv_path = (fs::path(o.out_dir) / "summary.csv").string();
   write_summary_csv(rows, csv_path);
   std::string md = report_markdown(rows, fs::path(o.results).filename().string());
-  bool plotted = false;
+  std::string plot_error;
   if (!o.no_plots) {
-    std::string py = o.python;
-    if (py.empty()) {
-      const char* env = std::getenv("KVZ_PYTHON");
-      const char* home = std::getenv("HOME");
-      const std::string venv = std::string(home ? home : ".") + "/.cache/kvzip/bench-venv/bin/python";
-      py = env ? env : fs::exists(venv) ? venv : "python3";
+    try {
+      make_plots(o, csv_path);
+      md += "\n## Plots\n\n![score vs KV ratio](scores.png)\n\n![mean KL vs KV ratio](fidelity.png)\n\n"
+            "![argmax flips vs KV ratio](fidelity_flips.png)\n";
+    } catch (const Error& e) {
+      plot_error = e.what();
     }
-    if (!fs::exists(o.plot_script)) {
-      fmt::print(stderr, "[report] {} not found (run from the repository root or pass --plot-script); no plots\n",
-                 o.plot_script);
-    } else {
-      const std::string cmd = fmt::format("'{}' '{}' '{}' '{}'", py, o.plot_script, csv_path, o.out_dir);
-      const int rc = std::system(cmd.c_str());
-      if (rc != 0)
-        fmt::print(stderr, "[report] the plot script failed (exit {}); is matplotlib installed for {}? "
-                           "scripts/eval.sh sets up a venv\n", rc, py);
-      else
-        plotted = true;
-    }
-  }
-  if (plotted) {
-    md += "\n## Plots\n\n![score vs KV ratio](scores.png)\n\n![mean KL vs KV ratio](fidelity.png)\n\n"
-          "![argmax flips vs KV ratio](fidelity_flips.png)\n";
   }
   std::ofstream(md_path) << md;
-  fmt::print("wrote {} and {}{} ({} rows)\n", md_path, csv_path, plotted ? " and the plots" : "", rows.size());
+  fmt::print("wrote {} and {}{} ({} rows)\n", md_path, csv_path, o.no_plots || !plot_error.empty() ? "" : " and the plots",
+             rows.size());
+  if (!plot_error.empty()) fail("report: no plots: {} (--no-plots writes the report without them)", plot_error);
   return 0;
 }

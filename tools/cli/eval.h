@@ -32,7 +32,7 @@ struct ReportCliOptions {
   std::string results;
   std::string out_dir = "eval-report";
   std::string python;
-  std::string plot_script = "scripts/plot-report.py";
+  std::string plot_script;  // empty: plot-report.py found from the binary's own location
   bool no_plots = false;
 };
 

@@ -67,6 +67,9 @@ class KvzipObserver final : public LayerObserver {
     const int nth = pool.size();
     partial_.assign(static_cast<size_t>(nth) * H * m_, 0.0f);
     // Dynamically claimed items, latest (longest) blocks first, as in Session::attention.
+    // Per-thread partial results are fine here: they are column maxima of probabilities
+    // (>= 0, never NaN), and max is exact in any order, so the scores do not depend on the
+    // thread count or on which thread took which item (docs/kernels.md).
     pool.parallel_for(n_items, [&](int64_t begin, int64_t end, int ith) {
       thread_local std::vector<float> qbuf;
       thread_local std::vector<int64_t> lim;
@@ -159,7 +162,7 @@ class KvzipObserver final : public LayerObserver {
   std::vector<float> row_log_w_;     // KVzip+: [q] -log ||h_i|| of the current layer's repeat rows
   int64_t start_ = 0, m_ = 0, q_ = 0;
   std::vector<int64_t> filled_;
-  std::vector<float> partial_;  // [n_threads][H][m] column maxima per thread
+  std::vector<float> partial_;  // [n_threads][H][m] column maxima per thread (max: order-free)
 };
 
 }  // namespace
