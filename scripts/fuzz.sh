@@ -63,10 +63,11 @@ for t in "${run[@]}"; do
         -print_final_stats=1 -timeout=10 -rss_limit_mb="${KVZ_FUZZ_RSS_MB:-2048}" \
         "${dirs[@]}" >"$logf" 2>&1 || rc=$?
     after=$(find fuzz/findings -maxdepth 1 -name "$t-*" | wc -l)
+    # (a run that stops at once prints no cov line: grep finds nothing, which is not an error)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logf" | tail -n 1)
     added=$(sed -n 's/^stat::new_units_added: *//p' "$logf" | tail -n 1)
-    cov=$(grep -o 'cov: [0-9]*' "$logf" | tail -n 1 | cut -d' ' -f2)
-    ft=$(grep -o 'ft: [0-9]*' "$logf" | tail -n 1 | cut -d' ' -f2)
+    cov=$( (grep -o 'cov: [0-9]*' "$logf" || true) | tail -n 1 | cut -d' ' -f2)
+    ft=$( (grep -o 'ft: [0-9]*' "$logf" || true) | tail -n 1 | cut -d' ' -f2)
     found=$((after - before))
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$secs" "${execs:-?}" "${cov:-?}" \
         "${ft:-?}" "${added:-?}" "$found" >>"$B/fuzz-runs.tsv"
