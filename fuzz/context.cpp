@@ -99,14 +99,13 @@ std::string context(const uint8_t* data, size_t size) {
     const KvCache cache2 = decode_context(again.data(), again.size(), "fuzz.kvzctx (re-encoded)", id, meta2);
     expect(meta2.n_sys == meta.n_sys && meta2.n_pos == meta.n_pos && meta2.pruned == meta.pruned, "the counters");
     expect(meta2.sys_ids == meta.sys_ids && meta2.ctx_ids == meta.ctx_ids, "the ids");
-    expect(meta2.scores.v.size() == meta.scores.v.size() &&
-               std::memcmp(meta2.scores.v.data(), meta.scores.v.data(), meta.scores.v.size() * sizeof(float)) == 0,
-           "the scores");
+    expect(meta2.scores.v == meta.scores.v, "the scores");  // never NaN: decode refuses those
     expect(cache2.type() == cache.type() && cache2.lengths() == cache.lengths(), "the cache shape");
     for (int il = 0; il < cache.n_layer(); ++il)
       for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
         const HeadSegment &a = cache.seg(il, ih), &b = cache2.seg(il, ih);
         const size_t n = static_cast<size_t>(a.len);
+        if (n == 0) continue;
         expect(std::memcmp(a.pos.get(), b.pos.get(), n * 4) == 0 &&
                    std::memcmp(a.k.get(), b.k.get(), n * cache.row_bytes()) == 0 &&
                    std::memcmp(a.v.get(), b.v.get(), n * cache.row_bytes()) == 0,
