@@ -159,6 +159,12 @@ VocabData vocab_from_hf(const HfTokenizerFiles& files) {
   int64_t n = 0;
   for (const auto& [tok, id] : entries) n = std::max(n, id + 1);
   for (const auto& a : added) n = std::max(n, a.id + 1);
+  // Real vocabularies are dense; one id near kMaxVocab in a tiny file would make every
+  // per-id table below that large (gigabytes, seconds per load; found by fuzz/tokenizer).
+  const int64_t named = static_cast<int64_t>(entries.size() + added.size());
+  if (n > 2 * named + 1024)
+    fail("{}: the largest token id is {} but the file names only {} tokens (the id space must be dense)", tpath,
+         n - 1, named);
   v.tokens.assign(n, "");
   v.types.assign(n, TokenType::Unused);
   std::vector<char> have(n, 0);
