@@ -12,7 +12,7 @@
 # fuzz/dict/TARGET.dict (JSON targets also fuzz/dict/json.dict). A crash, leak, timeout or
 # out-of-memory input is written to fuzz/findings/TARGET-*. Prints libFuzzer's final
 # statistics per target and appends a line to build-fuzz/fuzz-runs.tsv (date, target,
-# seconds, executions, cov, ft, new units, findings). Exit status 1 when a target had a
+# seconds actually run, executions, cov, ft, new units, findings). Exit status 1 when a target had a
 # finding. Needs clang and libFuzzer: scripts/setup.sh --fuzz. Env: KVZ_FUZZ_JOBS (build
 # jobs, default 2), KVZ_FUZZ_RSS_MB (memory limit per input, default 2048).
 set -euo pipefail
@@ -59,9 +59,11 @@ for t in "${run[@]}"; do
     logf="$B/logs/$t.log"
     log "$t: ${secs}s over ${dirs[*]}"
     rc=0
+    t0=$(date +%s)
     "$B/fuzz/fuzz_$t" -max_total_time="$secs" -dict="$dict" -artifact_prefix="fuzz/findings/$t-" \
         -print_final_stats=1 -timeout=10 -rss_limit_mb="${KVZ_FUZZ_RSS_MB:-2048}" \
         "${dirs[@]}" >"$logf" 2>&1 || rc=$?
+    ran=$(( $(date +%s) - t0 ))  # less than SECONDS when a finding stopped the run
     after=$(find fuzz/findings -maxdepth 1 -name "$t-*" | wc -l)
     # (a run that stops at once prints no cov line: grep finds nothing, which is not an error)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logf" | tail -n 1)
@@ -69,9 +71,9 @@ for t in "${run[@]}"; do
     cov=$( (grep -o 'cov: [0-9]*' "$logf" || true) | tail -n 1 | cut -d' ' -f2)
     ft=$( (grep -o 'ft: [0-9]*' "$logf" || true) | tail -n 1 | cut -d' ' -f2)
     found=$((after - before))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$secs" "${execs:-?}" "${cov:-?}" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$ran" "${execs:-?}" "${cov:-?}" \
         "${ft:-?}" "${added:-?}" "$found" >>"$B/fuzz-runs.tsv"
-    log "$t: ${execs:-?} executions, cov ${cov:-?}, ft ${ft:-?}, ${added:-?} new units, $found new finding(s) (log: $logf)"
+    log "$t: ${ran}s, ${execs:-?} executions, cov ${cov:-?}, ft ${ft:-?}, ${added:-?} new units, $found new finding(s) (log: $logf)"
     if ((rc != 0 || found > 0)); then
         status=1
         grep -m 5 -E '^==[0-9]+==ERROR|^SUMMARY|runtime error|deadly signal|ERROR: libFuzzer|Test unit written' "$logf" >&2 || true
