@@ -7,6 +7,8 @@
 #
 # Usage: scripts/setup.sh            install what is missing
 #        scripts/setup.sh --check    only report what is missing (exit 1 if any)
+#        scripts/setup.sh --fuzz     also clang, libFuzzer and the sanitizer runtimes
+#                                    (scripts/fuzz.sh); combines with --check
 set -euo pipefail
 
 PROG="setup.sh"
@@ -22,17 +24,22 @@ PACKAGES=(
     chromium fonts-dejavu-core
     ca-certificates
 )
+# scripts/fuzz.sh: clang 14 with libFuzzer and the ASan/UBSan runtimes (libclang-rt-14-dev),
+# llvm for llvm-symbolizer (symbolized sanitizer reports).
+FUZZ_PACKAGES=(clang libclang-rt-14-dev llvm)
 
 log() { printf '%s: %s\n' "$PROG" "$*"; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 
 CHECK_ONLY=0
-case "${1:-}" in
-    "") ;;
-    --check) CHECK_ONLY=1 ;;
-    -h|--help) sed -n '2,9{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) die "unknown option: $1 (see --help)" ;;
-esac
+for arg in "$@"; do
+    case "$arg" in
+        --check) CHECK_ONLY=1 ;;
+        --fuzz) PACKAGES+=("${FUZZ_PACKAGES[@]}") ;;
+        -h|--help) sed -n '2,11{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) die "unknown option: $arg (see --help)" ;;
+    esac
+done
 
 command -v dpkg >/dev/null 2>&1 || die "dpkg not found: this script supports Debian/Ubuntu only"
 

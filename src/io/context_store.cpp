@@ -59,6 +59,7 @@ class Reader {
   }
   void raw(void* p, size_t n) {
     if (n > n_ - off_) fail("{}: context payload ends early at byte {} (corrupt file)", what_, off_);
+    if (n == 0) return;  // p may be an empty vector's null data(): memcpy must not see it
     std::memcpy(p, b_ + off_, n);
     off_ += n;
   }

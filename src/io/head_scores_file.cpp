@@ -36,20 +36,22 @@ void save_head_scores(const std::string& path, const ModelIdentity& id, const He
 }
 
 HeadScoreFile load_head_scores(const std::string& path, const ModelIdentity& id) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path);
-  std::vector<uint8_t> b((std::istreambuf_iterator<char>(in)), {});
-  if (b.size() > (64u << 20)) fail("{}: {} bytes is far too large for a head-score file", path, b.size());
+  const std::vector<uint8_t> b = read_file_bytes(path, kMaxHeadScoreBytes);
+  return decode_head_scores(b.data(), b.size(), path, id);
+}
+
+HeadScoreFile decode_head_scores(const uint8_t* data, size_t n, const std::string& path, const ModelIdentity& id) {
+  if (n > kMaxHeadScoreBytes) fail("{}: {} bytes is far too large for a head-score file", path, n);
   size_t off = 0;
-  auto need = [&](size_t n, const char* what) {
-    if (n > b.size() - off) fail("{}: truncated while reading {}", path, what);
+  auto need = [&](size_t k, const char* what) {
+    if (k > n - off) fail("{}: truncated while reading {}", path, what);
   };
   need(8, "magic");
-  if (std::memcmp(b.data(), kMagic, 8) != 0) fail("{}: not a kvzip head-score file (bad magic)", path);
+  if (std::memcmp(data, kMagic, 8) != 0) fail("{}: not a kvzip head-score file (bad magic)", path);
   off = 8;
   auto get = [&](auto& v, const char* what) {
     need(sizeof(v), what);
-    std::memcpy(&v, b.data() + off, sizeof(v));
+    std::memcpy(&v, data + off, sizeof(v));
     off += sizeof(v);
   };
   uint64_t fp;
@@ -60,7 +62,7 @@ HeadScoreFile load_head_scores(const std::string& path, const ModelIdentity& id)
   get(ns, "source length");
   need(ns, "source");
   HeadScoreFile h;
-  h.source.assign(reinterpret_cast<const char*>(b.data() + off), ns);
+  h.source.assign(reinterpret_cast<const char*>(data + off), ns);
   off += ns;
   if (static_cast<int>(L) != id.n_layer || static_cast<int>(H) != id.n_head_kv)
     fail("{}: scores for {} layers x {} KV heads, the model has {} x {}", path, L, H, id.n_layer, id.n_head_kv);
@@ -68,13 +70,13 @@ HeadScoreFile load_head_scores(const std::string& path, const ModelIdentity& id)
   h.n_head_kv = static_cast<int>(H);
   h.scores.resize(static_cast<size_t>(L) * H);
   need(h.scores.size() * 4, "scores");
-  std::memcpy(h.scores.data(), b.data() + off, h.scores.size() * 4);
+  std::memcpy(h.scores.data(), data + off, h.scores.size() * 4);
   off += h.scores.size() * 4;
   const size_t body = off;
   uint64_t sum;
   get(sum, "checksum");
-  if (off != b.size()) fail("{}: {} trailing bytes (corrupt file)", path, b.size() - off);
-  if (sum != fnv1a(b.data(), body)) fail("{}: checksum mismatch (corrupt file)", path);
+  if (off != n) fail("{}: {} trailing bytes (corrupt file)", path, n - off);
+  if (sum != fnv1a(data, body)) fail("{}: checksum mismatch (corrupt file)", path);
   if (fp != id.fingerprint) fail("{}: these head scores were computed for a different model", path);
   for (float x : h.scores)
     if (!std::isfinite(x)) fail("{}: non-finite head score", path);

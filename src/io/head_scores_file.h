@@ -4,6 +4,8 @@
 //   f32 scores[n_layer * n_head_kv] | u64 FNV-1a-64 of everything before it
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,7 +20,12 @@ struct HeadScoreFile {
 };
 
 void save_head_scores(const std::string& path, const ModelIdentity& id, const HeadScoreFile& h);
+// Largest head-score file read (a real one is a few KB: 4 bytes per layer and KV head).
+constexpr uint64_t kMaxHeadScoreBytes = 64u << 20;
+
 // Throws kvz::Error for another model's file, a corrupt or truncated file.
 HeadScoreFile load_head_scores(const std::string& path, const ModelIdentity& id);
+// The same from bytes in memory; `what` names them in errors.
+HeadScoreFile decode_head_scores(const uint8_t* data, size_t n, const std::string& what, const ModelIdentity& id);
 
 }  // namespace kvz

@@ -20,8 +20,8 @@
 
 namespace kvz {
 
-void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
-  load_llama(f, hp, w);  // shared keys and tensors: sizes, eps, rope base, q/k/v/o, gate/up/down
+void hparams_gemma3(const TensorSource& f, HParams& hp) {
+  read_decoder_hparams(f, hp);  // shared keys: sizes, eps, rope base and scaling
   const std::string a = hp.arch + ".";
   hp.rope_style = RopeStyle::Neox;
   hp.ffn_act = FfnAct::GeluTanh;
@@ -36,9 +36,9 @@ void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
                                    : 1.0f / std::sqrt(static_cast<float>(hp.d_head));
   // HF configs state it (hf_names_gemma3 maps query_pre_attn_scalar here): use it as given.
   if (const auto qs = f.get_float_opt(a + "attention.query_pre_attn_scalar"))
-    hp.attn_scale = static_cast<float>(1.0 / std::sqrt(*qs));  // validate() refuses qs <= 0
+    hp.attn_scale = static_cast<float>(1.0 / std::sqrt(*qs));  // validate_hparams() refuses qs <= 0
 
-  // Present with 0 (or less) is refused by validate() rather than read as "no local layers".
+  // Present with 0 (or less) is refused by validate_hparams() rather than read as "no local layers".
   const std::string wk = a + "attention.sliding_window";
   const int64_t n_swa = f.get_int_opt(wk).value_or(0);
   if (n_swa < -(1 << 24) || n_swa > (1 << 24)) fail("{} = {} is outside [1, {}]", f.key_origin(wk), n_swa, 1 << 24);
@@ -64,7 +64,10 @@ void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
     }
     hp.rope_base_swa = static_cast<float>(f.get_float_opt(a + "rope.freq_base_swa").value_or(10000.0));
   }
+}
 
+void load_gemma3(const TensorSource& f, HParams& hp, Weights& w) {
+  load_decoder_weights(f, hp, w);  // shared tensors: embeddings, q/k/v/o, gate/up/down, norms
   const int64_t d = hp.n_embd;
   for (int il = 0; il < hp.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";

@@ -100,15 +100,23 @@ std::unique_ptr<HfSource> HfSource::open(const std::string& dir, const LoadOptio
   std::unique_ptr<HfSource> s(new HfSource());
   s->path_ = dir;
   s->format_ = "hf";
-  s->load_config(dir);
+  const std::string cpath = dir + "/config.json";
+  if (!file_exists(cpath)) fail("{}: not a model folder (no config.json)", dir);
+  s->load_config(JsonReader::open(cpath), dir);
   s->load_tensors(dir, opt);
   return s;
 }
 
-void HfSource::load_config(const std::string& dir) {
-  const std::string cpath = dir + "/config.json";
-  if (!file_exists(cpath)) fail("{}: not a model folder (no config.json)", dir);
-  JsonReader c = JsonReader::open(cpath);
+std::unique_ptr<HfSource> HfSource::from_config(const JsonReader& config, const std::string& dir) {
+  std::unique_ptr<HfSource> s(new HfSource());
+  s->path_ = dir;
+  s->format_ = "hf";
+  s->load_config(config, dir);
+  return s;
+}
+
+void HfSource::load_config(JsonReader c, const std::string& dir) {
+  const std::string cpath = c.file();
   c.object();
   std::string mt = c.get_str("model_type", "");
   // Multimodal wrappers (Gemma 3 4B+) keep the language model's settings in text_config.

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/tensor_source.h"
 #include "model/model.h"
@@ -21,11 +22,14 @@ class HfSource final : public TensorSource {
   // dir: a folder with config.json and model.safetensors (or model.safetensors.index.json
   // and its shards). Throws kvz::Error naming the file and the problem.
   static std::unique_ptr<HfSource> open(const std::string& dir, const LoadOptions& opt = {});
+  // The metadata of a config.json already read (`config`'s file names it in errors), with
+  // no tensors: what model_hparams() needs (the config fuzz target). `dir` is the path().
+  static std::unique_ptr<HfSource> from_config(const JsonReader& config, const std::string& dir);
   const ArchSpec& arch() const { return *arch_; }
 
  private:
   HfSource() = default;
-  void load_config(const std::string& dir);
+  void load_config(JsonReader config, const std::string& dir);
   void load_tensors(const std::string& dir, const LoadOptions& opt);
 
   const ArchSpec* arch_ = nullptr;

@@ -7,12 +7,14 @@
 
 namespace kvz {
 
-void load_llama(const TensorSource& f, HParams& hp, Weights& w) {
-  load_decoder(f, hp, w);
+void hparams_llama(const TensorSource& f, HParams& hp) {
+  read_decoder_hparams(f, hp);
   // GGUF's converter permutes llama q/k rows so RoPE rotates adjacent pairs; HF keeps the
   // original rotate-half layout (transformers' GGUF loader undoes the permutation).
   hp.rope_style = f.format() == "hf" ? RopeStyle::Neox : RopeStyle::Interleaved;
 }
+
+void load_llama(const TensorSource& f, HParams& hp, Weights& w) { load_decoder_weights(f, hp, w); }
 
 // HF: LlamaForCausalLM (SmolLM2, Llama 2/3 without llama3 rope scaling) uses the common
 // names as they are.

@@ -88,7 +88,7 @@ std::vector<float> llama3_rope_divisors(const TensorSource& f, const std::string
   return div;
 }
 
-void load_decoder(const TensorSource& f, HParams& hp, Weights& w) {
+void read_decoder_hparams(const TensorSource& f, HParams& hp) {
   const std::string a = hp.arch + ".";
   hp.n_layer = checked_int(f, a + "block_count", 1, 1024);
   hp.n_embd = checked_int(f, a + "embedding_length", 8, 1 << 16);
@@ -122,7 +122,11 @@ void load_decoder(const TensorSource& f, HParams& hp, Weights& w) {
   } else {
     hp.n_vocab = checked_int(f, a + "vocab_size", 1, 1 << 24);
   }
+}
 
+void load_decoder_weights(const TensorSource& f, HParams& hp, Weights& w) {
+  const std::string a = hp.arch + ".";
+  const std::string scaling = f.get_str_opt(a + "rope.scaling.type").value_or("none");
   const int64_t d = hp.n_embd, dq = int64_t{hp.n_head} * hp.d_head, dkv = int64_t{hp.n_head_kv} * hp.d_head;
   w.tok_embd = weight_2d(f, "token_embd.weight", d, hp.n_vocab);
   w.output_norm = vec_f32(f, "output_norm.weight", d);

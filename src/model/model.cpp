@@ -24,6 +24,16 @@ namespace {
 size_t view_bytes(const WeightView& v) { return v.data ? row_bytes(v.type, v.n_in) * v.n_out : 0; }
 }  // namespace
 
+HParams model_hparams(const TensorSource& f) {
+  const ArchSpec& spec = arch_of(f);
+  HParams hp;
+  hp.arch = spec.name;
+  hp.name = f.get_str_opt("general.name").value_or("");
+  spec.hparams(f, hp);
+  validate_hparams(hp, f);
+  return hp;
+}
+
 std::unique_ptr<Model> Model::load(const std::string& path, const std::function<void(double)>& progress,
                                    const LoadOptions& opt) {
   auto m = std::make_unique<Model>();
@@ -33,19 +43,11 @@ std::unique_ptr<Model> Model::load(const std::string& path, const std::function<
   else
     m->file_ = GgufFile::open(path);
   const TensorSource& f = *m->file_;
-  m->hp_.arch = f.get_str("general.architecture");
-  m->hp_.name = f.get_str_opt("general.name").value_or("");
-  const ArchSpec* spec = nullptr;
-  for (const auto& a : architectures())
-    if (m->hp_.arch == a.name) spec = &a;
-  if (!spec) {
-    std::string known;
-    for (const auto& a : architectures()) known += std::string(known.empty() ? "" : ", ") + a.name;
-    fail("{}: architecture '{}' is not supported (supported: {})", path, m->hp_.arch, known);
-  }
-  spec->load(f, m->hp_, m->w_);
+  // Hyper-parameters checked before any tensor is looked at, then the tensors against them.
+  m->hp_ = model_hparams(f);
+  arch_of(f).load(f, m->hp_, m->w_);
   VocabData vocab = hf ? vocab_from_hf(path) : vocab_from_gguf(f);
-  validate(m->hp_, m->w_, vocab, f);
+  validate_weights(m->hp_, m->w_, vocab, f);
   const int n_tok = static_cast<int>(vocab.tokens.size());
   // HF embeddings may have more rows than the tokenizer has tokens (Qwen2.5: 151936 vs
   // 151665); the extra ids become unused placeholder tokens, as convert_hf_to_gguf.py does.

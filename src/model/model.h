@@ -108,22 +108,35 @@ struct HfNames {
   bool norm_plus_one = false;
 };
 
-// An architecture's loader: maps its GGUF keys to HParams and its tensor names to
-// Weights, checking every shape. One per family file (model/llama.cpp, ...), listed in
-// model/registry.cpp with its HF name table.
+// An architecture's loader, in two steps: `hparams` maps its GGUF keys to HParams without
+// looking at a tensor; `load` maps its tensor names to Weights, checking every shape against
+// those HParams (and setting the flags that follow from which tensors exist). One per family
+// file (model/llama.cpp, ...), listed in model/registry.cpp with its HF name table.
 struct ArchSpec {
   const char* name;  // general.architecture
+  void (*hparams)(const TensorSource& f, HParams& hp);
   void (*load)(const TensorSource& f, HParams& hp, Weights& w);
   HfNames hf;
 };
 const std::vector<ArchSpec>& architectures();
 
+// The family named by general.architecture; throws kvz::Error listing the supported ones.
+const ArchSpec& arch_of(const TensorSource& f);
+// A source's hyper-parameters from its metadata alone: arch_of, the family's `hparams` and
+// validate_hparams (model/validate.h). What a model file promises before any tensor is read
+// (Model::load starts here; the config fuzz target stops here).
+HParams model_hparams(const TensorSource& f);
+
+void hparams_llama(const TensorSource& f, HParams& hp);
 void load_llama(const TensorSource& f, HParams& hp, Weights& w);
 HfNames hf_names_llama();
+void hparams_qwen2(const TensorSource& f, HParams& hp);
 void load_qwen2(const TensorSource& f, HParams& hp, Weights& w);
 HfNames hf_names_qwen2();  // model/hf_names.cpp
+void hparams_qwen3(const TensorSource& f, HParams& hp);
 void load_qwen3(const TensorSource& f, HParams& hp, Weights& w);
 HfNames hf_names_qwen3();
+void hparams_gemma3(const TensorSource& f, HParams& hp);
 void load_gemma3(const TensorSource& f, HParams& hp, Weights& w);
 HfNames hf_names_gemma3();  // model/hf_names.cpp
 

@@ -5,10 +5,14 @@
 
 namespace kvz {
 
-void load_qwen2(const TensorSource& f, HParams& hp, Weights& w) {
-  load_decoder(f, hp, w);
+void hparams_qwen2(const TensorSource& f, HParams& hp) {
+  read_decoder_hparams(f, hp);
   hp.rope_style = RopeStyle::Neox;
   hp.qkv_bias = true;
+}
+
+void load_qwen2(const TensorSource& f, HParams& hp, Weights& w) {
+  load_decoder_weights(f, hp, w);
   const int64_t dq = int64_t{hp.n_head} * hp.d_head, dkv = int64_t{hp.n_head_kv} * hp.d_head;
   for (int il = 0; il < hp.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";

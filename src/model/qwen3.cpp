@@ -8,10 +8,14 @@
 
 namespace kvz {
 
-void load_qwen3(const TensorSource& f, HParams& hp, Weights& w) {
-  load_decoder(f, hp, w);
+void hparams_qwen3(const TensorSource& f, HParams& hp) {
+  read_decoder_hparams(f, hp);
   hp.rope_style = RopeStyle::Neox;
   hp.qk_norm = true;
+}
+
+void load_qwen3(const TensorSource& f, HParams& hp, Weights& w) {
+  load_decoder_weights(f, hp, w);
   for (int il = 0; il < hp.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     w.layers[il].q_norm = vec_f32(f, p + "attn_q_norm.weight", hp.d_head);

@@ -26,7 +26,7 @@ void check(const TensorSource& f, const std::string& key, double v, const FloatR
   if (!rule.ok(v)) fail("{} = {}, expected {}", f.key_origin(key), v, rule.what);
 }
 
-void check_structure(const HParams& hp, const Weights& w, const TensorSource& f, const std::string& a) {
+void check_structure(const HParams& hp, const TensorSource& f, const std::string& a) {
   auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) fail("{} = {}, expected a positive count", f.key_origin(a + key), v);
   };
@@ -52,13 +52,16 @@ void check_structure(const HParams& hp, const Weights& w, const TensorSource& f,
 
   const std::string vk = a + "vocab_size";
   if (hp.n_vocab <= 0) fail("{} = {}, expected a positive count", f.key_origin(vk), hp.n_vocab);
+}
+
+void check_tensors(const HParams& hp, const Weights& w, const TensorSource& f) {
   for (const auto& [name, view] : {std::pair{"token_embd.weight", &w.tok_embd}, std::pair{"output.weight", &w.output}})
     if (view->n_out != hp.n_vocab || view->n_in != hp.n_embd)
       fail("{}: tensor '{}' has {} rows of {}, expected one row of {} per vocabulary entry ({})", f.path(), name,
            view->n_out, view->n_in, hp.n_embd, hp.n_vocab);
 }
 
-void check_floats(const HParams& hp, const Weights& w, const TensorSource& f, const std::string& a) {
+void check_floats(const HParams& hp, const TensorSource& f, const std::string& a) {
   check(f, a + "attention.layer_norm_rms_epsilon", hp.norm_eps, kPositive);
   check(f, a + "rope.freq_base", hp.rope_base, kAboveOne);
 
@@ -69,6 +72,9 @@ void check_floats(const HParams& hp, const Weights& w, const TensorSource& f, co
   if (scaling == "llama3" && !f.tensor("rope_freqs.weight")) {
     // transformers' _compute_llama3_parameters: factor >= 1, 0 < low < high, context > 0.
     const std::string lk = a + "rope.scaling.low_freq_factor", hk = a + "rope.scaling.high_freq_factor";
+    for (const char* k : {"rope.scaling.factor", "rope.scaling.low_freq_factor", "rope.scaling.high_freq_factor",
+                          "rope.scaling.original_context_length"})
+      if (!f.has(a + k)) fail("{}: rope scaling 'llama3' needs '{}{}' (or a rope_freqs.weight tensor)", f.path(), a, k);
     check(f, a + "rope.scaling.factor", f.get_float(a + "rope.scaling.factor"), kAtLeastOne);
     check(f, lk, f.get_float(lk), kPositive);
     check(f, hk, f.get_float(hk), kPositive);
@@ -77,17 +83,19 @@ void check_floats(const HParams& hp, const Weights& w, const TensorSource& f, co
     if (!(f.get_float(hk) > f.get_float(lk)))
       fail("{} = {}, expected more than low_freq_factor ({})", f.key_origin(hk), f.get_float(hk), f.get_float(lk));
   }
-  for (size_t i = 0; i < w.rope_freqs.size(); ++i)
-    if (!kPositive.ok(w.rope_freqs[i]))
-      fail("{}: rope frequency divisor {} ({}) = {}, expected {}", f.path(), i,
-           f.tensor("rope_freqs.weight") ? "tensor 'rope_freqs.weight'" : "from the rope.scaling keys", w.rope_freqs[i],
-           kPositive.what);
-
   check(f, a + "final_logit_softcapping", hp.logit_softcap, kNonNegative);
   if (const auto qs = f.get_float_opt(a + "attention.query_pre_attn_scalar"))
     check(f, a + "attention.query_pre_attn_scalar", *qs, kPositive);
   if (!kNonNegative.ok(hp.attn_scale))  // 0: the default 1 / sqrt(d_head)
     fail("{}: softmax scale {} (from the attention keys) is not a finite number >= 0", f.path(), hp.attn_scale);
+}
+
+void check_rope_divisors(const Weights& w, const TensorSource& f) {
+  for (size_t i = 0; i < w.rope_freqs.size(); ++i)
+    if (!kPositive.ok(w.rope_freqs[i]))
+      fail("{}: rope frequency divisor {} ({}) = {}, expected {}", f.path(), i,
+           f.tensor("rope_freqs.weight") ? "tensor 'rope_freqs.weight'" : "from the rope.scaling keys", w.rope_freqs[i],
+           kPositive.what);
 }
 
 void check_sliding_window(const HParams& hp, const TensorSource& f, const std::string& a) {
@@ -133,12 +141,17 @@ void check_vocab(const HParams& hp, const VocabData& v, const TensorSource& f, c
 
 }  // namespace
 
-void validate(const HParams& hp, const Weights& w, const VocabData& vocab, const TensorSource& f) {
+void validate_hparams(const HParams& hp, const TensorSource& f) {
   const std::string a = hp.arch + ".";
-  check_structure(hp, w, f, a);
-  check_floats(hp, w, f, a);
+  check_structure(hp, f, a);
+  check_floats(hp, f, a);
   check_sliding_window(hp, f, a);
-  check_vocab(hp, vocab, f, a);
+}
+
+void validate_weights(const HParams& hp, const Weights& w, const VocabData& vocab, const TensorSource& f) {
+  check_tensors(hp, w, f);
+  check_rope_divisors(w, f);
+  check_vocab(hp, vocab, f, hp.arch + ".");
 }
 
 }  // namespace kvz

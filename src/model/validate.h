@@ -12,9 +12,14 @@
 
 namespace kvz {
 
-// Throws kvz::Error naming the field as the file spells it (GGUF key, or config.json key
-// through TensorSource::key_origin) and the bad value. `vocab` is the tokenizer as read,
-// before placeholder tokens pad it to the embedding rows.
-void validate(const HParams& hp, const Weights& w, const VocabData& vocab, const TensorSource& f);
+// Both throw kvz::Error naming the field as the file spells it (GGUF key, or config.json
+// key through TensorSource::key_origin) and the bad value.
+// validate_hparams: the numbers alone (counts, head sizes, epsilon, rope bases and scaling,
+// sliding windows), before any tensor is read (model_hparams calls it).
+void validate_hparams(const HParams& hp, const TensorSource& f);
+// validate_weights: what the tensors and the tokenizer add (embedding rows against the
+// vocabulary size, rope frequency divisors, special-token ids in range). `vocab` is the
+// tokenizer as read, before placeholder tokens pad it to the embedding rows.
+void validate_weights(const HParams& hp, const Weights& w, const VocabData& vocab, const TensorSource& f);
 
 }  // namespace kvz

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/json_file.h"
+#include "tokenizer/hf_vocab.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
 
@@ -114,7 +115,19 @@ std::string token_text(const JsonReader& j) {
 VocabData vocab_from_hf(const std::string& dir) {
   const std::string tpath = dir + "/tokenizer.json";
   if (!exists(tpath)) fail("{}: no tokenizer.json (kvzip reads HF fast-tokenizer files only)", dir);
-  const JsonReader t = JsonReader::open(tpath);
+  HfTokenizerFiles files{JsonReader::open(tpath), std::nullopt, std::nullopt, ""};
+  if (exists(dir + "/tokenizer_config.json")) files.config = JsonReader::open(dir + "/tokenizer_config.json");
+  if (exists(dir + "/generation_config.json")) files.generation = JsonReader::open(dir + "/generation_config.json");
+  if (exists(dir + "/chat_template.jinja")) {
+    std::ifstream in(dir + "/chat_template.jinja", std::ios::binary);
+    files.chat_template.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return vocab_from_hf(files);
+}
+
+VocabData vocab_from_hf(const HfTokenizerFiles& files) {
+  const JsonReader& t = files.tokenizer;
+  const std::string& tpath = t.file();
   const JsonReader m = t.object().at("model").object();
   const std::string mtype = m.get_str("type", "");
   if (mtype != "BPE") fail("{}: tokenizer model '{}' is not supported (BPE only)", tpath, mtype);
@@ -146,6 +159,12 @@ VocabData vocab_from_hf(const std::string& dir) {
   int64_t n = 0;
   for (const auto& [tok, id] : entries) n = std::max(n, id + 1);
   for (const auto& a : added) n = std::max(n, a.id + 1);
+  // Real vocabularies are dense; one id near kMaxVocab in a tiny file would make every
+  // per-id table below that large (gigabytes, seconds per load; found by fuzz/tokenizer).
+  const int64_t named = static_cast<int64_t>(entries.size() + added.size());
+  if (n > 2 * named + 1024)
+    fail("{}: the largest token id is {} but the file names only {} tokens (the id space must be dense)", tpath,
+         n - 1, named);
   v.tokens.assign(n, "");
   v.types.assign(n, TokenType::Unused);
   std::vector<char> have(n, 0);
@@ -223,9 +242,8 @@ VocabData vocab_from_hf(const std::string& dir) {
     }
   }
 
-  const std::string cpath = dir + "/tokenizer_config.json";
-  if (exists(cpath)) {
-    const JsonReader c = JsonReader::open(cpath);
+  if (files.config) {
+    const JsonReader& c = *files.config;
     c.object();
     if (auto bos = c.find("bos_token"); bos && v.bos_id < 0) v.bos_id = find_id(token_text(*bos));
     if (auto eos = c.find("eos_token")) {
@@ -247,15 +265,11 @@ VocabData vocab_from_hf(const std::string& dir) {
       }
     }
   }
-  if (v.chat_template.empty() && exists(dir + "/chat_template.jinja")) {
-    std::ifstream in(dir + "/chat_template.jinja", std::ios::binary);
-    v.chat_template.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
+  if (v.chat_template.empty()) v.chat_template = files.chat_template;
   // generation_config.json's eos_token_id (an id or a list) ends generation too; an id
   // past the tokenizer's tokens is checked against the embedding rows at load (model/validate).
-  const std::string gpath = dir + "/generation_config.json";
-  if (exists(gpath)) {
-    const JsonReader g = JsonReader::open(gpath);
+  if (files.generation) {
+    const JsonReader& g = *files.generation;
     if (auto e = g.object().find("eos_token_id")) {
       const std::vector<JsonReader> ids = e->is_array() ? e->elements() : std::vector<JsonReader>{*e};
       for (const JsonReader& id : ids) v.eog_ids.push_back(static_cast<int32_t>(id.integer(0, kMaxVocab - 1)));
