@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -15,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "io/mapped_file.h"
 
 namespace kvz {
 
@@ -362,30 +362,9 @@ void save_context(const std::string& path, const ModelIdentity& id, const Stored
 
 KvCache load_context(const std::string& path, const ModelIdentity& id, StoredContext& meta) {
   // Mapped, not read: the page cache's own pages, with no buffer faulted in and zeroed first.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    fail("{}: cannot stat: {}", path, std::strerror(e));
-  }
-  const size_t n = static_cast<size_t>(st.st_size);
-  if (n == 0) {
-    ::close(fd);
-    return decode_context(nullptr, 0, path, id, meta);  // names the short file
-  }
-  void* m = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) fail("{}: mmap of {} bytes failed: {}", path, n, std::strerror(e));
-  ::madvise(m, n, MADV_SEQUENTIAL);
-  struct Unmap {
-    void* p;
-    size_t n;
-    ~Unmap() { ::munmap(p, n); }
-  } unmap{m, n};
-  return decode_context(static_cast<const uint8_t*>(m), n, path, id, meta);
+  const MappedFile f = MappedFile::open(path);
+  if (f.size()) ::madvise(const_cast<uint8_t*>(f.data()), f.size(), MADV_SEQUENTIAL);
+  return decode_context(f.data(), f.size(), path, id, meta);  // an empty file: named too short
 }
 
 ContextFileHeader peek_context_file(const std::string& path) {

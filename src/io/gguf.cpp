@@ -1,12 +1,9 @@
 #include "io/gguf.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
@@ -161,33 +158,14 @@ GgufValue read_value(Cursor& c, GgufType type, const std::string& key) {
 }  // namespace
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    fail("{}: cannot stat: {}", path, std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path);
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < 24) {
-    ::close(fd);
-    fail("{}: file is {} bytes, too small for a GGUF header (24 bytes)", path, size);
-  }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) fail("{}: mmap of {} bytes failed: {}", path, size, std::strerror(e));
+  MappedFile m = MappedFile::open(path);
+  if (m.size() < 24) fail("{}: file is {} bytes, too small for a GGUF header (24 bytes)", path, m.size());
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = path;
   f->format_ = "gguf";
-  f->base_ = static_cast<const uint8_t*>(m);
-  f->size_ = size;
-  f->map_ = m;
+  f->base_ = m.data();
+  f->size_ = m.size();
+  f->map_ = std::move(m);
   f->parse();
   return f;
 }
@@ -203,17 +181,13 @@ std::unique_ptr<GgufFile> GgufFile::from_memory(const uint8_t* data, size_t size
 }
 
 void GgufFile::release(const uint8_t* p, size_t n) const {
-  if (!map_) return;
-  const auto lo = reinterpret_cast<uintptr_t>(map_), hi = lo + size_;
+  if (!map_.data()) return;
+  const auto lo = reinterpret_cast<uintptr_t>(map_.data()), hi = lo + size_;
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   // Whole pages inside [p, p + n) only: a neighbouring tensor's bytes stay mapped.
   const uintptr_t b = (std::max(reinterpret_cast<uintptr_t>(p), lo) + page - 1) / page * page;
   const uintptr_t e = std::min(reinterpret_cast<uintptr_t>(p) + n, hi) / page * page;
   if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-}
-
-GgufFile::~GgufFile() {
-  if (map_) ::munmap(map_, size_);
 }
 
 void GgufFile::parse() {

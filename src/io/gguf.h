@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "io/mapped_file.h"
 #include "io/tensor_source.h"
 
 namespace kvz {
@@ -22,7 +23,6 @@ class GgufFile final : public TensorSource {
   static std::unique_ptr<GgufFile> open(const std::string& path);
   // Parses an in-memory image (tests, fuzzing). The bytes must outlive the object.
   static std::unique_ptr<GgufFile> from_memory(const uint8_t* data, size_t size, std::string name);
-  ~GgufFile();
 
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
@@ -33,7 +33,7 @@ class GgufFile final : public TensorSource {
   void parse();
 
   const uint8_t* base_ = nullptr;
-  void* map_ = nullptr;  // non-null when we own an mmap
+  MappedFile map_;  // empty for from_memory
   uint32_t version_ = 0;
   size_t alignment_ = 32;
 };

@@ -1,12 +1,6 @@
 #include "io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -54,27 +48,14 @@ int64_t SafeTensor::n_elements() const {
 }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a readable regular file", path);
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    fail("{}: file is {} bytes, too small for a safetensors header length (8 bytes)", path, size);
-  }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) fail("{}: mmap of {} bytes failed: {}", path, size, std::strerror(e));
+  MappedFile m = MappedFile::open(path);
+  if (m.size() < 8)
+    fail("{}: file is {} bytes, too small for a safetensors header length (8 bytes)", path, m.size());
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  f->base_ = static_cast<const uint8_t*>(m);
-  f->size_ = size;
-  f->map_ = m;
+  f->base_ = m.data();
+  f->size_ = m.size();
+  f->map_ = std::move(m);
   f->parse();
   return f;
 }
@@ -86,10 +67,6 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::from_memory(const uint8_t* dat
   f->size_ = size;
   f->parse();
   return f;
-}
-
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(map_, size_);
 }
 
 const SafeTensor* SafetensorsFile::tensor(std::string_view name) const {

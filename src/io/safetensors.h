@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/mapped_file.h"
 #include "kernels/types.h"
 
 namespace kvz {
@@ -39,7 +40,6 @@ class SafetensorsFile {
   static std::unique_ptr<SafetensorsFile> open(const std::string& path);
   // Parses an in-memory image (tests, fuzzing). The bytes must outlive the object.
   static std::unique_ptr<SafetensorsFile> from_memory(const uint8_t* data, size_t size, std::string name);
-  ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
@@ -56,7 +56,7 @@ class SafetensorsFile {
   std::string path_;
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
-  void* map_ = nullptr;
+  MappedFile map_;  // empty for from_memory
   std::vector<SafeTensor> tensors_;
   std::map<std::string, size_t, std::less<>> index_;
   std::map<std::string, std::string> meta_;

@@ -10,8 +10,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <limits>
+#include <memory>
 
 #include "kernels/attention.h"
 
@@ -157,6 +157,16 @@ inline void gated_impl(const float* gate, const float* up, float* out, int64_t n
   }
 }
 
+// A kernel's per-thread scratch of type T, made on the thread's first call. On the heap: a
+// thread_local object or array would sit in the static TLS block that every thread of the
+// process gets (a server's HTTP workers too: 685 KiB each before).
+template <typename T>
+T& thread_scratch() {
+  thread_local std::unique_ptr<T> p;
+  if (!p) p = std::make_unique<T>();
+  return *p;
+}
+
 struct Scratch {
   alignas(32) float kt[kTile * kMaxD];
   alignas(32) float vt[kTile * kMaxD];
@@ -172,11 +182,7 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
   const size_t rb = kv_row_bytes(kvt, d);
   const auto* kb = static_cast<const uint8_t*>(k);
   const auto* vb = static_cast<const uint8_t*>(v);
-  // On the heap, made on a thread's first call: as a thread_local object it would sit in
-  // the static TLS block that every thread of the process gets (HTTP workers too).
-  thread_local std::unique_ptr<Scratch> sc_heap;
-  if (!sc_heap) sc_heap = std::make_unique<Scratch>();
-  Scratch& sc = *sc_heap;
+  Scratch& sc = thread_scratch<Scratch>();
   const int nv = d / 8;
   int64_t max_limit = 0;
   // Tiles cover [min start, max limit); each row clips them to its own [start, limit).

@@ -22,6 +22,14 @@ float HParams::softmax_scale() const {
 
 namespace {
 size_t view_bytes(const WeightView& v) { return v.data ? row_bytes(v.type, v.n_in) * v.n_out : 0; }
+
+// Every weight matrix (a tied output is tok_embd's view, listed twice).
+std::vector<WeightView*> matrices(Weights& w) {
+  std::vector<WeightView*> m = {&w.tok_embd, &w.output};
+  for (auto& l : w.layers)
+    for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) m.push_back(v);
+  return m;
+}
 }  // namespace
 
 HParams model_hparams(const TensorSource& f) {
@@ -87,13 +95,8 @@ Model::Mapping::~Mapping() {
 void Model::interleave_weights() {
   // Every matrix the kernels can read interleaved, once (a tied output shares tok_embd).
   std::vector<WeightView*> views;
-  auto add = [&](WeightView& v) {
-    if (v.data && v.interleave == 1 && can_interleave(v.type) && v.n_out >= kInterleaveRows) views.push_back(&v);
-  };
-  add(w_.tok_embd);
-  add(w_.output);
-  for (auto& l : w_.layers)
-    for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*v);
+  for (WeightView* v : matrices(w_))
+    if (v->data && v->interleave == 1 && can_interleave(v->type) && v->n_out >= kInterleaveRows) views.push_back(v);
   std::map<const void*, size_t> offset;  // source data -> offset in the mapping
   size_t total = 0;
   for (const WeightView* v : views)
@@ -129,10 +132,7 @@ void Model::interleave_weights() {
 // whole data region is released at once. Releasing tensor by tensor leaves the pages shared
 // with a neighbour, and one read of a norm there maps a whole page-cache folio back.
 void Model::release_file_data() {
-  std::vector<const WeightView*> mats = {&w_.tok_embd, &w_.output};
-  for (const auto& l : w_.layers)
-    for (const WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) mats.push_back(v);
-  for (const WeightView* v : mats)
+  for (const WeightView* v : matrices(w_))
     if (v->data && v->interleave == 1) return;  // some matrix is read from the file in place
   std::map<const void*, const GgufTensor*> by_data;
   uintptr_t lo = UINTPTR_MAX, hi = 0;

@@ -105,8 +105,9 @@ size_t Engine::queue_depth() const {
 }
 
 // An upload allocates and frees the full cache and the scoring buffers (several times the
-// compressed context it leaves behind), and every request copies its context's rows. glibc keeps freed heap memory for reuse and never
-// hands most of it back by itself; trimming once per upload returns it to the system.
+// compressed context it leaves behind), and every request copies its context's rows. glibc
+// keeps freed heap memory for reuse and hands little of it back by itself: run() trims after
+// each upload and once the slots have drained and the engine has been idle a second.
 void Engine::return_free_memory() {
 #if defined(__GLIBC__)
   ::malloc_trim(0);

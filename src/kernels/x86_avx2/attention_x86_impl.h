@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <memory>
 
 #include "core/fp16.h"
 
@@ -121,16 +120,13 @@ inline void pv_rows(float (*acc)[kMaxD], const float* corr, const float (*s)[kTi
 template <int R>
 void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1, const uint16_t* K,
                        const uint16_t* V, int d, float scale, float* out, int64_t out_stride, float* lse) {
-  // Heap scratch made on a thread's first call (static thread_local arrays would be part of
-  // every thread's TLS block, kernel thread or not).
   struct Buf {
     alignas(32) float acc[R][kMaxD];
     alignas(32) float s[R][kTile];
   };
-  thread_local std::unique_ptr<Buf> buf;
-  if (!buf) buf = std::make_unique<Buf>();
-  auto& acc = buf->acc;
-  auto& s = buf->s;
+  Buf& buf = thread_scratch<Buf>();
+  auto& acc = buf.acc;
+  auto& s = buf.s;
   float m[R], l[R];
   const float* qr[R];
   for (int r = 0; r < R; ++r) {
