@@ -3,6 +3,8 @@
 # from every replica; kill -9 a replica during a stream and during a compression; restart
 # Redis; a replica started later; a delete that reaches every replica. Skipped, saying so,
 # only when redis-server or nginx is not installed (scripts/setup.sh installs both).
+import ctypes
+import ctypes.util
 import os
 import signal
 import struct
@@ -51,21 +53,19 @@ def hostport(server):
     return server.url.split("//")[1]
 
 
-def fnv1a64(data):
-    # The format's offset basis is core/hash.h's 1469598103934665603 (not FNV's published
-    # 14695981039346656037): the files on disk carry that, so the check does too.
-    h = 1469598103934665603
-    for b in data:
-        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h
+_xxh = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+_xxh.XXH3_64bits.restype = ctypes.c_uint64
+_xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
 
 def file_parts(b):
-    """A context file (format v3): its checksum verified, (fingerprint, payload bytes, zstd frame)."""
-    assert b[:8] == b"KVZCTX1\0" and struct.unpack_from("<I", b, 8)[0] == 3
+    """A context file (format v4): its XXH3-64 checksum verified (libxxhash, the library the
+    engine links), (fingerprint, payload bytes, stored payload: a zstd frame, or raw when n_z == n_raw)."""
+    assert b[:8] == b"KVZCTX1\0" and struct.unpack_from("<I", b, 8)[0] == 4
     fp, n_info, n_raw, n_z = struct.unpack_from("<QQQQ", b, 12)
     assert len(b) == 44 + n_info + n_z + 8
-    assert struct.unpack_from("<Q", b, len(b) - 8)[0] == fnv1a64(b[:-8]), "checksum mismatch"
+    body = b[:-8]
+    assert struct.unpack_from("<Q", b, len(b) - 8)[0] == _xxh.XXH3_64bits(body, len(body)), "checksum mismatch"
     return fp, n_raw, b[44 + n_info:44 + n_info + n_z]
 
 

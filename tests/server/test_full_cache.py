@@ -20,8 +20,8 @@ def test_full_cache_answers_equal_kvzip_ask(server, tmp_path):
     doc = tmp_path / "doc.txt"
     doc.write_text(DOC)
     out = subprocess.run([KVZIP, "ask", "-m", MODEL, "--context", str(doc), "-q", q, "-n", "24", "-t", "2",
-                          "--ratio", "0.3"], capture_output=True, text=True, check=True).stdout
-    full = re.search(r"^  full cache:\s+(.*)$", out, re.M).group(1).rstrip()
+                          "--ratio", "0.3", "--compare-full"], capture_output=True, text=True, check=True).stdout
+    full = re.search(r"^  full cache:\s+(.*?)   \(", out, re.M).group(1).rstrip()
     compressed = re.search(r"^  compressed \(30%\): (.*?)   \[", out, re.M).group(1).rstrip()
     assert ask(full_cache=True) == full
     assert ask() == compressed
