@@ -160,6 +160,13 @@ kvz_status kvz_context_prune_heads_file(kvz_context* c, const char* path, double
  * a corrupt file: KVZ_ERR_ENGINE, and the context is unchanged). */
 kvz_status kvz_context_save(const kvz_context* c, const char* path);
 kvz_status kvz_context_load(kvz_context* c, const char* path);
+/* Composes n ready contexts of c's model, prefilled after the same system prompt and holding
+ * their document only (no kept turns), into c: [system prompt | parts[0] | parts[1] | ...],
+ * each document's rows moved to where it now sits and its keys re-rotated (docs/composition.md).
+ * The rows take c's kv_type. The parts are read, not changed; c may be one of them. A part of
+ * another model, an empty one, or one made after another system prompt: KVZ_ERR_ARGUMENT /
+ * KVZ_ERR_STATE / KVZ_ERR_ENGINE, and c is unchanged. */
+kvz_status kvz_context_compose(kvz_context* c, const kvz_context* const* parts, size_t n);
 
 typedef struct kvz_context_info {
   int n_layer, n_head_kv;

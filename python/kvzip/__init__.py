@@ -36,7 +36,7 @@ import numpy as np
 from . import _kvzip
 from ._kvzip import Cancelled, KvzipError
 
-__all__ = ["Model", "Context", "load_context", "methods", "KvzipError", "Cancelled", "models_dir", "__version__"]
+__all__ = ["Model", "Context", "load_context", "compose", "methods", "KvzipError", "Cancelled", "models_dir", "__version__"]
 __version__ = _kvzip.version()
 
 _SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -194,10 +194,13 @@ class Model:
 
     # ---- generation ---------------------------------------------------------------------
 
-    def generate(self, query: Query, kv: Optional["Context"] = None, update_cache: bool = False, *,
+    def generate(self, query: Query, kv: Union["Context", Sequence["Context"], None] = None,
+                 update_cache: bool = False, *,
                  max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
                  seed: int = 0, on_token: Optional[Callable[[str, int], Any]] = None) -> str:
         """Answers `query` from the (compressed) cache of `kv` and returns the text.
+        kv may be a list of contexts: they are composed for this question (kvzip.compose;
+        not kept, so update_cache must be False).
 
         query: token ids (apply_template(question)), or a question as text (the template is
         applied). update_cache=False restores the context exactly afterwards, so every
@@ -206,6 +209,11 @@ class Model:
         """
         if kv is None:
             raise ValueError("generate needs a context: kv=model.prefill(text) or kvzip.load_context(model, path)")
+        if isinstance(kv, (list, tuple)):
+            if update_cache:
+                raise ValueError("update_cache=True keeps the turn in one context; compose the list first "
+                                 "(kv = kvzip.compose(model, [...])) and continue on that")
+            kv = compose(self, kv)
         if kv.model is not self:
             raise ValueError("kv belongs to another Model")
         if not isinstance(query, str):
@@ -382,6 +390,24 @@ def load_context(model: Model, path: Union[str, os.PathLike], **options: Any) ->
     model's file or a corrupt one raises KvzipError. Keywords as Model.new_context."""
     kv = model.new_context(**options)
     kv._native.load(os.fspath(path))
+    return kv
+
+
+def compose(model: Model, contexts: Sequence[Context], **options: Any) -> Context:
+    """One context [system prompt | contexts[0] | contexts[1] | ...] from contexts prefilled
+    (and compressed) separately on this model: each document's kept pairs move to where it
+    now sits, their keys re-rotated (docs/composition.md). The inputs are not changed.
+    Keywords as Model.new_context (kv_type: the rows' storage)."""
+    contexts = list(contexts)
+    if not contexts:
+        raise ValueError("compose needs at least one context")
+    for i, c in enumerate(contexts):
+        if not isinstance(c, Context):
+            raise TypeError(f"compose: contexts[{i}] is a {type(c).__name__}, not a kvzip.Context")
+        if c.model is not model:
+            raise ValueError(f"compose: contexts[{i}] belongs to another Model")
+    kv = model.new_context(**options)
+    kv._native.compose([c._native for c in contexts])
     return kv
 
 

@@ -9,6 +9,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -321,6 +322,28 @@ void score(Context& c, std::optional<std::string> method, std::optional<std::str
   }, &call.err);
 }
 
+// Composes the parts into c (kvz_context_compose). Every context involved is locked, in
+// address order so two compositions over the same contexts cannot deadlock.
+void compose(Context& c, const std::vector<Context*>& parts) {
+  std::vector<const kvz_context*> hs;
+  std::vector<Context*> all{&c};
+  for (Context* p : parts) {
+    if (!p) throw nb::value_error("compose: a part is None");
+    hs.push_back(p->h);
+    all.push_back(p);
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  kvz_status st;
+  {
+    nb::gil_scoped_release r;
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (Context* x : all) locks.emplace_back(x->mu);
+    st = kvz_context_compose(c.h, hs.data(), hs.size());
+  }
+  if (st != KVZ_OK) raise_status(st, kvz_context_error(c.h));
+}
+
 std::string generate(Context& c, nb::object query, int max_new_tokens, float temperature, int top_k, float top_p,
                      uint64_t seed, bool update_cache, nb::object on_token) {
   kvz_gen_options* o = nullptr;
@@ -413,6 +436,7 @@ NB_MODULE(_kvzip, m) {
            "path"_a, "ratio"_a)
       .def("save", [](Context& c, const std::string& path) { c.run([&] { return kvz_context_save(c.h, path.c_str()); }); },
            "path"_a)
+      .def("compose", &compose, "parts"_a)
       .def("load", [](Context& c, const std::string& path) { c.run([&] { return kvz_context_load(c.h, path.c_str()); }); },
            "path"_a)
       .def("info", &context_info)

@@ -19,6 +19,7 @@
 #include "eval/demo_doc.h"
 #include "io/head_scores_file.h"
 #include "kv/kept_view.h"
+#include "kv/compose.h"
 #include "kv/kvzip_context.h"
 #include "kv/policy.h"
 #include "kv/press.h"
@@ -533,6 +534,30 @@ kvz_status kvz_context_load(kvz_context* c, const char* path) {
   return guard(&c->err, [&] {
     need(path, "path");
     c->ctx->load(path);  // throws before anything changes
+    c->ready = true;
+    c->default_level = kvz::PruneLevel::Pair;
+  });
+}
+
+kvz_status kvz_context_compose(kvz_context* c, const kvz_context* const* parts, size_t n) {
+  KVZ_NEED_HANDLE(c, "context");
+  return guard(&c->err, [&] {
+    need(parts, "parts");
+    if (n == 0) arg_error("compose: give at least one context");
+    std::vector<kvz::StoredContext> metas;
+    metas.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      const kvz_context* p = parts[i];
+      if (!p) arg_error(fmt::format("compose: parts[{}] is NULL", i));
+      if (p->model != c->model) arg_error(fmt::format("compose: parts[{}] belongs to another model", i));
+      if (!p->ready) state_error(fmt::format("compose: parts[{}] holds no context (prefill or load one)", i));
+      metas.push_back(p->ctx->stored());
+    }
+    std::vector<kvz::ComposePart> ps;
+    for (size_t i = 0; i < n; ++i)
+      ps.push_back({&metas[i], &parts[i]->ctx->session().cache(), fmt::format("parts[{}]", i)});
+    kvz::ComposedContext out = kvz::compose_contexts(*c->model->m, ps, c->ctx->session().cache().type());
+    c->ctx->assign(std::move(out.meta), std::move(out.cache), "the composed context");  // throws before changing c
     c->ready = true;
     c->default_level = kvz::PruneLevel::Pair;
   });

@@ -384,11 +384,15 @@ void KvzipContext::save(const std::string& path, const std::string& info, bool f
 void KvzipContext::load(const std::string& path) {
   StoredContext meta;
   KvCache cache = load_context(path, model_.identity(), meta);  // throws before anything changes
+  assign(std::move(meta), std::move(cache), path);
+}
+
+void KvzipContext::assign(StoredContext meta, KvCache cache, const std::string& what) {
   if (meta.sys_ids != sys_ids_)
-    fail("{}: the context was saved with another system prompt/template ({} tokens, this one {})", path,
+    fail("{}: the context was saved with another system prompt/template ({} tokens, this one {})", what,
          meta.sys_ids.size(), sys_ids_.size());
   if (meta.n_pos > session_.n_ctx_max())
-    fail("{}: the context spans {} positions, more than this session's limit of {}", path, meta.n_pos,
+    fail("{}: the context spans {} positions, more than this session's limit of {}", what, meta.n_pos,
          session_.n_ctx_max());
   session_.cache() = std::move(cache);
   session_.set_n_pos(meta.n_pos);

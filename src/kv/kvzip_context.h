@@ -152,6 +152,9 @@ class KvzipContext {
   // What save() writes besides the cache: ids, position counter, scores.
   StoredContext stored() const;
   void load(const std::string& path);
+  // Takes a context from elsewhere (a decoded file, a composition of several: kv/compose.h)
+  // as load() does; `what` names it in errors. Checks the system prompt and the window.
+  void assign(StoredContext meta, KvCache cache, const std::string& what);
 
   Session& session() { return session_; }
   const Session& session() const { return session_; }

@@ -186,9 +186,23 @@ GenRequest parse_gen_request(const json& body, bool chat, const Limits& limits) 
     Fields{*so, "stream_options."}.boolean("include_usage", r.include_usage);
   }
   f.str("context_id", r.context_id);
+  if (const json* ids = f.get("context_ids")) {
+    if (!ids->is_array()) wrong_type("context_ids", "an array of context ids", *ids);
+    if (ids->empty() || ids->size() > kMaxComposed)
+      bad_param("context_ids", fmt::format("give 1 to {} context ids to compose", kMaxComposed));
+    for (size_t i = 0; i < ids->size(); ++i) {
+      if (!(*ids)[i].is_string()) wrong_type(fmt::format("context_ids[{}]", i), "a string", (*ids)[i]);
+      r.context_ids.push_back((*ids)[i].get<std::string>());
+    }
+    if (!r.context_id.empty()) bad_param("context_ids", "give 'context_id' or 'context_ids', not both");
+  }
   f.boolean("update_cache", r.update_cache);
   f.boolean("ignore_eos", r.ignore_eos);
   f.boolean("full_cache", r.full_cache);
+  if (!r.context_ids.empty() && r.update_cache)
+    bad_param("update_cache", "a composition of several contexts is not kept; continue a conversation on one 'context_id'");
+  if (!r.context_ids.empty() && r.full_cache)
+    bad_param("full_cache", "'full_cache' answers from one stored context's full cache; use 'context_id'");
   if (r.update_cache && r.context_id.empty())
     bad_param("update_cache", "'update_cache' needs a 'context_id' to continue from");
   if (r.full_cache && r.context_id.empty())

@@ -21,6 +21,9 @@ struct Limits {
   int default_max_tokens = 256;
 };
 
+// The most contexts one request composes (context_ids).
+inline constexpr size_t kMaxComposed = 16;
+
 // POST /v1/chat/completions and /v1/completions.
 struct GenRequest {
   bool chat = true;
@@ -32,6 +35,7 @@ struct GenRequest {
   bool stream = false;
   bool include_usage = false;         // stream_options.include_usage
   std::string context_id;             // answer from this stored context
+  std::vector<std::string> context_ids;  // or from these, composed in order (kv/compose.h)
   bool update_cache = false;          // keep the turn: a derived context is returned
   bool full_cache = false;            // answer from the context's retained full cache (retain_full)
   bool ignore_eos = false;            // llama-server's extension: end of generation never sampled

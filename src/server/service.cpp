@@ -2,6 +2,7 @@
 
 #include <ctime>
 
+#include "kv/compose.h"
 #include "kv/kvzip_context.h"
 #include "kv/policy.h"
 #include "kv/press.h"
@@ -206,12 +207,50 @@ json Service::recompress(const std::string& id, const json& body) {
   return ContextRegistry::describe(*e);
 }
 
+std::vector<int32_t> Service::question_prompt(const GenRequest& r) const {
+  // The context sits inside the user turn KVzip's template opened; a question continues it.
+  if (r.messages.size() != 1 || r.messages[0].role != "user")
+    bad_param("messages",
+              "with 'context_id' or 'context_ids', send exactly one user message (the question); continue a "
+              "conversation with \"update_cache\": true and the context_id the answer returns");
+  return kvzip_question_ids(model_, tmpl_, r.messages[0].content);
+}
+
+std::shared_ptr<const ReadyContext> Service::compose(const std::vector<std::string>& ids) {
+  std::vector<std::shared_ptr<const ReadyContext>> held;  // kept alive while composing
+  std::vector<ComposePart> parts;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string param = fmt::format("context_ids[{}]", i);
+    if (!valid_context_id(ids[i])) context_not_found(ids[i], param);
+    try {
+      held.push_back(contexts_->acquire(ids[i]));
+    } catch (ApiError& e) {
+      e.param = param;  // which of the ids
+      throw;
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) parts.push_back({&held[i]->meta, &held[i]->cache, "context '" + ids[i] + "'"});
+  auto out = std::make_shared<ReadyContext>();
+  try {
+    ComposedContext c = compose_contexts(model_, parts, held[0]->cache.type());
+    out->meta = std::move(c.meta);
+    out->cache = std::move(c.cache);
+  } catch (const Error& e) {
+    bad_param("context_ids", e.what());
+  }
+  return out;
+}
+
 std::shared_ptr<GenJob> Service::start_generation(const json& body, bool chat) {
   auto job = std::make_shared<GenJob>();
   job->req = parse_gen_request(body, chat, opt_.limits);
   GenRequest& r = job->req;
   const Tokenizer& tok = model_.tokenizer();
-  if (!r.context_id.empty()) {
+  if (r.context_ids.size() == 1) r.context_id = r.context_ids[0];  // one: the plain case
+  if (r.context_ids.size() > 1) {
+    job->base = compose(r.context_ids);
+    job->prompt = chat ? question_prompt(r) : tok.encode(r.prompt, false, /*parse_special=*/true);
+  } else if (!r.context_id.empty()) {
     if (!valid_context_id(r.context_id)) context_not_found(r.context_id, "context_id");
     job->base = contexts_->acquire(r.context_id);
     job->base_id = r.context_id;
@@ -228,12 +267,7 @@ std::shared_ptr<GenJob> Service::start_generation(const json& body, bool chat) {
                        "invalid_request_error", "full_cache", "full_cache_not_retained");
     }
     if (chat) {
-      // The context sits inside the user turn KVzip's template opened; a question continues it.
-      if (r.messages.size() != 1 || r.messages[0].role != "user")
-        bad_param("messages",
-                  "with 'context_id', send exactly one user message (the question); continue a conversation with "
-                  "\"update_cache\": true and the context_id the answer returns");
-      job->prompt = kvzip_question_ids(model_, tmpl_, r.messages[0].content);
+      job->prompt = question_prompt(r);
     } else {
       job->prompt = tok.encode(r.prompt, false, /*parse_special=*/true);
     }
@@ -290,6 +324,7 @@ json Service::completion_body(const GenJob& job, const std::string& id, const st
                 {"total_tokens", job.prompt_tokens + job.completion_tokens}}},
               {"timings", timings(job)}};
   if (!job.base_id.empty()) out["context_id"] = job.new_context_id.empty() ? job.base_id : job.new_context_id;
+  if (job.req.context_ids.size() > 1) out["context_ids"] = job.req.context_ids;
   return out;
 }
 
@@ -313,6 +348,7 @@ json Service::chunk_body(const GenJob& job, const std::string& id, const std::st
               {"choices", json::array({choice})}};
   if (finish_reason && !job.base_id.empty())
     out["context_id"] = job.new_context_id.empty() ? job.base_id : job.new_context_id;
+  if (finish_reason && job.req.context_ids.size() > 1) out["context_ids"] = job.req.context_ids;
   return out;
 }
 

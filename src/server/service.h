@@ -63,6 +63,12 @@ class Service {
   std::string store_name() const { return contexts_->store_name(); }
 
  private:
+  // The ids of a question after a stored context (chat: exactly one user message).
+  std::vector<int32_t> question_prompt(const GenRequest& r) const;
+  // context_ids: the stored contexts composed in order into one (not stored, not shared:
+  // the request's own; kv/compose.h). Errors name the id's index.
+  std::shared_ptr<const ReadyContext> compose(const std::vector<std::string>& ids);
+
   const Model& model_;
   ServiceOptions opt_;
   Metrics metrics_;

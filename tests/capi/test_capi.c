@@ -421,6 +421,40 @@ int main(int argc, char** argv) {
   size_t agree = 0;
   for (size_t i = 0; i < n_kept; ++i) agree += kept3[i] == (scores[i] >= thr);
   CHECK(agree == n_kept && above > 0, "threshold keeps exactly the scores >= %g (%zu of %zu agree)", thr, agree, n_kept);
+  /* Composition: c alone answers as c; c then c3 holds both documents; a context with kept
+   * turns (c2) and a NULL part are refused, and the target is left as it was. */
+  kvz_gen_options* o1;
+  MUST(kvz_gen_options_new(&o1), kvz_last_error());
+  MUST(kvz_gen_options_set_max_new_tokens(o1, kMaxNew), kvz_last_error());
+  kvz_context* cc;
+  MUST(kvz_context_new(m, NULL, &cc), kvz_last_error());
+  const kvz_context* alone[] = {c};
+  MUST(kvz_context_compose(cc, alone, 1), kvz_context_error(cc));
+  MUST(kvz_generate_text(cc, kQuestion, o1, NULL, NULL), kvz_context_error(cc));
+  char* composed_answer = answer_copy(cc);
+  CHECK(strcmp(composed_answer, answer) == 0, "one context composed alone answers as itself: '%s'", composed_answer);
+  const kvz_context* both[] = {c, c3};
+  MUST(kvz_context_compose(cc, both, 2), kvz_context_error(cc));
+  kvz_context_info ci;
+  MUST(kvz_context_get_info(cc, &ci), kvz_context_error(cc));
+  CHECK(ci.n_ctx == pr.n_ctx + si.n_ctx && ci.n_pos == pr.n_pos + si.n_ctx && ci.pruned,
+        "composed: n_ctx %lld, n_pos %lld", (long long)ci.n_ctx, (long long)ci.n_pos);
+  MUST(kvz_generate_text(cc, kQuestion, o1, NULL, NULL), kvz_context_error(cc));
+  const kvz_context* with_turns[] = {c, c2};
+  st = kvz_context_compose(cc, with_turns, 2);
+  CHECK(st == KVZ_ERR_ENGINE && strstr(kvz_context_error(cc), "parts[1]") && strstr(kvz_context_error(cc), "conversation"),
+        "a context with kept turns: %s '%s'", kvz_status_name(st), kvz_context_error(cc));
+  const kvz_context* with_null[] = {c, NULL};
+  CHECK(kvz_context_compose(cc, with_null, 2) == KVZ_ERR_ARGUMENT && strstr(kvz_context_error(cc), "parts[1]"),
+        "a NULL part: '%s'", kvz_context_error(cc));
+  CHECK(kvz_context_compose(cc, both, 0) == KVZ_ERR_ARGUMENT, "no parts");
+  kvz_context_info ci2;
+  MUST(kvz_context_get_info(cc, &ci2), kvz_context_error(cc));
+  CHECK(ci2.n_ctx == ci.n_ctx && ci2.kv_bytes == ci.kv_bytes, "a refused composition changes nothing");
+  free(composed_answer);
+  kvz_context_free(cc);
+  kvz_gen_options_free(o1);
+
   MUST(kvz_generate_text(c3, kQuestion, o, NULL, NULL), kvz_context_error(c3));
 
   free(kept);

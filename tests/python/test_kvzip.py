@@ -258,3 +258,31 @@ def test_ctrl_c_interrupts_prefill(model_path):
     assert what == "interrupted", r.stdout
     assert int(n) > 4000  # about 10 prefill batches: the interrupt came between them
     assert float(secs) < 5.0, r.stdout
+
+
+def test_compose_two_contexts(model, cli, model_path, tmp_path):
+    other = ("My neighbour Arturo keeps bees on the roof of our building. He sells the honey at the "
+             "Saturday market for twelve dollars a jar, and his bees are called the Roof Choir.")
+    a = model.prefill(CONTEXT, load_score=False).prune(ratio=0.5)
+    b = model.prefill(other, load_score=False).prune(ratio=0.5)
+    a_before = (a.info, a.kv_bytes)
+    ab = kvzip.compose(model, [a, b])
+    assert ab.n_ctx == a.n_ctx + b.n_ctx and ab.pruned
+    assert ab.info["n_pos"] == a.info["n_pos"] + b.n_ctx
+    q = "How much does a jar of honey cost?"
+    ans = model.generate(q, kv=[a, b], max_new_tokens=24)
+    assert ans == model.generate(q, kv=ab, max_new_tokens=24)  # a list composes per call
+    assert (a.info, a.kv_bytes) == a_before  # the inputs are not changed
+    # The CLI composes the saved files to the same answer.
+    a.save(tmp_path / "a.kvz")
+    b.save(tmp_path / "b.kvz")
+    out = run_cli(cli, "ask", "-m", model_path, "--load", str(tmp_path / "a.kvz"), "--load", str(tmp_path / "b.kvz"),
+                  "-q", q, "-n", "24", "-t", str(THREADS))
+    assert cli_answers(out, "  answer: ") == [one_line(ans)]
+    with pytest.raises(ValueError, match="update_cache"):
+        model.generate(q, kv=[a, b], update_cache=True)
+    with pytest.raises(TypeError, match=r"contexts\[1\]"):
+        kvzip.compose(model, [a, "b"])
+    model.generate("Tell me more.", kv=b, update_cache=True, max_new_tokens=4)  # b now holds a turn
+    with pytest.raises(kvzip.KvzipError, match="conversation"):
+        kvzip.compose(model, [a, b])

@@ -387,9 +387,11 @@ CLI::App* add_ask_command(CLI::App& app, AskOpts& a) {
   add_compression_options(ask, a.c);
   ask->add_option("--context", a.c.context_file, "text file holding the context");
   ask->add_option("--save", a.c.save_path, "save the compressed context to this file (reuse it with --load)");
-  ask->add_option("--load", a.load_path,
+  ask->add_option("--load", a.load_paths,
                   "answer from a saved context (no prefill, no scoring); --ratio below the saved one prunes further "
-                  "from the saved scores, --kv-type converts the rows");
+                  "from the saved scores, --kv-type converts the rows. Repeat it to ask over several documents at "
+                  "once: their caches are composed in the order given, each moved to where it now sits "
+                  "(docs/composition.md)");
   ask->add_option("-q,--question", a.questions, "a question (repeat for several); none: compress and --save only");
   ask->add_flag("--query-aware", a.c.query_aware, "score with each question present (cache rebuilt per question)");
   ask->add_flag("--compare-full", a.compare_full,
@@ -399,7 +401,10 @@ CLI::App* add_ask_command(CLI::App& app, AskOpts& a) {
   return ask;
 }
 
-int run_ask_command(const CLI::App& cmd, const AskOpts& a) {
+int run_ask_command(const CLI::App& cmd, const AskOpts& opts) {
+  AskOpts a = opts;
+  if (a.load_paths.size() > 1) return ask_composed(cmd, a);
+  if (a.load_paths.size() == 1) a.load_path = a.load_paths[0];
   if (!a.load_path.empty()) return ask_from_file(cmd, a);
   if (a.c.context_file.empty()) fail("ask: give --context FILE (or --load FILE)");
   return ask_from_text(cmd, a, read_text_file(a.c.context_file), {});

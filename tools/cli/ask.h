@@ -14,13 +14,16 @@ namespace kvz::cli {
 struct AskOpts {
   CompressOpts c;
   std::vector<std::string> questions;
-  std::string load_path;
+  std::string load_path;                // one --load
+  std::vector<std::string> load_paths;  // every --load; several: composed (ask_compose.cpp)
   bool compare_full = false;
   int n_predict = 64;
 };
 
 CLI::App* add_ask_command(CLI::App& app, AskOpts& o);
 int run_ask_command(const CLI::App& cmd, const AskOpts& o);
+// Questions over several saved contexts composed into one cache (a.load_paths).
+int ask_composed(const CLI::App& cmd, const AskOpts& a);
 
 // One answer from ctx, each piece printed to `out` as it is generated (newlines as spaces,
 // so an answer stays on its line); returns the result, whose answer is the printed text.
