@@ -25,6 +25,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "eval/compose_eval.h"
 #include "kv/compose.h"
 #include "model/rope_shift.h"
 #include "model/session.h"
@@ -347,4 +348,59 @@ TEST(Compose, RefusesWhatItCannotCompose) {
   EXPECT_NE(msg({&turns.meta, &turns.cache, "t.kvz"}).find("t.kvz holds 2 positions of conversation"),
             std::string::npos);
   EXPECT_THROW(compose_contexts(*model, {}, KvType::F16), Error);
+}
+
+// The multi-document task of `kvzip eval-compose` (eval/compose_eval.h).
+TEST(ComposeEval, MultiDocSampleHoldsItsAnswers) {
+  auto count = [](const std::string& s) { return static_cast<int64_t>(s.size() / 4); };
+  const MultiDocSample s = make_multidoc_sample(7, 4, 200, 400, count);
+  ASSERT_EQ(s.docs.size(), 4u);
+  for (const auto& d : s.docs) {
+    EXPECT_GE(count(d), 200);
+    EXPECT_LE(count(d), 400 + 200);  // the last paragraph may overshoot
+    EXPECT_EQ(d.substr(d.size() - 2), "\n\n");
+  }
+  int two = 0;
+  for (const auto& q : s.questions) {
+    ASSERT_FALSE(q.docs.empty());
+    if (q.docs.size() == 2) {
+      ++two;
+      EXPECT_NE(q.docs[0], q.docs[1]);
+      const auto comma = q.answer.find(", ");
+      ASSERT_NE(comma, std::string::npos);
+      // Each fact is in the document it names (and the person's name too).
+      EXPECT_NE(s.docs[q.docs[0]].find(q.answer.substr(0, comma)), std::string::npos) << q.text;
+      EXPECT_NE(s.docs[q.docs[1]].find(q.answer.substr(comma + 2)), std::string::npos) << q.text;
+    } else {
+      EXPECT_NE(s.docs[q.docs[0]].find(q.answer), std::string::npos) << q.text;
+    }
+  }
+  EXPECT_GE(two, 3);
+  const MultiDocSample again = make_multidoc_sample(7, 4, 200, 400, count);
+  EXPECT_EQ(again.docs, s.docs);  // seeded
+  EXPECT_THROW(make_multidoc_sample(7, 1, 200, 400, count), Error);
+}
+
+TEST(ComposeEval, RunsEveryCacheOverEveryQuestion) {
+  test::SyntheticSpec spec;
+  spec.n_ctx = 4096;  // byte-level tokens: the two documents and their scoring
+  auto model = Model::load(test::write_synthetic_llama(spec, "compose_eval"));
+  ThreadPool pool(2);
+  ComposeEvalOptions o;
+  o.n_docs = {2};
+  o.doc_tokens_min = 100;
+  o.doc_tokens_max = 120;
+  o.ratios = {0.5};
+  o.max_new_tokens = 4;
+  const ComposeEvalResult r = run_compose_eval(*model, pool, o);
+  ASSERT_EQ(r.configs.size(), 3u);
+  const size_t nq = r.questions.size();
+  ASSERT_GE(nq, 3u);
+  for (const auto& c : r.configs) EXPECT_EQ(c.scores.size(), nq) << c.name;
+  EXPECT_TRUE(r.configs[0].fid.empty());
+  EXPECT_EQ(r.configs[1].fid.size(), nq);
+  EXPECT_LT(r.configs[2].kv_bytes, r.configs[1].kv_bytes);  // compressed documents, composed
+  EXPECT_EQ(r.configs[1].kv_bytes, r.configs[0].kv_bytes);  // full caches composed: the joint cache's rows
+  const std::string md = compose_eval_markdown(r, "## test\n");
+  EXPECT_NE(md.find("| composed, ratio 0.5 |"), std::string::npos);
 }

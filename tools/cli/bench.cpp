@@ -30,6 +30,7 @@
 #include "kernels/types.h"
 #include "kv/kvzap_pruner.h"
 #include "kv/kvzip_context.h"
+#include "common.h"
 #include "kvzap_cli.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -96,17 +97,6 @@ size_t process_peak_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<size_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
-}
-
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) {
-      auto p = line.find(':');
-      return p == std::string::npos ? line : line.substr(p + 2);
-    }
-  return "unknown";
 }
 
 std::string json_str(const std::string& s) {
@@ -417,7 +407,7 @@ std::string to_json(const BenchSpec& spec, const Model& m, const ThreadPool& poo
                    hp.n_head_kv, hp.d_head, spec.kv_type);
   o += fmt::format("  \"weight_bytes_per_token\": {},\n  \"threads\": {},\n  \"reps\": {},\n  \"cpu\": {},\n"
                    "  \"kernels\": \"{}\",\n",
-                   m.weight_bytes_per_token(), pool.size(), spec.reps, json_str(cpu_model_name()), kernel_isa());
+                   m.weight_bytes_per_token(), pool.size(), spec.reps, json_str(kvz::cli::cpu_model_name()), kernel_isa());
   o += fmt::format("  \"bandwidth_gbs\": {},\n  \"peak_rss_bytes\": {},\n  \"wall_s\": {},\n  \"results\": [\n",
                    b.bandwidth_gbs() > 0 ? num(b.bandwidth_gbs()) : "null", process_peak_rss_bytes(), num(total_s));
   const auto& rs = b.results();

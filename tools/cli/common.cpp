@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -145,6 +146,23 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   auto m = Model::load(path, [&](double f) { bar.update(100.0 * f, 100.0); }, opt);
   bar.finish();
   return m;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, name = "unknown", family, model;
+  auto value = [](const std::string& l) {
+    const auto p = l.find(':');
+    return p == std::string::npos || p + 2 > l.size() ? std::string() : l.substr(p + 2);
+  };
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) name = value(line);
+    else if (line.rfind("cpu family", 0) == 0) family = value(line);
+    else if (line.rfind("model\t", 0) == 0 || line.rfind("model :", 0) == 0) model = value(line);
+    if (line.empty() && name != "unknown") break;  // the first processor's block
+  }
+  if (!family.empty() && !model.empty()) name += fmt::format(" (family {}, model {})", family, model);
+  return name;
 }
 
 }  // namespace kvz::cli

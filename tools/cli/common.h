@@ -71,6 +71,9 @@ std::string human_bytes(double b);
 std::string read_text_file(const std::string& path);
 std::string one_line(std::string s);  // newlines to spaces: one answer per printed line
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& opt);
+// /proc/cpuinfo's "model name" with its family and model numbers ("AMD EPYC (family 26,
+// model 2)"): what every measurement names its machine by.
+std::string cpu_model_name();
 
 using Clock = std::chrono::steady_clock;
 inline double seconds_since(Clock::time_point t0) {

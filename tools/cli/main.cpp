@@ -31,6 +31,7 @@
 #include "compress.h"
 #include "kvzap_cli.h"
 #include "serve.h"
+#include "eval_compose.h"  // tools/cli/eval_compose.cpp: `kvzip eval-compose`
 #include "kept.h"  // tools/cli/kept.cpp: `kvzip kept`
 #include "eval.h"  // tools/cli/eval.cpp: `kvzip eval`, `kvzip report`
 
@@ -318,6 +319,10 @@ static int run(int argc, char** argv, const cli::ModelPlaces& places) {
   kvz::cli::add_serve_command(app, serve_opts, default_model);
   kvz::cli::KeptCli kept_opts;
   kvz::cli::add_kept_command(app, kept_opts, default_model);
+  kvz::cli::EvalComposeCli ec_opts;
+  CLI::App* eval_compose = kvz::cli::add_eval_compose_command(app, ec_opts, default_model);
+  kvz::cli::BenchComposeCli bc_opts;
+  CLI::App* bench_compose = kvz::cli::add_bench_compose_command(app, bc_opts, default_model);
 
   auto* methods = app.add_subcommand("methods", "list the compression methods with their parameters and defaults");
   EvalCliOptions ev;
@@ -367,6 +372,8 @@ static int run(int argc, char** argv, const cli::ModelPlaces& places) {
   if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
   if (app.got_subcommand("serve")) return kvz::cli::run_serve_command(serve_opts, lopt);
   if (app.got_subcommand("kept")) return kvz::cli::run_kept_command(kept_opts, lopt);
+  if (*eval_compose) return kvz::cli::run_eval_compose_command(ec_opts, lopt);
+  if (*bench_compose) return kvz::cli::run_bench_compose_command(bc_opts, lopt);
   if (*eval_cmd) return run_eval_command(ev, eval_cmd);
   if (*report_cmd) return run_report_command(rep);
   if (*sh) {
