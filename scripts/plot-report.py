@@ -8,6 +8,8 @@ line per method (like the KVzip paper's per-task figure):
   scores.png          task score (0-100) vs kept ratio
   fidelity.png        mean KL(full || compressed) per answer token vs kept ratio (log scale)
   fidelity_flips.png  argmax flip rate of the teacher-forced full-cache answer vs kept ratio
+  head_kept.png       when head_kept.csv sits beside the summary: one layer x KV-head map of
+                      kept fractions per method (at its ratio nearest 0.3, mean over tasks)
 Needs matplotlib (scripts/eval.sh installs it into ~/.cache/kvzip/bench-venv).
 """
 import csv
@@ -84,6 +86,48 @@ def grid(rows, field, title, ylabel, out, logy=False, ylim=None):
     plt.close(fig)
 
 
+def head_kept(path, out):
+    """Layer x KV-head maps of the kept fraction: the non-uniform budget made visible."""
+    cells = defaultdict(lambda: defaultdict(list))  # (model, method, ratio) -> (layer, head) -> [kept]
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            cells[(r["model"], r["method"], float(r["ratio"]))][(int(r["layer"]), int(r["head"]))].append(
+                float(r["kept"]))
+    pick = {}  # (model, method) -> the ratio nearest 0.3
+    for model, method, ratio in cells:
+        k = (model, method)
+        if k not in pick or abs(ratio - 0.3) < abs(pick[k] - 0.3):
+            pick[k] = ratio
+    panels = sorted(pick.items())
+    if not panels:
+        return False
+    cols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 3.4 * nrows), squeeze=False)
+    im = None
+    for i, ((model, method), ratio) in enumerate(panels):
+        ax = axes[i // cols][i % cols]
+        c = cells[(model, method, ratio)]
+        n_l = 1 + max(l for l, _ in c)
+        n_h = 1 + max(h for _, h in c)
+        grid_v = [[sum(c[(l, h)]) / len(c[(l, h)]) if (l, h) in c else float("nan") for h in range(n_h)]
+                  for l in range(n_l)]
+        im = ax.imshow(grid_v, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        label = method if len({m for m, _ in pick}) == 1 else f"{method} ({model})"
+        ax.set_title(f"{label} @ {ratio:g}", fontsize=9)
+        ax.set_xlabel("KV head", fontsize=8)
+        if i % cols == 0:
+            ax.set_ylabel("layer", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for j in range(len(panels), nrows * cols):
+        axes[j // cols][j % cols].axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="kept fraction of the context")
+    fig.suptitle("Kept fraction per layer and KV head", fontsize=10)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -95,7 +139,11 @@ def main():
          os.path.join(out, "fidelity.png"), logy=True)
     grid(rows, "flip_rate", "Fidelity: argmax flips of the full-cache answer", "flip rate",
          os.path.join(out, "fidelity_flips.png"), ylim=(-0.02, 1.02))
-    print(f"plot-report.py: wrote scores.png, fidelity.png, fidelity_flips.png to {out}")
+    made = "scores.png, fidelity.png, fidelity_flips.png"
+    hk = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "head_kept.csv")
+    if os.path.exists(hk) and head_kept(hk, os.path.join(out, "head_kept.png")):
+        made += ", head_kept.png"
+    print(f"plot-report.py: wrote {made} to {out}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ struct Acc {
   int64_t answers = 0, same = 0;
   int64_t tokens = 0, flips = 0;
   double sum_abs_dp = 0, max_abs_dp = 0, sum_kl = 0;
+  std::vector<std::vector<double>> head_kept;  // summed over n_head_kept records
+  int n_head_kept = 0;
 };
 
 std::string fmt_ratio(double r) { return fmt::format("{:.2f}", r); }
@@ -67,6 +69,21 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
         ++a.answers;
         a.same += q.object().get_bool("same_as_full", false);
       }
+      if (j.object().has("head_kept")) {
+        std::vector<std::vector<double>> hk;
+        for (const JsonReader& row : j.at("head_kept").elements()) {
+          hk.emplace_back();
+          for (const JsonReader& x : row.elements()) hk.back().push_back(x.number());
+        }
+        if (a.n_head_kept == 0) {
+          a.head_kept = hk;
+          a.n_head_kept = 1;
+        } else if (hk.size() == a.head_kept.size() && !hk.empty() && hk[0].size() == a.head_kept[0].size()) {
+          for (size_t l = 0; l < hk.size(); ++l)
+            for (size_t h = 0; h < hk[l].size() && h < a.head_kept[l].size(); ++h) a.head_kept[l][h] += hk[l][h];
+          ++a.n_head_kept;
+        }
+      }
       const JsonReader f = j.at("fidelity");
       a.tokens += f.get_int("n_tokens", 0, kMaxLen);
       a.flips += f.get_int("flips", 0, kMaxLen);
@@ -91,6 +108,9 @@ std::vector<ReportRow> aggregate_results(const std::string& path) {
     r.max_abs_dp = a.max_abs_dp;
     r.flip_rate = a.tokens ? static_cast<double>(a.flips) / a.tokens : 0;
     r.mean_kl = a.tokens ? a.sum_kl / a.tokens : 0;
+    r.head_kept = a.head_kept;
+    for (auto& row : r.head_kept)
+      for (double& x : row) x /= a.n_head_kept;
     rows.push_back(r);
   }
   std::sort(rows.begin(), rows.end(), [&](const ReportRow& a, const ReportRow& b) {
@@ -213,6 +233,20 @@ void write_summary_csv(const std::vector<ReportRow>& rows, const std::string& pa
     o << fmt::format("{},{},{},{:.4f},{},{:.4f},{:.6f},{:.6f},{:.4f},{:.6f},{:.6f},{:.6f},{:.6f}\n", r.model, r.task,
                      r.method, r.ratio, r.n_samples, r.score, r.r_true, r.kv_frac, r.same_as_full, r.mean_abs_dp,
                      r.max_abs_dp, r.flip_rate, r.mean_kl);
+}
+
+bool write_head_kept_csv(const std::vector<ReportRow>& rows, const std::string& path) {
+  bool any = false;
+  for (const auto& r : rows) any = any || !r.head_kept.empty();
+  if (!any) return false;
+  std::ofstream o(path);
+  if (!o) fail("{}: cannot write", path);
+  o << "model,task,method,ratio,layer,head,kept\n";
+  for (const auto& r : rows)
+    for (size_t l = 0; l < r.head_kept.size(); ++l)
+      for (size_t h = 0; h < r.head_kept[l].size(); ++h)
+        o << fmt::format("{},{},{},{:.4f},{},{},{:.4f}\n", r.model, r.task, r.method, r.ratio, l, h, r.head_kept[l][h]);
+  return true;
 }
 
 }  // namespace kvz

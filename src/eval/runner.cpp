@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <limits>
@@ -65,6 +67,21 @@ class JsonlAppender {
  private:
   std::FILE* f_ = nullptr;
 };
+
+// Adds each (layer, KV head)'s kept fraction of the context pairs to sum ([n_layer * n_head_kv],
+// sized on first use), from the rows the cache holds.
+void add_head_kept(const KvzipContext& ctx, std::vector<double>& sum) {
+  const std::vector<uint8_t> km = ctx.kept_mask();
+  const int64_t n = ctx.n_ctx();
+  if (n == 0) return;
+  const size_t heads = km.size() / static_cast<size_t>(n);
+  sum.resize(heads, 0.0);
+  for (size_t h = 0; h < heads; ++h) {
+    int64_t k = 0;
+    for (int64_t t = 0; t < n; ++t) k += km[h * n + t];
+    sum[h] += static_cast<double>(k) / static_cast<double>(n);
+  }
+}
 
 }  // namespace
 
@@ -242,6 +259,7 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
       std::vector<Fidelity> fid;
       double r_true_sum = 0, kv_bytes_sum = 0, scoring_s = 0, answers_s = 0;
       int n_prunes = 0;
+      std::vector<double> head_kept;  // [n_layer * n_head_kv]: kept fraction, summed over prunes
     };
     for (size_t ip = 0; ip < pending.size();) {
       const size_t iv = pending[ip].first;
@@ -290,6 +308,7 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
           a.scoring_s += sc_s;
           const auto ta = clock_type::now();
           const PruneReport pr = v.m.prune(ctx, hs, ratio);
+          add_head_kept(ctx, a.head_kept);
           a.r_true_sum += pr.ratio_true;
           a.kv_bytes_sum += static_cast<double>(pr.kv_bytes_after);
           ++a.n_prunes;
@@ -327,6 +346,18 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
         rec["kv_bytes"] = static_cast<size_t>(a.kv_bytes_sum / std::max(1, a.n_prunes) + 0.5);
         rec["n_prunes"] = ratio < 1.0 ? a.n_prunes : 0;
         rec["score"] = score;
+        if (!a.head_kept.empty()) {
+          // The layer x KV-head picture of `kvzip report`: each head's kept fraction of the context.
+          const int n_h = model.hp().n_head_kv;
+          json hk = json::array();
+          for (size_t l = 0; l * n_h < a.head_kept.size(); ++l) {
+            json row = json::array();
+            for (int h = 0; h < n_h; ++h)
+              row.push_back(std::round(1e4 * a.head_kept[l * n_h + h] / std::max(1, a.n_prunes)) / 1e4);
+            hk.push_back(std::move(row));
+          }
+          rec["head_kept"] = std::move(hk);
+        }
         rec["fidelity"] = fidelity_json(fid);
         rec["questions"] = a.questions;
         rec["time_s"] = {{"prefill", prefill_s}, {"full_answers", full_s}, {"scoring", a.scoring_s}, {"answers", a.answers_s}};

@@ -58,6 +58,21 @@ if ! has_mpl python3 && ! has_mpl /usr/bin/python3 && ! has_mpl "$HOME/.cache/kv
 fi
 "$KVZIP" report results.jsonl -o build-tree
 pngs_ok build-tree
+[[ ! -e build-tree/head_kept.png ]] || fail "a head picture from records without head_kept"
+# Records with each head's kept fraction (what `kvzip eval` writes now) add the layer x head picture.
+python3 - results.jsonl > heads.jsonl <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["ratio"] < 1:
+        r["head_kept"] = [[round((l * 3 + h) % 7 / 7, 4) for h in range(3)] for l in range(30)]
+    print(json.dumps(r))
+PY
+"$KVZIP" report heads.jsonl -o heads
+pngs_ok heads
+[[ "$(head -c 8 heads/head_kept.png | od -An -tx1 | tr -d ' \n')" == 89504e470d0a1a0a ]] || fail "no head_kept.png"
+grep -q 'head_kept.png' heads/report.md || fail "report.md does not show the head picture"
+[[ "$(head -n1 heads/head_kept.csv)" == "model,task,method,ratio,layer,head,kept" ]] || fail "head_kept.csv"
 "$CMAKE" --install "$BUILD" --prefix "$TMP/prefix" > install.log
 [[ -x prefix/bin/kvzip && -f prefix/share/kvzip/plot-report.py ]] || { cat install.log; fail "install layout"; }
 prefix/bin/kvzip report results.jsonl -o installed

@@ -154,6 +154,33 @@ TEST_F(EvalRunnerTest, RecordsResumeAndReport) {
   EXPECT_EQ(rows[0].ratio, 1.0);
   EXPECT_EQ(rows[0].n_samples, 2);
   EXPECT_EQ(rows[0].r_true, 1.0);
+  // The layer x KV-head picture: every pruned record carries each head's kept fraction; at the
+  // pair levels (every layer evictable here) their mean is the realised ratio.
+  for (const auto& rec : again) {
+    if (rec["ratio"].get<double>() >= 1.0) {
+      EXPECT_FALSE(rec.contains("head_kept"));
+      continue;
+    }
+    ASSERT_TRUE(rec.contains("head_kept"));
+    const auto& hk = rec["head_kept"];
+    ASSERT_EQ(hk.size(), static_cast<size_t>(model_->hp().n_layer));
+    double sum = 0;
+    for (const auto& row : hk) {
+      ASSERT_EQ(row.size(), static_cast<size_t>(model_->hp().n_head_kv));
+      for (const auto& x : row) sum += x.get<double>();
+    }
+    EXPECT_NEAR(sum / (hk.size() * hk[0].size()), rec["r_true"].get<double>(), 1e-3) << rec["method"];
+  }
+  EXPECT_TRUE(rows[1].head_kept.size() == static_cast<size_t>(model_->hp().n_layer) && rows[0].head_kept.empty());
+  const std::string hk_csv = out + ".heads.csv";
+  ASSERT_TRUE(write_head_kept_csv(rows, hk_csv));
+  {
+    std::ifstream in(hk_csv);
+    std::string header;
+    std::getline(in, header);
+    EXPECT_EQ(header, "model,task,method,ratio,layer,head,kept");
+  }
+  std::remove(hk_csv.c_str());
   const std::string md = report_markdown(rows, "x.jsonl");
   EXPECT_NE(md.find("### tiny"), std::string::npos);
   EXPECT_NE(md.find("| pair-uniform |"), std::string::npos);

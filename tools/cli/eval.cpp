@@ -350,6 +350,9 @@ int run_report_command(const ReportCliOptions& o) {
   const std::string md_path = (fs::path(o.out_dir) / "report.md").string();
   const std::string csv_path = (fs::path(o.out_dir) / "summary.csv").string();
   write_summary_csv(rows, csv_path);
+  const fs::path heads_csv = fs::path(o.out_dir) / "head_kept.csv";
+  const bool heads = write_head_kept_csv(rows, heads_csv.string());
+  if (!heads) fs::remove(heads_csv);  // an earlier report's, not this one's
   std::string md = report_markdown(rows, fs::path(o.results).filename().string());
   std::string plot_error;
   if (!o.no_plots) {
@@ -357,6 +360,9 @@ int run_report_command(const ReportCliOptions& o) {
       make_plots(o, csv_path);
       md += "\n## Plots\n\n![score vs KV ratio](scores.png)\n\n![mean KL vs KV ratio](fidelity.png)\n\n"
             "![argmax flips vs KV ratio](fidelity_flips.png)\n";
+      if (heads)
+        md += "\n![kept fraction per layer and KV head](head_kept.png)\n\nWhat each method kept, layer by layer "
+              "and head by head (head_kept.csv; at the ratio nearest 0.3, mean over the evaluated samples).\n";
     } catch (const Error& e) {
       plot_error = e.what();
     }
