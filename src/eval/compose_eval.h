@@ -41,7 +41,7 @@ struct ComposeEvalOptions {
   std::vector<int> n_docs = {4, 6, 8};  // one sample per entry
   int64_t doc_tokens_min = 500, doc_tokens_max = 1500;
   std::vector<double> ratios = {0.5, 0.3, 0.2};
-  int max_new_tokens = 24;
+  int max_new_tokens = 32;
   uint64_t seed = 1;
   std::function<void(const std::string&)> log;  // a line per step (may be empty)
 };

@@ -17,7 +17,7 @@ struct EvalComposeCli {
   std::vector<int> docs = {4, 6, 8};
   int64_t min_tokens = 500, max_tokens = 1500;
   std::vector<double> ratios = {0.5, 0.3, 0.2};
-  int n_predict = 24;
+  int n_predict = 32;
   uint64_t seed = 1;
   std::string out, json;
 };
