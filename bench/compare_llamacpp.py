@@ -149,7 +149,8 @@ def markdown(a, s: dict, meta: dict) -> str:
     lines = [
         f"Model `{Path(a.model).name}`, {a.threads} threads, {a.rounds} alternating rounds "
         f"(kvzip -r {a.reps}, llama-bench -r {a.reps} per round), median over rounds. "
-        f"KV cache f16 in both. CPU: {meta['cpu']}. Read bandwidth measured in this run: "
+        f"KV cache f16 in both. CPU: {meta['cpu']}; our kernel set: {meta.get('kernels') or 'not recorded'}. "
+        f"Read bandwidth measured in this run: "
         f"{fmt_num(bw)} GB/s (best pass; median of means {fmt_num(s['bandwidth_gbs_mean'])} GB/s).",
         "",
         "| case | ours tok/s | llama.cpp fa=0 | llama.cpp fa=1 | ours ÷ best llama.cpp | ours GB/s read (% of peak) "
@@ -304,9 +305,10 @@ def main() -> int:
     load1 = os.getloadavg()
 
     cpu = ours_runs[0].get("cpu", platform.processor())
+    kernels = ours_runs[0].get("kernels")
     lscpu = shutil.which("lscpu")
     meta = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"), "host": host, "cpu": cpu,
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "host": host, "cpu": cpu, "kernels": kernels,
         "nproc": os.cpu_count(), "loadavg_start": load0, "loadavg_end": load1, "wall_s": time.time() - t0,
         "lscpu": subprocess.run([lscpu], capture_output=True, text=True).stdout if lscpu else None,
         "llama_build": (a.llama_bench.parent.parent / "BUILD_INFO.llama-bench").read_text()

@@ -9,8 +9,12 @@
 # it, then runs bench/compare_llamacpp.py: results go to bench/results/<date>-<host>.{json,md}
 # and the plot to docs/img/decode_vs_depth.png.
 #
+# On a CPU with AVX-512 the comparison runs twice: with the best kernel set, then with
+# KVZ_ISA=avx2 (results ...-avx2.{json,md}, plot decode_vs_depth-avx2.png), so that both kernel
+# sets users run are measured on the same machine. KVZ_ISA set by the caller: that set only.
+#
 # Example (quicker, fewer rounds):  scripts/bench.sh smollm2-135m -- --rounds 2
-# Environment: THREADS (default: all cores), PYTHON (default python3).
+# Environment: THREADS (default: all cores), PYTHON (default python3), KVZ_ISA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -37,4 +41,10 @@ fi
 
 THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
 log "running the comparison ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) ..."
-exec "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" "$@"
+"$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" "$@"
+if [[ -z "${KVZ_ISA:-}" ]] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+    stem="bench/results/$(date +%Y-%m-%d)-$(hostname)-$(basename "$MODEL" .gguf)-avx2"
+    log "again with the AVX2 kernels (KVZ_ISA=avx2) -> $stem.{json,md} ..."
+    KVZ_ISA=avx2 "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip \
+        --llama-bench "$LLAMA" --out "$stem.json" --png "docs/img/decode_vs_depth-avx2.png" "$@"
+fi
