@@ -14,12 +14,17 @@
 namespace kvz::cli {
 
 QueryResult stream_answer(KvzipContext& ctx, const std::string& question, const GenerateParams& gp, const Out& out) {
+  return stream_answer_ids(ctx, ctx.question_ids(question), gp, out, false);
+}
+
+QueryResult stream_answer_ids(KvzipContext& ctx, const std::vector<int32_t>& ids_in, const GenerateParams& gp,
+                              const Out& out, bool update_cache) {
   const Tokenizer& tok = ctx.model().tokenizer();
   TextStream text(tok, {});
   std::vector<int32_t> ids;  // generated so far, without an end-of-turn token
   std::string piece;
   std::FILE* f = out.text();
-  QueryResult r = ctx.query(question, gp, false, [&](int32_t id) {
+  QueryResult r = ctx.query_ids(ids_in, gp, update_cache, [&](int32_t id) {
     if (tok.is_eog(id)) return true;
     ids.push_back(id);
     text.push(ids, piece);

@@ -28,6 +28,9 @@ int ask_composed(const CLI::App& cmd, const AskOpts& a);
 // One answer from ctx, each piece printed to `out` as it is generated (newlines as spaces,
 // so an answer stays on its line); returns the result, whose answer is the printed text.
 QueryResult stream_answer(KvzipContext& ctx, const std::string& question, const GenerateParams& gp, const Out& out);
+// As stream_answer, from ids the caller made; update_cache keeps the turn in the cache.
+QueryResult stream_answer_ids(KvzipContext& ctx, const std::vector<int32_t>& ids, const GenerateParams& gp,
+                              const Out& out, bool update_cache);
 double ms_per_token(const QueryResult& r);  // decode time per fed-back token
 // Compress `text` (a.c), then answer a.questions; `expected`: facts the answers should hold.
 int ask_from_text(const CLI::App& cmd, const AskOpts& a, const std::string& text,

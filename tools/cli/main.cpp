@@ -27,6 +27,7 @@
 #include "tokenizer/chat_template.h"
 #include "kv/kvzap_pruner.h"
 #include "ask.h"
+#include "chat.h"  // tools/cli/chat.cpp: `kvzip chat`
 #include "common.h"
 #include "compress.h"
 #include "kvzap_cli.h"
@@ -309,6 +310,9 @@ static int run(int argc, char** argv, const cli::ModelPlaces& places) {
   cli::AskOpts a;
   a.c.model = default_model;
   CLI::App* ask = cli::add_ask_command(app, a);
+  cli::ChatOpts chat_opts;
+  chat_opts.c.model = a.c.model;
+  CLI::App* chat = cli::add_chat_command(app, chat_opts);
   cli::DemoOpts d;
   d.a.c.model = default_model;
   CLI::App* demo = cli::add_demo_command(app, d);
@@ -367,6 +371,7 @@ static int run(int argc, char** argv, const cli::ModelPlaces& places) {
   if (*gen) return cmd_generate(g);
   if (*compress) return cli::run_compress_command(*compress, co);
   if (*ask) return cli::run_ask_command(*ask, a);
+  if (*chat) return cli::run_chat_command(*chat, chat_opts);
   if (*demo) return cli::run_demo_command(*demo, d);
   if (app.got_subcommand("bench")) return run_bench_command(app);
   if (app.got_subcommand("train-kvzap")) return run_train_kvzap_command(app);
