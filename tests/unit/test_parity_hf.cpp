@@ -37,11 +37,7 @@ using namespace kvz;
 
 namespace {
 
-std::string hf_dir(const std::string& name) {
-  if (const char* d = std::getenv("KVZ_HF_DIR")) return std::string(d) + "/" + name;
-  const char* h = std::getenv("HOME");
-  return std::string(h ? h : ".") + "/.cache/kvzip/hf/" + name;
-}
+std::string hf_dir(const std::string& name) { return kvz::test::hf_dir() + "/" + name; }
 
 class HfParity : public ::testing::TestWithParam<std::string> {};
 

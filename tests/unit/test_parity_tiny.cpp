@@ -27,11 +27,7 @@ using namespace kvz;
 
 namespace {
 
-std::string hf_root() {
-  if (const char* d = std::getenv("KVZ_HF_DIR")) return d;
-  const char* h = std::getenv("HOME");
-  return std::string(h ? h : ".") + "/.cache/kvzip/hf";
-}
+std::string hf_root() { return test::hf_dir(); }
 
 class TinyParity : public ::testing::TestWithParam<std::string> {};
 

@@ -15,6 +15,13 @@ inline std::string models_dir() {
   return std::string(h ? h : ".") + "/.cache/kvzip/models";
 }
 
+// The HF folders scripts/make-hf-models.sh writes (qwen3-tiny, llama3-tiny, ...).
+inline std::string hf_dir() {
+  if (const char* d = std::getenv("KVZ_HF_DIR")) return d;
+  const char* h = std::getenv("HOME");
+  return std::string(h ? h : ".") + "/.cache/kvzip/hf";
+}
+
 inline std::string smollm2_path() { return models_dir() + "/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"; }
 inline std::string gemma3_path() { return models_dir() + "/gemma3-270m/gemma-3-270m-q4_k_m.gguf"; }
 
