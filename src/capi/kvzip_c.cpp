@@ -116,7 +116,7 @@ template <class T>
 void copy_out(const T* src, size_t n, T* out, size_t cap, size_t* n_out) {
   need(n_out, "n_out");
   if (cap > 0) need(out, "out");
-  if (n > 0) std::memcpy(out, src, std::min(n, cap) * sizeof(T));
+  if (n > 0 && cap > 0) std::memcpy(out, src, std::min(n, cap) * sizeof(T));  // out may be NULL when cap == 0
   *n_out = n;
 }
 
