@@ -21,6 +21,7 @@ EvalMethod kvzip_level(const std::string& name, PruneLevel level, const EvalMeth
   m.name = name;
   m.scorer = "kvzip";
   m.score = kvzip_scores;
+  m.positions = [](const KvzipContext& ctx, int64_t n) { return ctx.positions_needed(n, nullptr); };
   const std::vector<float> heads = env.head_scores;
   m.prune = [level, heads](KvzipContext& ctx, const HeadScores& s, double ratio) {
     if (level == PruneLevel::Head && !heads.empty()) return ctx.prune_heads(heads, ratio);
@@ -44,6 +45,7 @@ EvalMethod press_method(const MethodInfo& mi, const EvalMethodEnv& env) {
   if (mi.name == "kvzap") params["dir"] = env.kvzap_dir;
   std::shared_ptr<Press> press = make_press(mi.name, params);
   m.uses_question = press->uses_question();
+  m.positions = [press](const KvzipContext& ctx, int64_t n) { return ctx.positions_needed(n, press.get()); };
   m.score = [press](KvzipContext& ctx, const std::string& question, const ProgressFn& progress) {
     return ctx.score(*press, question, progress);
   };

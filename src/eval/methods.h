@@ -36,6 +36,10 @@ struct EvalMethod {
   // question empty: query-agnostic scores; otherwise the question exactly as query() feeds it.
   std::function<HeadScores(KvzipContext&, const std::string& question, const ProgressFn&)> score;
   std::function<PruneReport(KvzipContext&, const HeadScores&, double ratio)> prune;
+  // Cache positions the scorer needs for a context of n_ctx tokens in ctx (system prompt and
+  // context included; KVzip adds its repeat pass at the smallest chunk it may shrink to):
+  // what the runner checks against the window before it prefills a sample.
+  std::function<int64_t(const KvzipContext&, int64_t n_ctx)> positions;
   // The prune ignores `ratio` (a threshold rule, kvzap@TAU): the kept fraction is what the
   // rule reaches. Such a method runs once per sample, not once per ratio of the sweep.
   bool ratio_free = false;

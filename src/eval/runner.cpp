@@ -83,6 +83,43 @@ void add_head_kept(const KvzipContext& ctx, std::vector<double>& sum) {
   }
 }
 
+struct Variant {
+  EvalMethod m;
+  EvalMode mode;
+  std::string label;
+};
+
+// Why sample s (its context tokenized as ids) cannot run in ctx's window, or "" when it fits:
+// the context itself, each pending variant's scoring pass (KVzip's repeat pass at its smallest
+// chunk), and the longest question with the sample's answer length after the context. The
+// same rule as the CLI's check before a prefill, so nothing is prefilled only to fail later.
+std::string sample_too_long(const KvzipContext& ctx, const EvalSample& s, const std::vector<int32_t>& ids,
+                            const std::vector<Variant>& variants,
+                            const std::vector<std::pair<size_t, double>>& pending) {
+  const int64_t n = static_cast<int64_t>(ids.size()), n_sys = ctx.n_sys(), limit = ctx.n_ctx_max();
+  if (n == 0) return "the context has no tokens";
+  const std::string head = fmt::format("its context has {} tokens (+{} system prompt)", n, n_sys);
+  if (n_sys + n > limit) return fmt::format("{}, more than the window of {} tokens", head, limit);
+  std::set<std::string> checked;
+  for (const auto& [iv, r] : pending) {
+    const Variant& v = variants[iv];
+    if (r >= 1.0 || !v.m.positions || !checked.insert(v.m.scorer).second) continue;
+    const int64_t need = v.m.positions(ctx, n);
+    if (need > limit)
+      return fmt::format("{}; {} scoring needs {} positions, more than the window of {} tokens", head, v.m.name, need,
+                         limit);
+  }
+  int64_t answer = 0;
+  for (size_t q = 0; q < s.questions.size(); ++q)
+    answer = std::max<int64_t>(answer, static_cast<int64_t>(ctx.question_ids(query_text(s, q)).size()));
+  answer += s.max_new_tokens;
+  if (n_sys + n + answer > limit)
+    return fmt::format("{}; answering needs {} more positions (the longest question and {} answer tokens), more than "
+                       "the window of {} tokens",
+                       head, answer, s.max_new_tokens, limit);
+  return "";
+}
+
 }  // namespace
 
 std::string record_key(const std::string& model, const std::string& task, int sample, uint64_t seed,
@@ -140,11 +177,6 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
     if (!(r > 0 && r <= 1)) fail("eval: ratio {} is outside (0, 1]", r);
   // Every method in every mode, under its label; a method that ignores the question is
   // the same in every mode and appears once, agnostic.
-  struct Variant {
-    EvalMethod m;
-    EvalMode mode;
-    std::string label;
-  };
   std::vector<Variant> variants;
   for (const auto& n : o.methods) {
     const EvalMethod m = resolve_method(n, o.method_env);
@@ -205,14 +237,23 @@ EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<Ev
     const auto pending = pending_of(s);
     st.records_skipped += static_cast<int64_t>(n_slots - pending.size());
     if (pending.empty()) continue;
-    ++st.samples_run;
     ContextOptions co;
     co.task = s.prompt == "gsm" ? "gsm" : "qa";
     co.retain_full = true;
     if (o.score_chunk > 0) co.scoring.chunk = o.score_chunk;
     KvzipContext ctx(model, pool, co);
+    const std::vector<int32_t> ids = model.tokenizer().encode(s.context, false, /*parse_special=*/false);
+    if (const std::string why = sample_too_long(ctx, s, ids, variants, pending); !why.empty()) {
+      fmt::print(stderr, "[eval] {}#{} skipped: {}\n", s.task, s.index, why);
+      ++st.samples_too_long;
+      double compressed = 0;
+      for (const auto& [iv, r] : pending) compressed += r < 1.0;
+      bar.update(units += 2 + static_cast<double>(s.questions.size()) * (1 + compressed), total_units);
+      continue;
+    }
+    ++st.samples_run;
     auto t0 = clock_type::now();
-    ctx.prefill(s.context);
+    ctx.prefill_ids(ids);
     const double prefill_s = secs_since(t0);
     const size_t kv_full = ctx.kv_bytes();
     bar.update(units += 1, total_units);

@@ -62,6 +62,9 @@ std::set<std::string> done_record_keys(const std::string& path, int* n_bad = nul
 
 struct EvalRunStats {
   int64_t records_written = 0, records_skipped = 0, samples_run = 0;
+  // Samples not run because they do not fit the window (context, a method's scoring pass, or
+  // the longest question and its answer); each is named on stderr before the run goes on.
+  int64_t samples_too_long = 0;
 };
 
 EvalRunStats run_eval(const Model& model, ThreadPool& pool, const std::vector<EvalSample>& samples,

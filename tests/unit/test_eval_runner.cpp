@@ -3,6 +3,7 @@
 // distributions that the fidelity metrics use.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -409,4 +410,61 @@ TEST_F(EvalRunnerTest, ThresholdMethodsRunOncePerSample) {
   EXPECT_NE(md.find("| pair | 0.30 |", table), std::string::npos);
   std::remove(out.c_str());
   std::filesystem::remove_all(dir);
+}
+
+// Samples that cannot run in the window are named and skipped before their prefill, by the
+// rule the CLI uses: the context, the scoring pass with KVzip's repeat chunk shrunk to fit,
+// the longest question and its answer. The largest context the rule admits must really run
+// (the rule is not looser than the scorer); one token pair more is skipped.
+TEST_F(EvalRunnerTest, SamplesThatDoNotFitTheWindowAreSkippedBeforePrefill) {
+  ThreadPool pool(1);
+  KvzipContext probe(*model_, pool, ContextOptions{});
+  const int64_t limit = probe.n_ctx_max(), n_sys = probe.n_sys();
+  auto make = [](int k, int max_new) {
+    EvalSample s;
+    s.task = "fit";
+    s.index = k;
+    s.seed = 1;
+    for (int i = 0; i < k; ++i) s.context += "ab cd ";
+    s.questions = {"what?"};
+    s.answers = {"ab"};
+    s.metrics = {"inclusion"};
+    s.max_new_tokens = max_new;
+    return s;
+  };
+  auto fits = [&](const EvalSample& s) {
+    const auto n = static_cast<int64_t>(model_->tokenizer().encode(s.context, false, false).size());
+    const auto q = static_cast<int64_t>(probe.question_ids(query_text(s, 0)).size());
+    return probe.positions_needed(n, nullptr) <= limit && n_sys + n + q + s.max_new_tokens <= limit;
+  };
+  int k = 1;
+  while (fits(make(k + 1, 6))) ++k;
+  ASSERT_GT(k, 20);  // the window holds a real context
+  const std::vector<EvalSample> samples = {make(k, 6), make(k + 1, 6), make(4 * k, 6), make(10, 600)};
+  EXPECT_FALSE(fits(samples[1]));
+
+  const std::string out = ::testing::TempDir() + "/kvz_eval_fit.jsonl";
+  std::remove(out.c_str());
+  EvalOptions o;
+  o.model_name = "synthetic";
+  o.methods = {"pair"};
+  o.ratios = {0.5};
+  o.out_path = out;
+  o.log_records = false;
+  ::testing::internal::CaptureStderr();
+  const EvalRunStats st = run_eval(*model_, pool, samples, o);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(st.samples_run, 1);
+  EXPECT_EQ(st.samples_too_long, 3);
+  EXPECT_EQ(st.records_written, 1);
+  const auto recs = read_lines(out);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0]["sample"].get<int>(), k);
+  EXPECT_NE(err.find(fmt::format("fit#{} skipped", k + 1)), std::string::npos) << err;
+  EXPECT_NE(err.find("pair scoring needs"), std::string::npos) << err;
+  EXPECT_NE(err.find(fmt::format("fit#{} skipped", 4 * k)), std::string::npos) << err;
+  EXPECT_NE(err.find("more than the window of " + std::to_string(limit)), std::string::npos) << err;
+  EXPECT_NE(err.find("fit#10 skipped"), std::string::npos) << err;
+  EXPECT_NE(err.find("600 answer tokens"), std::string::npos) << err;
+  std::remove(out.c_str());
 }

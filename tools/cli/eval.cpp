@@ -26,6 +26,7 @@
 #include "eval/tasks/registry.h"
 #include "io/head_scores_file.h"
 #include "kv/kvzap_pruner.h"
+#include "kv/presses/kvzip.h"
 #include "model/model.h"
 
 namespace {
@@ -83,7 +84,10 @@ CLI::App* add_eval_command(CLI::App& app, EvalCliOptions& o) {
   sub->add_option("--task", o.tasks, "task names, comma-separated or repeated; 'all' = the standard tasks, 'easy' = "
                                      "the easy variants (see --list-tasks)");
   sub->add_option("--data", o.data_files, "JSON-lines file of your own samples (docs/eval-data.md); repeatable; "
-                                          "the task name is the file's stem");
+                                          "the task name is the file's stem. A sample that does not fit the model's window (its context, "
+                                          "each method's scoring pass with KVzip's repeat chunk shrunk to fit, and "
+                                          "the longest question with its answer) is named on stderr and skipped "
+                                          "before its prefill");
   sub->add_option("--methods", o.methods, "compression methods, comma-separated: pair (kvzip), pair-uniform, head, or any name of `kvzip methods`")
       ->capture_default_str();
   sub->add_option("--mode", o.modes,
@@ -164,9 +168,10 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
   };
   // A length the model cannot hold fails here, not after the shorter ones have run. Room
   // needed beyond the target: the generators' overshoot (up to ~3%), the system prompt and
-  // answers (256), and the scoring pass's repeat chunk after the context (KvzipContext).
+  // answers (256), and the scoring pass's repeat chunk at the smallest size KVzip shrinks it
+  // to near the window. Each sample is checked exactly before its prefill (run_eval).
   const int64_t n_ctx_train = model->hp().n_ctx_train;
-  const int64_t reserve = KvzipScoreOptions{}.chunk + 64 + 256;
+  const int64_t reserve = kKvzipMinChunk + 64 + 256;
   for (const auto& name : tasks) {
     const TaskInfo& t = find_task(name);
     for (int64_t len : ctx_lengths) {
@@ -223,9 +228,12 @@ int run_eval_command(EvalCliOptions o, CLI::App* sub) {
              o.modes, o.ratios, done_before, o.out, bad ? fmt::format(" ({} unreadable lines ignored)", bad) : "");
   const auto t0 = std::chrono::steady_clock::now();
   const EvalRunStats st = run_eval(*model, pool, samples, eo);
-  fmt::print(stderr, "[eval] wrote {} records ({} skipped as done) from {} samples in {:.1f} s -> {}\n",
+  fmt::print(stderr, "[eval] wrote {} records ({} skipped as done) from {} samples in {:.1f} s -> {}{}\n",
              st.records_written, st.records_skipped, st.samples_run,
-             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), o.out);
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), o.out,
+             st.samples_too_long ? fmt::format("; {} samples too long for the window not run (named above)",
+                                               st.samples_too_long)
+                                 : "");
   return 0;
 }
 
