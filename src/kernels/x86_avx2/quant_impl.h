@@ -69,6 +69,29 @@ inline int hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// The lane sums of a, b, c, d as out[0..3]: exact integers, the same as four hsum_i32 calls
+// in a third of the instructions (K-quant tiles reduce two vectors per token and block).
+inline void hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d, int* out) {
+  const __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                   _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1)));
+}
+// For each of C tokens the lane sums of x[t] and y[t]: xs[t], ys[t].
+template <int C>
+inline void hsum_pairs_i32(const __m256i* x, const __m256i* y, int* xs, int* ys) {
+  int t = 0;
+  for (; t + 2 <= C; t += 2) {
+    int r[4];
+    hsum4_i32(x[t], y[t], x[t + 1], y[t + 1], r);
+    xs[t] = r[0], ys[t] = r[1], xs[t + 1] = r[2], ys[t + 1] = r[3];
+  }
+  if (t < C) {
+    int r[4];
+    hsum4_i32(x[t], y[t], _mm256_setzero_si256(), _mm256_setzero_si256(), r);
+    xs[t] = r[0], ys[t] = r[1];
+  }
+}
+
 // 16 packed bytes -> 32 nibbles: bytes 0..15 the low nibbles, 16..31 the high nibbles
 // (the element order of Q4_0 / Q4_1 / Q5_* blocks).
 // One broadcast load (no ALU uop) and a per-lane variable shift instead of shift + insert.
@@ -426,10 +449,51 @@ inline void scales_mins_k4(const uint8_t* q, uint8_t* sc, uint8_t* m) {
 // C tokens per call: each super-block is unpacked once and multiplied with C activation
 // rows. The integer sums are exact and the f32 combination per token does not depend on
 // C, so any C gives the vec_dot (C = 1) result bitwise.
+//
+// With VNNI (AVX-512) the integer part runs on zmm registers: the two 32-element sub-blocks
+// of each 64-element step (low and high nibbles) sit in one register's halves against their
+// 64 contiguous activation bytes, so one maddubs + one vpdpwssd do the work of two of each.
+// The super-block's i32 sum is the same integer, so results stay bitwise the AVX2 kernels'.
+#if KVZ_QUANT_VNNI
+// The 8 i32 lanes of the AVX2 kernels' sum: lane i of the low half (low nibbles, or groups
+// 0 / 2) plus lane i of the high half holds exactly the integer AVX2's lane i holds.
+inline __m256i fold_i32_512(__m512i v) {
+  return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+// Words of 16-bit lanes: the low 256 bits the value lo, the high 256 bits hi.
+inline __m512i halves_epi16(int lo, int hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(lo))),
+                            _mm256_set1_epi16(static_cast<int16_t>(hi)), 1);
+}
+inline __m512i bcast256(const uint8_t* p) {
+  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+#endif
+
 template <class B, int C>
 void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   float sumf[C] = {};
+#if KVZ_QUANT_VNNI
+  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), nib = halves_epi16(0, 4);
+  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
+    uint8_t sc[8], m[8];
+    scales_mins_k4(b[ib].scales, sc, m);
+    __m512i hb = _mm512_setzero_si512();
+    if constexpr (std::is_same_v<B, Q5_K>) hb = bcast256(b[ib].qh);
+    __m512i sumi[C];
+    for (int t = 0; t < C; ++t) sumi[t] = _mm512_setzero_si512();
+    for (int k = 0; k < 4; ++k) {  // 64 elements: sub-block 2k (low half), 2k+1 (high half)
+      __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b[ib].qs + 32 * k), nib), m4);
+      if constexpr (std::is_same_v<B, Q5_K>)
+        q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, halves_epi16(2 * k, 2 * k + 1)), one), 4));
+      const __m512i sv = halves_epi16(sc[2 * k], sc[2 * k + 1]);
+      for (int t = 0; t < C; ++t) {
+        const __m512i y = _mm512_loadu_si512(a[t][ib].qs + 64 * k);
+        sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q, y), sv);
+      }
+    }
+#else
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
     uint8_t sc[8], m[8];
     scales_mins_k4(b[ib].scales, sc, m);
@@ -452,19 +516,31 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
         sumi[t] = madd_acc(madd_acc(sumi[t], _mm256_maddubs_epi16(lo, y0), s0), _mm256_maddubs_epi16(hi, y1), s1);
       }
     }
+#endif
     // m[j] against the 16 sub-block sums of 16 (two per 32-element sub-block j): one madd.
     const __m256i m16 = _mm256_cvtepu8_epi16(_mm_setr_epi8(
         static_cast<char>(m[0]), static_cast<char>(m[0]), static_cast<char>(m[1]), static_cast<char>(m[1]),
         static_cast<char>(m[2]), static_cast<char>(m[2]), static_cast<char>(m[3]), static_cast<char>(m[3]),
         static_cast<char>(m[4]), static_cast<char>(m[4]), static_cast<char>(m[5]), static_cast<char>(m[5]),
         static_cast<char>(m[6]), static_cast<char>(m[6]), static_cast<char>(m[7]), static_cast<char>(m[7])));
+    // The block's two integer sums per token (exact, so the reduction order cannot matter),
+    // reduced for two tokens at a time.
+    __m256i iv[C], mv[C];
     for (int t = 0; t < C; ++t) {
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums));
-      const int summ = hsum_i32(_mm256_madd_epi16(bs, m16));
+      mv[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), m16);
+#if KVZ_QUANT_VNNI
+      iv[t] = fold_i32_512(sumi[t]);
+#else
+      iv[t] = sumi[t];
+#endif
+    }
+    int isum[C], summ[C];
+    hsum_pairs_i32<C>(iv, mv, isum, summ);
+    for (int t = 0; t < C; ++t) {
       const float d = a[t][ib].d * h2f(b[ib].d), dmin = a[t][ib].d * h2f(b[ib].dmin);
       // Explicit FMAs: left to -ffp-contract the instantiations for different C could
       // round differently.
-      sumf[t] = std::fma(d, static_cast<float>(hsum_i32(sumi[t])), std::fma(-dmin, static_cast<float>(summ), sumf[t]));
+      sumf[t] = std::fma(d, static_cast<float>(isum[t]), std::fma(-dmin, static_cast<float>(summ[t]), sumf[t]));
     }
   }
   for (int t = 0; t < C; ++t) out[t] = sumf[t];
@@ -472,6 +548,49 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
 
 template <int C>
 void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
+#if KVZ_QUANT_VNNI
+  // Groups g = 0, 1 (and 2, 3) of a half h side by side in one zmm: their 64 activation bytes
+  // are contiguous; each 128-bit lane (16 elements) has its own scale.
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+  const __m512i sh01 = halves_epi16(0, 2), sh23 = halves_epi16(4, 6);
+  float sumf[C] = {};
+  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
+    const int8_t* sc = b[ib].scales;
+    __m512i sumi[C];
+    for (int t = 0; t < C; ++t) sumi[t] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(b[ib].ql + 64 * h);  // ql0 | ql1
+      const __m512i qh = bcast256(b[ib].qh + 32 * h);
+      const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh01), m2), 4));
+      const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh23), m2), 4));
+      const int8_t* s8 = sc + 8 * h;
+      const __m512i sva = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(s8[1]), _mm_set1_epi16(s8[0]))),
+          _mm256_set_m128i(_mm_set1_epi16(s8[3]), _mm_set1_epi16(s8[2])), 1);
+      const __m512i svb = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(s8[5]), _mm_set1_epi16(s8[4]))),
+          _mm256_set_m128i(_mm_set1_epi16(s8[7]), _mm_set1_epi16(s8[6])), 1);
+      for (int t = 0; t < C; ++t) {
+        const int8_t* y = a[t][ib].qs + 128 * h;
+        sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q01, _mm512_loadu_si512(y)), sva);
+        sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q23, _mm512_loadu_si512(y + 64)), svb);
+      }
+    }
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    __m256i iv[C], ov[C];
+    for (int t = 0; t < C; ++t) {
+      iv[t] = fold_i32_512(sumi[t]);
+      ov[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), sc16);
+    }
+    int isum[C], osum[C];
+    hsum_pairs_i32<C>(iv, ov, isum, osum);
+    for (int t = 0; t < C; ++t)  // the -32 offset: sum_k sc[k] * 32 * bsums[k]
+      sumf[t] = std::fma(a[t][ib].d * h2f(b[ib].d), static_cast<float>(isum[t] - 32 * osum[t]), sumf[t]);
+  }
+  for (int t = 0; t < C; ++t) out[t] = sumf[t];
+#else
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
   float sumf[C] = {};
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
@@ -500,13 +619,16 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
     }
     // The -32 offset: sum_k sc[k] * 32 * bsums[k].
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
-    for (int t = 0; t < C; ++t) {
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums));
-      const int total = hsum_i32(sumi[t]) - 32 * hsum_i32(_mm256_madd_epi16(bs, sc16));
-      sumf[t] = std::fma(a[t][ib].d * h2f(b[ib].d), static_cast<float>(total), sumf[t]);
-    }
+    __m256i ov[C];
+    for (int t = 0; t < C; ++t)
+      ov[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), sc16);
+    int isum[C], osum[C];
+    hsum_pairs_i32<C>(sumi, ov, isum, osum);
+    for (int t = 0; t < C; ++t)
+      sumf[t] = std::fma(a[t][ib].d * h2f(b[ib].d), static_cast<float>(isum[t] - 32 * osum[t]), sumf[t]);
   }
   for (int t = 0; t < C; ++t) out[t] = sumf[t];
+#endif
 }
 
 template <class B, int C>
