@@ -148,7 +148,10 @@ def test_page_with_api_key(browser, tmp_path):
         browser.js("(() => { const k = document.getElementById('api-key'); k.value = 's3cret';"
                    " k.dispatchEvent(new Event('change')); })()")
         browser.wait_for("document.querySelectorAll('#method option').length > 0", timeout=30, what="methods with the key")
-        assert browser.js("document.getElementById('error').hidden")
+        # The page fills the methods, then lists the contexts, and only then clears the error:
+        # wait for the whole refresh (with a wrong key the error would stay and this times out).
+        browser.wait_for("document.getElementById('error').hidden", timeout=30, what="the API-key error cleared")
+        assert browser.js("document.getElementById('error').textContent") == ""
     finally:
         browser.js("localStorage.clear()")
         assert s.stop() == 0, s.log_text()
