@@ -259,28 +259,56 @@ def bench_kvzip(a, doc, questions, tmp):
     argv = [str(a.kvzip), "serve", "-m", str(a.model), "-t", str(a.threads), "--port", str(port),
             "--parallel", str(max(a.clients)), "--context-dir", str(ctx_dir)]
     out = {"argv": argv}
-    srv = Server(argv, port, tmp / "kvzip-serve.log")
-    try:
-        out["rss_bytes_idle"], _ = srv.rss_bytes()  # model loaded, nothing held
-        t0 = time.perf_counter()
-        st, r = request(port, "POST", "/v1/contexts", {"text": doc, "ratio": a.ratio})
-        if st != 202:
-            raise RuntimeError(f"upload: HTTP {st} {r}")
-        cid = r["id"]
-        c = wait_ready(port, cid, "upload")
-        out["upload_s"] = time.perf_counter() - t0
-        out["context"] = {k: c.get(k) for k in ("n_ctx", "kv_bytes_full", "kv_bytes", "ratio_true", "method")}
-        log(f"context ready: {c['n_ctx']} tokens, kept {c['ratio_true']:.3f}, {c['kv_bytes'] / 2**20:.1f} MiB "
-            f"of {c['kv_bytes_full'] / 2**20:.1f} MiB, upload {out['upload_s']:.1f} s")
-    finally:
-        srv.stop()
+    weights = a.model.stat().st_size
 
     def payload(q):
         return {"model": "m", "messages": [{"role": "user", "content": q}], "context_id": cid,
                 "max_tokens": a.max_tokens, "temperature": 0, "ignore_eos": True, "stream": True,
                 "stream_options": {"include_usage": True}}
 
-    # Restart: the context comes back from disk; the first question pays its load.
+    def upload(text, what):
+        st, r = request(port, "POST", "/v1/contexts", {"text": text, "ratio": a.ratio})
+        if st != 202:
+            raise RuntimeError(f"{what}: HTTP {st} {r}")
+        return wait_ready(port, r["id"], what)
+
+    def held_memory(srv, ids, stage):
+        """The resident set with the contexts `ids` in memory (each asked once just before)."""
+        for i in ids:
+            stream_chat(port, dict(payload(questions[0]), context_id=i, max_tokens=2))
+        st, lst = request(port, "GET", "/v1/contexts")
+        kv = sum(c["kv_bytes"] for c in lst["data"] if c["id"] in ids)
+        time.sleep(2.5)  # the engine returns freed memory after a second without work (engine.cpp)
+        rss, hwm = srv.rss_bytes()
+        m = {"contexts": len(ids), "kv_bytes": kv, "rss_bytes": rss, "hwm_bytes": hwm,
+             "rss_over_weights_plus_kv": rss / (weights + kv),
+             "growth_over_kv": (rss - out["memory"]["rss_idle_bytes"]) / kv if kv else None}
+        out["memory"][stage] = m
+        log(f"memory {stage}: {len(ids)} contexts, KV {kv / 2**20:.1f} MiB, weights {weights / 2**20:.1f} MiB, "
+            f"RSS {rss / 2**20:.1f} MiB = {m['rss_over_weights_plus_kv']:.2f}x (weights + KV)")
+
+    # First server: the document (timed) and the other contexts of the memory figure are uploaded.
+    srv = Server(argv, port, tmp / "kvzip-serve.log")
+    try:
+        rss_idle, _ = srv.rss_bytes()  # model loaded, nothing held
+        out["memory"] = {"weights_file_bytes": weights, "rss_idle_bytes": rss_idle}
+        t0 = time.perf_counter()
+        c = upload(doc, "upload")
+        cid = c["id"]
+        out["upload_s"] = time.perf_counter() - t0
+        out["context"] = {k: c.get(k) for k in ("n_ctx", "kv_bytes_full", "kv_bytes", "ratio_true", "method")}
+        log(f"context ready: {c['n_ctx']} tokens, kept {c['ratio_true']:.3f}, {c['kv_bytes'] / 2**20:.1f} MiB "
+            f"of {c['kv_bytes_full'] / 2**20:.1f} MiB, upload {out['upload_s']:.1f} s")
+        ids = [cid]
+        for k in range(1, a.mem_contexts):
+            d, _ = make_document(a.records, a.seed + k)
+            ids.append(upload(d, f"memory upload {k + 1}/{a.mem_contexts}")["id"])
+        if len(ids) > 1:
+            held_memory(srv, ids, "after_uploads")
+    finally:
+        srv.stop()
+
+    # Restart: the contexts come back from disk; the first question pays its load.
     srv = Server(argv, port, tmp / "kvzip-serve.log")
     try:
         ttft, _, _, _, last = stream_chat(port, dict(payload(questions[0]), max_tokens=2))
@@ -294,35 +322,14 @@ def bench_kvzip(a, doc, questions, tmp):
         out["after_restart"] = cold
         log(f"after restart: first TTFT {ttft * 1e3:.0f} ms (its question prefill {cold['question_prefill_ms']:.0f} ms); "
             f"warm TTFT p50 {cold['warm_ttft_p50_s'] * 1e3:.0f} ms")
-        # warm-up, then the levels
-        run_level(port, payload, questions, max(a.clients), max(a.clients), a.time_limit)
-        out["levels"] = run_levels(a, port, payload, questions, "kvzip")
-        out["rss_bytes_one_context"], out["hwm_bytes_one_context"] = srv.rss_bytes()
-
-        # Memory with several compressed contexts held at once.
-        if a.mem_contexts > 1:
-            ids = [cid]
-            for k in range(1, a.mem_contexts):
-                d, qs = make_document(a.records, a.seed + k)
-                st, r = request(port, "POST", "/v1/contexts", {"text": d, "ratio": a.ratio})
-                if st != 202:
-                    raise RuntimeError(f"upload {k}: HTTP {st} {r}")
-                wait_ready(port, r["id"], f"memory upload {k + 1}/{a.mem_contexts}")
-                ids.append(r["id"])
-            for i in ids:  # every one in memory, and used once
-                stream_chat(port, dict(payload(questions[0]), context_id=i, max_tokens=2))
-            st, lst = request(port, "GET", "/v1/contexts")
-            held = [c for c in lst["data"] if c["id"] in ids]
-            kv = sum(c["kv_bytes"] for c in held)
-            rss, hwm = srv.rss_bytes()
-            weights = a.model.stat().st_size
-            idle = out["rss_bytes_idle"]
-            out["memory"] = {"contexts": len(held), "kv_bytes": kv, "weights_file_bytes": weights,
-                             "rss_bytes": rss, "hwm_bytes": hwm, "rss_idle_bytes": idle,
-                             "rss_over_weights_plus_kv": rss / (weights + kv),
-                             "growth_over_kv": (rss - idle) / kv if kv else None}
-            log(f"memory: {len(held)} contexts, KV {kv / 2**20:.1f} MiB, weights {weights / 2**20:.1f} MiB, "
-                f"RSS {rss / 2**20:.1f} MiB = {rss / (weights + kv):.2f}x (weights + KV)")
+        if len(ids) > 1:
+            held_memory(srv, ids, "after_restart")  # only loads from disk since this start
+        if not a.memory_only:
+            # warm-up, then the levels
+            run_level(port, payload, questions, max(a.clients), max(a.clients), a.time_limit)
+            out["levels"] = run_levels(a, port, payload, questions, "kvzip")
+            if len(ids) > 1:
+                held_memory(srv, ids, "after_levels")
     finally:
         srv.stop()
     return out
@@ -368,10 +375,12 @@ def markdown(res):
              f"Document {k['context']['n_ctx']} tokens, KVzip kept {k['context']['ratio_true']:.3f} "
              f"({k['context']['kv_bytes'] / 2**20:.1f} of {k['context']['kv_bytes_full'] / 2**20:.1f} MiB), "
              f"upload {k['upload_s']:.1f} s. {m['max_tokens']} tokens per answer (ignore_eos, greedy).", "",
-             "| clients | kvzip tok/s | llama-server tok/s | ratio | kvzip latency p50 / p99 s | llama latency p50 / p99 s "
-             "| kvzip TTFT p50 / p99 ms | llama TTFT p50 / p99 ms |",
-             "|---|---|---|---|---|---|---|---|"]
-    for i, kl in enumerate(k["levels"]):
+             ]
+    if k.get("levels"):
+        lines += ["| clients | kvzip tok/s | llama-server tok/s | ratio | kvzip latency p50 / p99 s "
+                  "| llama latency p50 / p99 s | kvzip TTFT p50 / p99 ms | llama TTFT p50 / p99 ms |",
+                  "|---|---|---|---|---|---|---|---|"]
+    for i, kl in enumerate(k.get("levels", [])):
         ll = l["levels"][i] if l else None
 
         def f2(x, s=1.0, fmtx="{:.2f}"):
@@ -388,13 +397,22 @@ def markdown(res):
               f"{ar['warm_ttft_p50_s'] * 1e3:.0f} ms)."]
     if l:
         lines.append(f"llama-server's first TTFT (it prefills the document): {l['first_ttft_s'] * 1e3:.0f} ms.")
-    if "memory" in k:
-        mm = k["memory"]
-        lines.append(f"Memory with {mm['contexts']} compressed contexts held: RSS {mm['rss_bytes'] / 2**20:.1f} MiB, "
-                     f"weights file {mm['weights_file_bytes'] / 2**20:.1f} MiB + KV {mm['kv_bytes'] / 2**20:.1f} MiB "
-                     f"= {mm['rss_over_weights_plus_kv']:.2f}x; RSS right after the model loaded "
-                     f"{mm['rss_idle_bytes'] / 2**20:.1f} MiB, growth since {(mm['rss_bytes'] - mm['rss_idle_bytes']) / 2**20:.1f} "
-                     f"MiB = {mm['growth_over_kv']:.2f}x the KV held.")
+    mm = k.get("memory", {})
+    stages = (("after_uploads", "after the uploads (first server)"),
+              ("after_restart", "after a restart, each loaded from disk and asked once"),
+              ("after_levels", "after the load levels (the slots have decoded)"))
+    if any(st in mm for st, _ in stages):
+        w = mm["weights_file_bytes"]
+        lines += ["", f"Memory: weights file {w / 2**20:.1f} MiB, RSS right after the model loaded "
+                  f"{mm['rss_idle_bytes'] / 2**20:.1f} MiB.", "",
+                  "| compressed contexts held | KV MiB | RSS MiB | RSS / (weights + KV) | growth since load / KV "
+                  "| peak RSS MiB |", "|---|---|---|---|---|---|"]
+        for st, label in stages:
+            if st in mm:
+                x = mm[st]
+                lines.append(f"| {x['contexts']}, {label} | {x['kv_bytes'] / 2**20:.1f} | {x['rss_bytes'] / 2**20:.1f} | "
+                             f"{x['rss_over_weights_plus_kv']:.2f}x | {x['growth_over_kv']:.2f}x | "
+                             f"{x['hwm_bytes'] / 2**20:.1f} |")
     if l:
         lines.append(f"llama-server RSS after its run: {l['rss_bytes'] / 2**20:.1f} MiB.")
     return "\n".join(lines) + "\n"
@@ -459,6 +477,8 @@ def main():
     ap.add_argument("--requests-per-client", type=int, default=3, help="requests per level = this x clients")
     ap.add_argument("--time-limit", type=float, default=120, help="seconds per level at most")
     ap.add_argument("--mem-contexts", type=int, default=4, help="contexts held for the memory figure (1 = skip)")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="kvzip only, no load levels: the upload, the restart and the memory figures")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--llama-args", default="", help="extra llama-server arguments, space-separated")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -480,20 +500,20 @@ def main():
                                                     capture_output=True, text=True).stdout.strip()}}
         log(f"{model.name}: kvzip serve ...")
         res["kvzip"] = bench_kvzip(a, doc, questions, tmp)
-        if a.llama_server:
+        if a.llama_server and not a.memory_only:
             log(f"{model.name}: llama-server ...")
             res["llama"] = bench_llama(a, doc, questions, res["kvzip"]["context"]["n_ctx"], tmp)
         res["meta"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
         all_res.append(res)
         shutil.rmtree(tmp, ignore_errors=True)
         a.out.mkdir(parents=True, exist_ok=True)
-        stem = a.out / f"{res['meta']['date'][:10]}-server-{model.stem}"
+        stem = a.out / f"{res['meta']['date'][:10]}-server-{'memory-' if a.memory_only else ''}{model.stem}"
         # not with_suffix: model names hold dots ("qwen2.5-coder-0.5b-...", "...Q4_1")
         Path(f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
         Path(f"{stem}.md").write_text(markdown(res))
         print(markdown(res))
         log(f"wrote {stem}.json and .md")
-    if a.plot and plot(all_res, a.plot):
+    if a.plot and not a.memory_only and plot(all_res, a.plot):
         log(f"wrote {a.plot}")
 
 

@@ -468,6 +468,11 @@ inline __m512i halves_epi16(int lo, int hi) {
 inline __m512i bcast256(const uint8_t* p) {
   return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
+// Words of 16-bit lanes: 128-bit lane j holds the scale s[j] (Q6_K: one scale per 16 elements).
+inline __m512i scales4_epi16(const int8_t* s) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(s[1]), _mm_set1_epi16(s[0]))),
+                            _mm256_set_m128i(_mm_set1_epi16(s[3]), _mm_set1_epi16(s[2])), 1);
+}
 #endif
 
 template <class B, int C>
@@ -565,13 +570,7 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh01), m2), 4));
       const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh23), m2), 4));
-      const int8_t* s8 = sc + 8 * h;
-      const __m512i sva = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(s8[1]), _mm_set1_epi16(s8[0]))),
-          _mm256_set_m128i(_mm_set1_epi16(s8[3]), _mm_set1_epi16(s8[2])), 1);
-      const __m512i svb = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(s8[5]), _mm_set1_epi16(s8[4]))),
-          _mm256_set_m128i(_mm_set1_epi16(s8[7]), _mm_set1_epi16(s8[6])), 1);
+      const __m512i sva = scales4_epi16(sc + 8 * h), svb = scales4_epi16(sc + 8 * h + 4);
       for (int t = 0; t < C; ++t) {
         const int8_t* y = a[t][ib].qs + 128 * h;
         sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q01, _mm512_loadu_si512(y)), sva);
