@@ -8,6 +8,11 @@ MODEL="$MODELS/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 OUT="" ERR="" RC=0
+# Under scripts/sanitize.sh (KVZ_SANITIZE=1) SmolLM2 prefills about 30 tokens/s and decodes
+# about 15 tokens/s (2 threads, 2026-12-04, Zen 4): write_doc writes a third of the records (at least 4), and the tests shorten
+# what depends on the length (SANITIZED=1).
+SANITIZED=0
+if [[ "${KVZ_SANITIZE:-}" == 1 ]]; then SANITIZED=1; fi
 
 # The default model carries these tests; without it they skip (77), saying so.
 need_model() { [[ -f "$MODEL" ]] || { echo "$NAME: $MODEL absent; skipping"; exit 77; }; }
@@ -40,10 +45,11 @@ out_has() { grep -qE -- "$1" <<<"$OUT" || die "stdout does not match /$1/"; }
 out_lacks() { ! grep -qE -- "$1" <<<"$OUT" || die "stdout matches /$1/"; }
 err_has() { grep -qE -- "$1" <<<"$ERR" || die "stderr does not match /$1/"; }
 
-# write_doc N FILE: N short fact records (~20 SmolLM2 tokens each).
+# write_doc N FILE: N short fact records (~20 SmolLM2 tokens each; N / 3 under the sanitizers).
 write_doc() {
-    local i
-    for i in $(seq 1 "$1"); do
+    local i n="$1"
+    if ((SANITIZED)); then n=$((n / 3 > 4 ? n / 3 : 4)); fi
+    for i in $(seq 1 "$n"); do
         echo "Record $i: the courier from harbour $((i * 7)) delivered $((i * 13 % 97)) crates of tea to warehouse $((i + 40))."
     done >"$2"
 }

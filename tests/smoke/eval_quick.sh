@@ -13,10 +13,14 @@ if [[ ! -f "$MODEL" ]]; then
 fi
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-"$KVZIP" eval --quick -m "$MODEL" -t 2 --out "$TMP/results.jsonl"
+# Under scripts/sanitize.sh (KVZ_SANITIZE=1: SmolLM2 prefills about 30 tokens/s) 200-token
+# contexts instead of --quick's 500 (explicit options win over --quick's).
+extra=()
+if [[ "${KVZ_SANITIZE:-}" == 1 ]]; then extra=(--ctx-tokens 200); fi
+"$KVZIP" eval --quick -m "$MODEL" -t 2 --out "$TMP/results.jsonl" "${extra[@]}"
 n=$(wc -l < "$TMP/results.jsonl")
 [[ "$n" -eq 9 ]] || { echo "expected 9 records (3 tasks x 3 ratios), got $n"; exit 1; }
-"$KVZIP" eval --quick -m "$MODEL" -t 2 --out "$TMP/results.jsonl" 2> "$TMP/resume.log"
+"$KVZIP" eval --quick -m "$MODEL" -t 2 --out "$TMP/results.jsonl" "${extra[@]}" 2> "$TMP/resume.log"
 grep -q "wrote 0 records (9 skipped as done)" "$TMP/resume.log" || { cat "$TMP/resume.log"; exit 1; }
 "$KVZIP" report "$TMP/results.jsonl" -o "$TMP/report" --no-plots
 for t in needle-easy kv-easy squad-easy; do

@@ -102,13 +102,13 @@ void expect_bitwise(const std::vector<float>& a, const std::vector<float>& b, co
                 << " vs " << b[i] << ")";
 }
 
-void expect_same_at_1_2_3_threads(const Model& m, const Inputs& in) {
+void expect_same_at_1_2_3_threads(const Model& m, const Inputs& in, std::vector<int> others = {2, 3}) {
   // KVZ_ISA (ctest's determinism_avx2 / determinism_ref) naming a set this CPU lacks.
   const char* isa = std::getenv("KVZ_ISA");
   if (isa && std::string(isa) == "avx2" && !kernels_avx2()) GTEST_SKIP() << "this CPU cannot run the AVX2 kernels";
   if (isa && std::string(isa) == "avx512vnni" && !kernels_avx512()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   const Run one = run_at(m, 1, in);
-  for (int nth : {2, 3}) {
+  for (int nth : others) {
     SCOPED_TRACE(std::to_string(nth) + " threads vs 1 (kernels " + kernel_isa() + ")");
     const Run r = run_at(m, nth, in);
     if (!in.prompt.empty()) {
@@ -190,14 +190,19 @@ TEST(Determinism, SmolLM2IsBitwiseTheSameAtOneTwoAndThreeThreads) {
   const std::string path = test::smollm2_path();
   if (!test::file_exists(path)) GTEST_SKIP() << path << " not found (scripts/pull-model.sh smollm2-135m)";
   auto model = Model::load(path);
+  // Under the sanitizers 8 records (about 200 tokens: decode does not split the keys then;
+  // the synthetic tests above take that path) and 2 threads against 1 only.
+  const bool short_run = test::sanitized();
   std::string text;
-  for (int i = 1; i <= 34; ++i)
+  for (int i = 1; i <= (short_run ? 8 : 34); ++i)
     text += "Record " + std::to_string(i) + ": the courier from harbour " + std::to_string(i * 7) + " delivered " +
             std::to_string(i * 13 % 97) + " crates of tea to warehouse " + std::to_string(i + 40) + ".\n";
   Inputs in;
   in.context = model->tokenizer().encode(text);
-  ASSERT_GT(in.context.size(), 780u) << "fewer than 2 split-K parts per head";
+  if (!short_run) {
+    ASSERT_GT(in.context.size(), 780u) << "fewer than 2 split-K parts per head";
+  }
   in.steps = model->tokenizer().encode(" How many crates did warehouse 45 receive?");
   in.press_params = {{"snapkv", {}}};
-  expect_same_at_1_2_3_threads(*model, in);
+  expect_same_at_1_2_3_threads(*model, in, short_run ? std::vector<int>{2} : std::vector<int>{2, 3});
 }

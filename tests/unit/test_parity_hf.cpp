@@ -57,9 +57,13 @@ TEST_P(HfParity, LogitsAndGreedyMatchTransformers) {
   const int V = model->hp().n_vocab;
   ThreadPool pool(2);
   for (const auto& pj : fx["prompts"]) {
-    const auto ids = pj["ids"].get<std::vector<int32_t>>();
+    auto ids = pj["ids"].get<std::vector<int32_t>>();
     // The folder's tokenizer must give the ids transformers' tokenizer gave.
     EXPECT_EQ(model->tokenizer().encode(pj["text"].get<std::string>()), ids);
+    // Under the sanitizers only the first 48 positions (their logits are the fixture's:
+    // attention is causal), without the greedy continuation (test::sanitized()).
+    const bool truncated = test::sanitized();
+    if (truncated && ids.size() > 48) ids.resize(48);
     Session s(*model, pool);
     std::vector<float> logits;
     s.forward(ids, LogitsMode::All, &logits);
@@ -79,6 +83,7 @@ TEST_P(HfParity, LogitsAndGreedyMatchTransformers) {
                 ids.size(), max_err, mean_err, tol_max, tol_mean);
     EXPECT_LT(max_err, tol_max);
     EXPECT_LT(mean_err, tol_mean);
+    if (truncated) continue;
 
     const auto greedy = pj["greedy"].get<std::vector<int32_t>>();
     const auto margins = pj["margins"].get<std::vector<double>>();

@@ -35,6 +35,8 @@ using namespace kvz;
 namespace {
 
 constexpr double kNoiseFactor = 1.5;
+// Positions per prompt under the sanitizers (test::sanitized()).
+constexpr size_t kSanitizedTokens = 48;
 
 struct Prompt {
   std::vector<int32_t> ids;
@@ -115,10 +117,15 @@ size_t check_parity(const Fixture& fx, const std::string& model_path, const std:
   ThreadPool pool(2);
   bool saw_long = false;
   size_t n_exact = 0;  // prompts whose whole 32-token greedy continuation is identical
+  // Under the sanitizers each prompt stops after its first kSanitizedTokens positions (the
+  // logits there are the fixture's: attention is causal) and the greedy continuations are
+  // left out (SmolLM2 decodes about 15 tokens/s there).
+  const bool truncated = test::sanitized();
   for (size_t ip = 0; ip < fx.prompts.size(); ++ip) {
-    const Prompt& p = fx.prompts[ip];
+    Prompt p = fx.prompts[ip];
+    if (truncated && p.ids.size() > kSanitizedTokens) p.ids.resize(kSanitizedTokens);
     const Bounds b = bounds(p);
-    saw_long |= p.ids.size() > 1000;
+    saw_long |= fx.prompts[ip].ids.size() > 1000;
     Session s(*model, pool);
     std::vector<float> logits;
     double max_err = 0.0, sum_err = 0.0;
@@ -151,6 +158,11 @@ size_t check_parity(const Fixture& fx, const std::string& model_path, const std:
       EXPECT_LT(p99, b.p99) << "prompt " << ip;
     }
 
+    if (truncated) {
+      std::printf("  (first %zu of %zu tokens under the sanitizers; greedy not checked)\n", p.ids.size(),
+                  fx.prompts[ip].ids.size());
+      continue;
+    }
     // Free-running greedy from our own logits, and teacher-forced agreement on a copy.
     const Session::Checkpoint prompt_end = s.checkpoint();
     const std::vector<float> prompt_last(logits.end() - V, logits.end());
@@ -198,7 +210,9 @@ TEST(ParityTest, LogitsAndGreedyMatchLlamaCpp) {
   const Bounds b{kNoiseFactor * fx.noise_max, kNoiseFactor * fx.noise_mean, 0.0, fx.noise_max};
   const size_t n_exact = check_parity(fx, test::smollm2_path(), [&](const Prompt&) { return b; }, 1 << 30);
   // Issue 3's bar: at least five prompts whose whole 32-token continuation is identical.
-  EXPECT_GE(n_exact, 5u);
+  if (!test::sanitized()) {  // no greedy check under the sanitizers
+    EXPECT_GE(n_exact, 5u);
+  }
 }
 
 TEST(ParityTest, Qwen25LogitsAndGreedyMatchLlamaCpp) {
@@ -210,7 +224,9 @@ TEST(ParityTest, Qwen25LogitsAndGreedyMatchLlamaCpp) {
   ASSERT_GT(fx.noise_max, 0.0);
   const Bounds b{kNoiseFactor * fx.noise_max, kNoiseFactor * fx.noise_mean, 0.0, fx.noise_max};
   const size_t n_exact = check_parity(fx, path, [&](const Prompt&) { return b; }, 1 << 30);
-  EXPECT_GE(n_exact, 5u);
+  if (!test::sanitized()) {  // no greedy check under the sanitizers
+    EXPECT_GE(n_exact, 5u);
+  }
 }
 
 TEST(ParityTest, Gemma3LogitsAndGreedyMatchLlamaCpp) {
@@ -231,6 +247,8 @@ TEST(ParityTest, Gemma3LogitsAndGreedyMatchLlamaCpp) {
         return Bounds{kNoiseFactor * p.noise_max, kNoiseFactor * p.noise_mean, kNoiseFactor * p.noise_p99, tie};
       },
       512);  // logits of 512 tokens at a time: [512][262144] f32 is 512 MiB
-  EXPECT_GE(n_exact, 4u);
+  if (!test::sanitized()) {  // no greedy check under the sanitizers
+    EXPECT_GE(n_exact, 4u);
+  }
 }
 
