@@ -9,8 +9,8 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 OUT="" ERR="" RC=0
 # Under scripts/sanitize.sh (KVZ_SANITIZE=1) SmolLM2 prefills about 30 tokens/s and decodes
-# about 15 tokens/s (2 threads, 2026-12-04, Zen 4): write_doc writes a third of the records (at least 4), and the tests shorten
-# what depends on the length (SANITIZED=1).
+# about 15 tokens/s (2 threads, 2026-12-04, Zen 4): write_doc writes a third of the records
+# (at least 4), and the tests shorten what depends on the length (SANITIZED=1).
 SANITIZED=0
 if [[ "${KVZ_SANITIZE:-}" == 1 ]]; then SANITIZED=1; fi
 
