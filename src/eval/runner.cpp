@@ -97,27 +97,37 @@ std::string sample_too_long(const KvzipContext& ctx, const EvalSample& s, const 
                             const std::vector<Variant>& variants,
                             const std::vector<std::pair<size_t, double>>& pending) {
   const int64_t n = static_cast<int64_t>(ids.size()), n_sys = ctx.n_sys(), limit = ctx.n_ctx_max();
-  if (n == 0) return "the context has no tokens";
-  const std::string head = fmt::format("its context has {} tokens (+{} system prompt)", n, n_sys);
-  if (n_sys + n > limit) return fmt::format("{}, more than the window of {} tokens", head, limit);
+  std::vector<int64_t> passes;  // one per scorer the pending variants run
+  std::vector<std::string> names;
   std::set<std::string> checked;
   for (const auto& [iv, r] : pending) {
     const Variant& v = variants[iv];
-    if (r >= 1.0 || !v.m.positions || !checked.insert(v.m.scorer).second) continue;
-    const int64_t need = v.m.positions(ctx, n);
-    if (need > limit)
-      return fmt::format("{}; {} scoring needs {} positions, more than the window of {} tokens", head, v.m.name, need,
-                         limit);
+    if (n == 0 || r >= 1.0 || !v.m.positions || !checked.insert(v.m.scorer).second) continue;
+    passes.push_back(v.m.positions(ctx, n));
+    names.push_back(v.m.name);
   }
   int64_t answer = 0;
   for (size_t q = 0; q < s.questions.size(); ++q)
     answer = std::max<int64_t>(answer, static_cast<int64_t>(ctx.question_ids(query_text(s, q)).size()));
   answer += s.max_new_tokens;
-  if (n_sys + n + answer > limit)
-    return fmt::format("{}; answering needs {} more positions (the longest question and {} answer tokens), more than "
-                       "the window of {} tokens",
-                       head, answer, s.max_new_tokens, limit);
-  return "";
+  const WindowFit f = check_window(n_sys, n, limit, passes, answer);
+  const std::string head = fmt::format("its context has {} tokens (+{} system prompt)", n, n_sys);
+  switch (f.fails) {
+    case WindowFit::Fails::nothing:
+      return "";
+    case WindowFit::Fails::no_tokens:
+      return "the context has no tokens";
+    case WindowFit::Fails::context:
+      return fmt::format("{}, more than the window of {} tokens", head, limit);
+    case WindowFit::Fails::scoring:
+      return fmt::format("{}; {} scoring needs {} positions, more than the window of {} tokens", head, names[f.pass],
+                         f.need, limit);
+    case WindowFit::Fails::answers:
+      break;
+  }
+  return fmt::format("{}; answering needs {} more positions (the longest question and {} answer tokens), more than "
+                     "the window of {} tokens",
+                     head, answer, s.max_new_tokens, limit);
 }
 
 }  // namespace

@@ -48,6 +48,32 @@ int64_t compress_positions_needed(int64_t n_sys, int64_t n_ctx, const Press& pre
   return n_sys + n_ctx + press.positions_after_context(n_ctx, kvzip_repeat_overhead(rp));
 }
 
+WindowFit check_window(int64_t n_sys, int64_t n_ctx, int64_t window, std::span<const int64_t> scoring,
+                       int64_t answer_room) {
+  WindowFit f;
+  f.n_ctx = n_ctx;
+  f.n_sys = n_sys;
+  f.window = window;
+  if (n_ctx <= 0) {
+    f.fails = WindowFit::Fails::no_tokens;
+  } else if (n_sys + n_ctx > window) {
+    f.fails = WindowFit::Fails::context;
+  } else {
+    for (size_t i = 0; i < scoring.size(); ++i)
+      if (scoring[i] > window) {
+        f.fails = WindowFit::Fails::scoring;
+        f.need = scoring[i];
+        f.pass = i;
+        return f;
+      }
+    if (answer_room > 0 && n_sys + n_ctx + answer_room > window) {
+      f.fails = WindowFit::Fails::answers;
+      f.need = answer_room;
+    }
+  }
+  return f;
+}
+
 KvzipContext::KvzipContext(const Model& model, ThreadPool& pool, ContextOptions opt)
     : model_(model), opt_(std::move(opt)), session_(model, pool, opt_.n_ctx_max, opt_.kv_type) {
   tmpl_ = model_kvzip_template(model, opt_.task, opt_.think_block);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,23 @@ KvzipRepeatPrompt kvzip_repeat_prompt(const Model& m, const KvzipTemplate& t);
 // without a repeat pass. Questions come after scoring, so they need room of their own
 // (the longest question plus the answer), not on top of this.
 int64_t compress_positions_needed(int64_t n_sys, int64_t n_ctx, const Press& press, const KvzipRepeatPrompt& rp);
+
+// The window rule every front end checks before a prefill (the CLI's compress and ask, the
+// eval runner), so that nothing is prefilled only to fail later: the context has tokens and
+// fits the window with the system prompt; each scoring pass fits (`scoring`: the positions
+// each pass needs, from KvzipContext::positions_needed); the answers fit (`answer_room`
+// positions after the context: the longest question and the answer tokens; 0: not checked).
+// The first check that fails, with its numbers; each front end words its own message.
+struct WindowFit {
+  enum class Fails { nothing, no_tokens, context, scoring, answers };
+  Fails fails = Fails::nothing;
+  int64_t n_ctx = 0, n_sys = 0, window = 0;
+  int64_t need = 0;  // scoring: the failing pass's positions; answers: answer_room
+  size_t pass = 0;   // scoring: the failing pass's index in `scoring`
+  bool ok() const { return fails == Fails::nothing; }
+};
+WindowFit check_window(int64_t n_sys, int64_t n_ctx, int64_t window, std::span<const int64_t> scoring,
+                       int64_t answer_room);
 
 class KvzipContext {
  public:

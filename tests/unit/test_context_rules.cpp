@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "core/error.h"
 #include "kv/kvzip_context.h"
@@ -49,6 +50,32 @@ TEST(KvzipFitChunk, ShrinksNearTheWindowDownToTheMinimum) {
   EXPECT_EQ(kvzip_min_positions_after(50, 40, 2000), 90);
   EXPECT_EQ(kvzip_min_positions_after(5000, 40, 2000), 40 + kKvzipMinChunk);
   EXPECT_EQ(kvzip_min_positions_after(5000, 40, 64), 104);
+}
+
+// The window rule front ends check before a prefill: the first check that fails, with its
+// numbers; each bound is inclusive (a context that fills the window exactly fits).
+TEST(WindowRule, TheFirstFailingCheckIsNamedWithItsNumbers) {
+  const int64_t sys = 20, win = 1000;
+  const std::vector<int64_t> none, passes = {900, 1000, 1200, 1300};
+  EXPECT_TRUE(check_window(sys, 980, win, none, 0).ok());  // 20 + 980 = 1000: fits exactly
+  EXPECT_EQ(check_window(sys, 0, win, passes, 10).fails, WindowFit::Fails::no_tokens);
+  const WindowFit c = check_window(sys, 981, win, passes, 10);
+  EXPECT_EQ(c.fails, WindowFit::Fails::context);
+  EXPECT_EQ(c.n_ctx, 981);
+  EXPECT_EQ(c.n_sys, sys);
+  EXPECT_EQ(c.window, win);
+  // Scoring: the first pass over the window, by index.
+  const WindowFit p = check_window(sys, 500, win, passes, 10);
+  EXPECT_EQ(p.fails, WindowFit::Fails::scoring);
+  EXPECT_EQ(p.pass, 2u);
+  EXPECT_EQ(p.need, 1200);
+  // Answers: after the scoring passes fit; 0 means not checked.
+  const std::vector<int64_t> fit = {900, 1000};
+  EXPECT_TRUE(check_window(sys, 500, win, fit, 480).ok());
+  const WindowFit a = check_window(sys, 500, win, fit, 481);
+  EXPECT_EQ(a.fails, WindowFit::Fails::answers);
+  EXPECT_EQ(a.need, 481);
+  EXPECT_TRUE(check_window(sys, 980, win, fit, 0).ok());
 }
 
 TEST_F(ContextRulesTest, PositionsNeededDependOnTheMethod) {

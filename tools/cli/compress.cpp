@@ -123,24 +123,28 @@ ContextOptions context_options(const CompressOpts& o) {
 std::vector<int32_t> check_context_length(const KvzipContext& ctx, const CompressOpts& o, const std::string& text,
                                           int64_t answer_room) {
   const std::vector<int32_t> ids = ctx.model().tokenizer().encode(text, false, /*parse_special=*/false);
-  if (ids.empty()) fail("{}: the context has no tokens", o.context_file);
   const int64_t n = static_cast<int64_t>(ids.size()), n_sys = ctx.n_sys(), limit = ctx.n_ctx_max();
+  std::vector<int64_t> passes;  // KVzap's streaming eviction scores during the prefill: no pass
+  if (!o.kvzap_stream() && n > 0) passes.push_back(ctx.positions_needed(n, make_method_press(o).get()));
+  const WindowFit f = check_window(n_sys, n, limit, passes, answer_room);
   const std::string window =
       fmt::format("the window of {} tokens ({})", limit, o.n_ctx > 0 ? "-c/--ctx" : "the model's training context");
-  if (n_sys + n > limit)
-    fail("{}: the context has {} tokens (+{} system prompt), more than {}", o.context_file, n, n_sys, window);
-  if (!o.kvzap_stream()) {
-    const std::unique_ptr<Press> press = make_method_press(o);
-    const int64_t need = ctx.positions_needed(n, press.get());
-    if (need > limit)
+  switch (f.fails) {
+    case WindowFit::Fails::nothing:
+      break;
+    case WindowFit::Fails::no_tokens:
+      fail("{}: the context has no tokens", o.context_file);
+    case WindowFit::Fails::context:
+      fail("{}: the context has {} tokens (+{} system prompt), more than {}", o.context_file, n, n_sys, window);
+    case WindowFit::Fails::scoring:
       fail("{}: the context has {} tokens (+{} system prompt); {} scoring needs {} positions with its repeat pass "
            "(its prompt and a chunk of at least {} tokens after the context), more than {}",
-           o.context_file, n, n_sys, o.method, need, std::min<int64_t>(n, kKvzipMinChunk), window);
+           o.context_file, n, n_sys, o.method, f.need, std::min<int64_t>(n, kKvzipMinChunk), window);
+    case WindowFit::Fails::answers:
+      fail("{}: the context has {} tokens (+{} system prompt); answering needs {} more positions (the longest "
+           "question and -n answer tokens), more than {}",
+           o.context_file, n, n_sys, answer_room, window);
   }
-  if (answer_room > 0 && n_sys + n + answer_room > limit)
-    fail("{}: the context has {} tokens (+{} system prompt); answering needs {} more positions (the longest question "
-         "and -n answer tokens), more than {}",
-         o.context_file, n, n_sys, answer_room, window);
   return ids;
 }
 
