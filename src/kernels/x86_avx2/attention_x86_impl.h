@@ -8,7 +8,7 @@
 //   KVZ_ATTN_PV_U_NARROW / _WIDE  value vectors per P.V pass for <= 2 rows / more rows,
 // all sized to the register file (16 ymm with AVX2, 32 with AVX-512VL). They change which
 // rows share a load, never the arithmetic of a row: every ISA build gives the same bits.
-#include <immintrin.h>
+#include "kernels/x86_intrin.h"
 
 #include <cstdint>
 #include <cstring>

@@ -20,7 +20,7 @@
 // KVZ_QUANT_CMAX (widest prefill tile in tokens of the 32-element block types),
 // KVZ_QUANT_KC45 / KVZ_QUANT_KC6 (tokens per Q4_K/Q5_K and Q6_K tile), then calls
 // fill_common<R, C>.
-#include <immintrin.h>
+#include "kernels/x86_intrin.h"
 
 #include <cmath>
 #include <cstring>
