@@ -37,9 +37,13 @@ namespace {
 
 const std::string kBase = "/tests/golden/data/kvzap_kvpress_";
 
+// The SmolLM2 fixture: under the sanitizers (KVZ_SANITIZE=1) the short one,
+// gen_kvzap_kvpress_fixture.py --short (320 context tokens instead of 1,024; the same tiny part).
+std::string smollm2_name() { return test::sanitized() ? "smollm2_short" : "smollm2"; }
+
 json fixture() {
-  std::ifstream f(test::source_dir() + kBase + "smollm2.json");
-  KVZ_ASSERT(f.good(), "missing fixture kvzap_kvpress_smollm2.json");
+  std::ifstream f(test::source_dir() + kBase + smollm2_name() + ".json");
+  KVZ_ASSERT(f.good(), "missing fixture kvzap_kvpress_{}.json", smollm2_name());
   return json::parse(f);
 }
 
@@ -148,7 +152,7 @@ TEST(KvzapKvpress, PressScoresMatchKvpress) {
   const int L = meta["n_layer"], H = meta["n_head_kv"], D = meta["n_embd"];
   const int64_t n = meta["n_ctx"];
   const size_t per = static_cast<size_t>(L) * H * n;
-  std::ifstream bf(test::source_dir() + kBase + "smollm2.bin", std::ios::binary);
+  std::ifstream bf(test::source_dir() + kBase + smollm2_name() + ".bin", std::ios::binary);
   std::vector<float> ref(2 * per);
   ASSERT_TRUE(bf.read(reinterpret_cast<char*>(ref.data()), static_cast<std::streamsize>(ref.size() * 4)));
 
@@ -236,7 +240,7 @@ TEST(KvzapKvpress, KvzipPlusMatchesKvpress) {
   const size_t per = static_cast<size_t>(L) * H * n;
   std::vector<float> ref(per);
   {
-    std::ifstream bf(test::source_dir() + kBase + "smollm2.bin", std::ios::binary);
+    std::ifstream bf(test::source_dir() + kBase + smollm2_name() + ".bin", std::ios::binary);
     bf.seekg(static_cast<std::streamoff>(e["offset_values"].get<size_t>() * 4));
     ASSERT_TRUE(bf.read(reinterpret_cast<char*>(ref.data()), static_cast<std::streamsize>(per * 4)));
   }

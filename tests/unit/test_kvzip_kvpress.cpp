@@ -53,6 +53,10 @@ namespace {
 // chunk key sets) gives Spearman mean 0.973, min 0.918, overlap 0.947 and fails. Not caught:
 // dropping system-prompt keys 4..28 from the softmax (kvpress n_sink = 4 gives 0.9989 / 0.985 /
 // 0.987), because on this model token 0 holds nearly all the sink mass.
+// The short fixture (612 context tokens, chunk 256): Spearman mean 0.9986, min 0.9942, overlap
+// 0.9897, median |d ln| 0.032; kvpress bf16 vs f32 0.9993 / 0.9975 / 0.9939 / 0.022. The same
+// bounds still fail the structural variants there: chunk 250 instead of 256 gives 0.946 / 0.744 /
+// 0.958, and n_sink = 4 gives 0.990 / 0.920 / 0.966 (shorter context, more sink mass beyond token 0).
 constexpr double kMinSpearmanMean = 0.99, kMinSpearmanHead = 0.97, kMinOverlap = 0.95, kMaxLnMad = 0.15;
 
 struct Fixture {
@@ -63,10 +67,15 @@ struct Fixture {
   std::vector<float> ln_scores;  // [L][H][n_ctx], ln(kvpress score), -inf for 0
 };
 
+// Under the sanitizers (KVZ_SANITIZE=1, scripts/sanitize.sh) the test reads the short fixture
+// (gen_kvzip_kvpress_fixture.py --short: 612 context tokens, chunk 256, so three chunks and the
+// cue of the later repeat prompts are still exercised): the 2,973-token run takes minutes there.
+// The same bounds hold for both; the short fixture's own figures are beside kMinSpearmanMean.
 Fixture load_fixture() {
-  const std::string base = test::source_dir() + "/tests/golden/data/kvzip_kvpress_smollm2";
+  const std::string name = test::sanitized() ? "kvzip_kvpress_smollm2_short" : "kvzip_kvpress_smollm2";
+  const std::string base = test::source_dir() + "/tests/golden/data/" + name;
   std::ifstream jf(base + ".json");
-  if (!jf) throw std::runtime_error("missing fixture kvzip_kvpress_smollm2.json");
+  if (!jf) throw std::runtime_error("missing fixture " + name + ".json");
   Fixture fx;
   fx.meta = nlohmann::json::parse(jf);
   const auto& m = fx.meta;
@@ -85,7 +94,7 @@ Fixture load_fixture() {
   std::ifstream bf(base + ".bin", std::ios::binary);
   std::vector<uint16_t> h(n);
   if (!bf.read(reinterpret_cast<char*>(h.data()), static_cast<std::streamsize>(2 * n)))
-    throw std::runtime_error("fixture kvzip_kvpress_smollm2.bin truncated");
+    throw std::runtime_error("fixture " + name + ".bin truncated");
   fx.ln_scores.resize(n);
   std::transform(h.begin(), h.end(), fx.ln_scores.begin(), fp16_to_f32);
   return fx;

@@ -57,7 +57,7 @@ from kvpress.presses.kvzap_press import KVzapConfig, KVzapModel
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_kvzip_kvpress_fixture import (CHUNK, DATA, POSTFIX, PREFIX, SEED, context_text, hf_copy,  # noqa: E402
                                        run_kvpress)
-from gen_presses_kvpress_fixture import N_CTX, metrics, run  # noqa: E402
+from gen_presses_kvpress_fixture import N_CTX, SHORT_N_CTX, metrics, run, short_args  # noqa: E402
 
 RATIO = 0.5  # kvpress compression_ratio: any value > 0 makes the press score
 
@@ -129,7 +129,12 @@ def tiny_part():
 
 
 def main():
-    gguf = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser(
+    # --short: kvzap_kvpress_smollm2_short.{bin,json}, the first SHORT_N_CTX context tokens, for
+    # the sanitizer stage (as gen_presses_kvpress_fixture.py --short); the tiny part is the same.
+    args, short = short_args()
+    n_ctx_target = SHORT_N_CTX if short else N_CTX
+    name = "kvzap_kvpress_smollm2" + ("_short" if short else "")
+    gguf = args[0] if args else os.path.expanduser(
         "~/.cache/kvzip/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
     torch.set_num_threads(2)
     tiny = tiny_part()
@@ -138,7 +143,7 @@ def main():
     tok = AutoTokenizer.from_pretrained(hf_dir)
     enc = lambda s: tok.encode(s, add_special_tokens=False)
     sys_ids = enc(PREFIX)
-    ctx_ids = enc(context_text(tok))[:N_CTX]
+    ctx_ids = enc(context_text(tok))[:n_ctx_target]
     n_sys, n_ctx = len(sys_ids), len(ctx_ids)
     ids = sys_ids + ctx_ids
 
@@ -186,7 +191,7 @@ def main():
         noise["kvzip_plus"] = metrics(ln_plus, np.log(plus_bf))
     print("kvzip_plus", noise["kvzip_plus"], flush=True)
 
-    base = os.path.join(DATA, "kvzap_kvpress_smollm2")
+    base = os.path.join(DATA, name)
     np.concatenate([b.reshape(-1) for b in blobs]).tofile(base + ".bin")
     meta = {
         "generator": "tests/golden/gen/gen_kvzap_kvpress_fixture.py",
@@ -195,7 +200,7 @@ def main():
         "seed": SEED, "dtype": "float32", "compression_ratio": RATIO,
         "n_layer": L, "n_head_kv": H, "n_embd": D, "n_sys": n_sys, "n_ctx": n_ctx,
         "sys_ids": sys_ids, "postfix_ids": enc(POSTFIX), "ctx_ids": ctx_ids,
-        "values_file": "kvzap_kvpress_smollm2.bin: float32, per entry of `surrogates` [n_layer][n_head_kv][n_ctx] at "
+        "values_file": name + ".bin: float32, per entry of `surrogates` [n_layer][n_head_kv][n_ctx] at "
                        "offset_values (elements): the log-scores KVzapPress.score returned; kvzip_plus: ln of "
                        "KVzipPress(kvzip_plus_normalization=True)'s scores",
         "surrogates": entries,

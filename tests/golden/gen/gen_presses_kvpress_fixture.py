@@ -29,7 +29,12 @@ Noise estimate recorded per press (same metrics as the test, kvpress against its
 bfloat16 model against the float32 one.
 
 Usage (writes tests/golden/data/presses_kvpress_smollm2.bin and .json):
-  ~/.cache/kvzip/ref/venv-kvpress/bin/python tests/golden/gen/gen_presses_kvpress_fixture.py [MODEL.gguf]
+  ~/.cache/kvzip/ref/venv-kvpress/bin/python tests/golden/gen/gen_presses_kvpress_fixture.py [--short] [MODEL.gguf]
+
+--short writes presses_kvpress_smollm2_short.{bin,json}: the first SHORT_N_CTX context tokens
+only (still five times the 64-row observation window), for the sanitizer stage, where seven
+prefills of 1,024 tokens take minutes (the test picks it under KVZ_SANITIZE=1). The presses'
+scores depend on the context's end, so a shorter input needs its own run.
 """
 import importlib.metadata as md
 import json
@@ -48,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_kvzip_kvpress_fixture import DATA, POSTFIX, PREFIX, SEED, context_text, hf_copy, spearman  # noqa: E402
 
 N_CTX = 1024
+SHORT_N_CTX = 320  # --short
 RATIO = 0.5  # kvpress compression_ratio (removed fraction); any value > 0 makes the press score
 QUESTION = "What does Greta Brandt keep, and where was she born?"
 
@@ -101,8 +107,18 @@ def metrics(a, b):
             "overlap_mean": round(float(np.mean(ov)), 5), "overlap_min": round(float(np.min(ov)), 5)}
 
 
+def short_args():
+    """(args without --short, whether --short was given)."""
+    args = sys.argv[1:]
+    short = "--short" in args
+    return [a for a in args if a != "--short"], short
+
+
 def main():
-    gguf = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser(
+    args, short = short_args()
+    n_ctx_target = SHORT_N_CTX if short else N_CTX
+    fixture = "presses_kvpress_smollm2" + ("_short" if short else "")
+    gguf = args[0] if args else os.path.expanduser(
         "~/.cache/kvzip/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
     torch.manual_seed(SEED)
     torch.set_num_threads(2)
@@ -110,7 +126,7 @@ def main():
     tok = AutoTokenizer.from_pretrained(hf_dir)
     enc = lambda s: tok.encode(s, add_special_tokens=False)
     sys_ids, post_ids = enc(PREFIX), enc(POSTFIX)
-    ctx_ids = enc(context_text(tok))[:N_CTX]
+    ctx_ids = enc(context_text(tok))[:n_ctx_target]
     q_ids = enc("\n\n" + QUESTION.strip()) + post_ids
     n_sys, n_ctx = len(sys_ids), len(ctx_ids)
 
@@ -145,7 +161,7 @@ def main():
         pyr.append({"q_len": q_len, "compression_ratio": cr, "window": p.window_size, "beta": p.beta,
                     "budgets": [int(b) for b in budgets]})
 
-    base = os.path.join(DATA, "presses_kvpress_smollm2")
+    base = os.path.join(DATA, fixture)
     np.concatenate([b.reshape(-1) for b in blobs]).tofile(base + ".bin")
     meta = {
         "generator": "tests/golden/gen/gen_presses_kvpress_fixture.py",
@@ -155,7 +171,7 @@ def main():
         "n_layer": L, "n_head_kv": models["sdpa"].config.num_key_value_heads, "n_sys": n_sys, "n_ctx": n_ctx,
         "sys_ids": sys_ids, "postfix_ids": post_ids, "ctx_ids": ctx_ids, "question": QUESTION,
         "question_ids": q_ids,
-        "values_file": "presses_kvpress_smollm2.bin: float16, per press [n_layer][n_head_kv][n_ctx] at offset_values "
+        "values_file": fixture + ".bin: float16, per press [n_layer][n_head_kv][n_ctx] at offset_values "
                        "(elements), ln(score) or the raw score per `transform`",
         "presses": entries,
         "noise_bf16": noise,
