@@ -16,6 +16,7 @@ scripts/server-test-env.sh >/dev/null
 # The Python package tests' venv (pytest, numpy, scikit-build-core, nanobind) with the package
 # built from this checkout; later runs rebuild only what changed.
 scripts/python-test-env.sh >/dev/null
-scripts/build.sh
+# Warnings are errors here: the tree builds warning-free with gcc and clang (docs/reliability.md).
+scripts/build.sh -DKVZ_WERROR=ON
 cd build
 ctest --output-on-failure -j"$(nproc 2>/dev/null || echo 2)" --timeout 900
