@@ -257,7 +257,11 @@ def test_ctrl_c_interrupts_prefill(model_path):
     what, n, secs = r.stdout.split()
     assert what == "interrupted", r.stdout
     assert int(n) > 4000  # about 10 prefill batches: the interrupt came between them
-    assert float(secs) < 5.0, r.stdout
+    # The interrupt lands at the first batch boundary after 1 s. Under the sanitizers (KVZ_SANITIZE=1,
+    # about 30 tokens/s) one batch takes up to ~17 s and the whole prefill ~3 minutes, so the bound
+    # grows with them; it still fails a prefill that ignores the signal.
+    limit = 40.0 if os.environ.get("KVZ_SANITIZE") == "1" else 5.0
+    assert float(secs) < limit, r.stdout
 
 
 def test_compose_two_contexts(model, cli, model_path, tmp_path):
