@@ -330,6 +330,8 @@ def make_requests():
         "context-messages": {"messages": [{"role": "user", "content": "a long document"}], "method": "snapkv",
                              "ratio": 1.0},
         "recompress": {"method": "kvzip", "ratio": 0.1, "level": "head"},
+        "context-threshold": {"text": "The launch code is 7731.", "threshold": -4.5, "window": 64,
+                              "params": {"dir": "/srv/kvzap"}},
     }
     for name, r in reqs.items():
         write("request", f"{name}.json", json.dumps(r))

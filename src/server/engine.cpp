@@ -9,6 +9,7 @@
 #endif
 
 #include "core/error.h"
+#include "kv/kvzap_pruner.h"
 #include "kv/kvzip_context.h"
 #include "kv/press.h"
 #include "model/session.h"
@@ -362,13 +363,8 @@ void Engine::run_compress(CompressJob& job) {
   };
   try {
     std::shared_ptr<KvzipContext> ctx;
-    double prefill_s = 0, score_s = 0;
+    Compressed c;
     const ContextRequest& r = job.req;
-    nlohmann::json info;
-    {
-      std::lock_guard el(e->mu);
-      info = e->info;
-    }
     if (!job.recompress) {
       ContextOptions co;
       co.n_ctx_max = n_ctx_;
@@ -376,72 +372,61 @@ void Engine::run_compress(CompressJob& job) {
       co.retain_full = r.retain_full;
       co.n_batch = opt_.prefill_chunk;
       ctx = std::make_shared<KvzipContext>(model_, pool_, co);
+      // KVzap's streaming eviction: the pruner watches the prefill and evicts after each batch.
+      std::unique_ptr<KvzapPruner> pruner;
+      if (r.threshold) {
+        KVZ_ASSERT(job.surrogate != nullptr, "a threshold upload without its surrogate");
+        pruner = std::make_unique<KvzapPruner>(ctx->session(), *job.surrogate,
+                                               KvzapOptions{static_cast<float>(*r.threshold), r.window});
+        pruner->protect_prefix(ctx->n_sys());
+      }
       contexts_.set_state(e, CtxState::Prefilling, 0);
       const auto t0 = clock_type::now();
-      ctx->prefill_ids(job.ids, [&](int64_t d, int64_t t) { between(CtxState::Prefilling, d, t); });
-      prefill_s = since(t0) - served_us * 1e-6;
+      ctx->prefill_ids(job.ids, [&](int64_t d, int64_t t) {
+        if (pruner) pruner->prune();
+        between(CtxState::Prefilling, d, t);
+      });
+      c.prefill_s = since(t0) - served_us * 1e-6;
       metrics_.prefill_us += us_since(t0) - served_us;
       served_us = 0;
       metrics_.context_tokens += ctx->n_ctx() + ctx->n_sys();
+      if (pruner) {
+        // The pairs went while prefilling: "before" is every position in every head, as
+        // `kvzip compress --threshold` reports it.
+        const HParams& hp = model_.hp();
+        c.pr.ratio_true = pruner->stats().kept_fraction();
+        c.pr.kv_bytes_before = static_cast<size_t>(ctx->n_sys() + ctx->n_ctx()) * hp.n_layer * hp.n_head_kv * 2 *
+                               ctx->session().cache().row_bytes();
+        c.pr.kv_bytes_after = ctx->kv_bytes();
+        pruner.reset();  // detaches it from the session
+        ctx->note_pruned();
+        c.method = "kvzap";
+        c.level = "threshold";
+        publish(job, ctx, c);
+        return;
+      }
     } else {
       std::lock_guard el(e->mu);
       ctx = e->full;
       if (!ctx) fail("the full cache of this context was not kept (upload it with retain_full)");
     }
-    const std::string method = job.recompress ? job.re.method : r.method;
-    const double ratio = job.recompress ? job.re.ratio : r.ratio.value_or(0.3);
+    c.method = job.recompress ? job.re.method : r.method;
+    c.ratio = job.recompress ? job.re.ratio : r.ratio.value_or(0.3);
     const std::string level_s = job.recompress ? job.re.level : r.level;
     std::map<std::string, std::string> params;
     if (!job.recompress)
       for (const auto& [k, v] : r.params) params[k] = v;
-    const MethodInfo& mi = method_info(method);
-    std::unique_ptr<Press> press = make_press(method, params);
+    const MethodInfo& mi = method_info(c.method);
+    std::unique_ptr<Press> press = make_press(c.method, params);
     SelectOptions so;
-    so.ratio = ratio;
+    so.ratio = *c.ratio;
     so.level = level_s.empty() ? mi.level : parse_prune_level(level_s);
+    c.level = prune_level_name(so.level);
     if (!job.recompress) contexts_.set_state(e, CtxState::Scoring, 0);
     const auto t1 = clock_type::now();
-    const PruneReport pr = ctx->compress(*press, so, "", [&](int64_t d, int64_t t) { between(CtxState::Scoring, d, t); });
-    score_s = since(t1) - served_us * 1e-6;
-
-    auto ready = std::make_shared<ReadyContext>();
-    ready->meta = ctx->stored();
-    ready->cache = ctx->session().cache().clone();
-    const HParams& hp = model_.hp();
-    std::vector<double> layer_kept(hp.n_layer, 0.0);
-    const int64_t n_full = ctx->n_sys() + ctx->n_ctx();
-    for (int il = 0; il < hp.n_layer; ++il) {
-      int64_t rows = 0;
-      for (int ih = 0; ih < hp.n_head_kv; ++ih) rows += ready->cache.seg(il, ih).len;
-      layer_kept[il] = hp.is_swa(il) ? 1.0
-                                     : static_cast<double>(rows - int64_t{hp.n_head_kv} * ctx->n_sys()) /
-                                           (static_cast<double>(hp.n_head_kv) * std::max<int64_t>(1, ctx->n_ctx()));
-    }
-    info["method"] = method;
-    info["ratio"] = ratio;
-    info["level"] = prune_level_name(so.level);
-    info["kv_type"] = kv_type_name(ready->cache.type());
-    info["n_ctx"] = ctx->n_ctx();
-    info["n_sys"] = ctx->n_sys();
-    info["n_pos"] = n_full;
-    info["kv_bytes_full"] = pr.kv_bytes_before;
-    info["kv_bytes"] = pr.kv_bytes_after;
-    info["ratio_true"] = pr.ratio_true;
-    info["layer_kept"] = layer_kept;
-    if (prefill_s > 0) info["prefill_s"] = prefill_s;
-    info["score_s"] = score_s;
-    info["model"] = model_.identity().name.empty() ? model_.identity().arch : model_.identity().name;
-    info["model_fingerprint"] = fmt::format("{:016x}", model_.identity().fingerprint);
-    if (!info.contains("created")) info["created"] = static_cast<int64_t>(std::time(nullptr));
-    if (!job.recompress && r.retain_full) {
-      std::lock_guard el(e->mu);
-      e->full = ctx;
-    }
-    contexts_.publish(e, std::move(ready), info);
-    metrics_.contexts_compressed += 1;
-    log_(fmt::format("{}: ready: {} tokens, {} at ratio {} kept {:.1f}% ({} -> {} KV bytes), prefill {:.2f} s, "
-                     "scoring {:.2f} s", e->id, ctx->n_ctx(), method, ratio, 100 * pr.ratio_true, pr.kv_bytes_before,
-                     pr.kv_bytes_after, prefill_s, score_s));
+    c.pr = ctx->compress(*press, so, "", [&](int64_t d, int64_t t) { between(CtxState::Scoring, d, t); });
+    c.score_s = since(t1) - served_us * 1e-6;
+    publish(job, ctx, c);
   } catch (const std::exception& ex) {
     log_(fmt::format("{}: failed: {}", e->id, ex.what()));
     if (job.recompress) {
@@ -451,6 +436,56 @@ void Engine::run_compress(CompressJob& job) {
       contexts_.set_failed(e, ex.what());
     }
   }
+}
+
+void Engine::publish(CompressJob& job, const std::shared_ptr<KvzipContext>& ctx, const Compressed& c) {
+  auto& e = job.entry;
+  nlohmann::json info;
+  {
+    std::lock_guard el(e->mu);
+    info = e->info;
+  }
+  auto ready = std::make_shared<ReadyContext>();
+  ready->meta = ctx->stored();
+  ready->cache = ctx->session().cache().clone();
+  const HParams& hp = model_.hp();
+  std::vector<double> layer_kept(hp.n_layer, 0.0);
+  const int64_t n_full = ctx->n_sys() + ctx->n_ctx();
+  for (int il = 0; il < hp.n_layer; ++il) {
+    int64_t rows = 0;
+    for (int ih = 0; ih < hp.n_head_kv; ++ih) rows += ready->cache.seg(il, ih).len;
+    layer_kept[il] = hp.is_swa(il) ? 1.0
+                                   : static_cast<double>(rows - int64_t{hp.n_head_kv} * ctx->n_sys()) /
+                                         (static_cast<double>(hp.n_head_kv) * std::max<int64_t>(1, ctx->n_ctx()));
+  }
+  info["method"] = c.method;
+  if (c.ratio) info["ratio"] = *c.ratio;
+  info["level"] = c.level;
+  info["kv_type"] = kv_type_name(ready->cache.type());
+  info["n_ctx"] = ctx->n_ctx();
+  info["n_sys"] = ctx->n_sys();
+  info["n_pos"] = n_full;
+  info["kv_bytes_full"] = c.pr.kv_bytes_before;
+  info["kv_bytes"] = c.pr.kv_bytes_after;
+  info["ratio_true"] = c.pr.ratio_true;
+  info["layer_kept"] = layer_kept;
+  if (c.prefill_s > 0) info["prefill_s"] = c.prefill_s;
+  info["score_s"] = c.score_s;
+  info["model"] = model_.identity().name.empty() ? model_.identity().arch : model_.identity().name;
+  info["model_fingerprint"] = fmt::format("{:016x}", model_.identity().fingerprint);
+  if (!info.contains("created")) info["created"] = static_cast<int64_t>(std::time(nullptr));
+  if (!job.recompress && job.req.retain_full) {
+    std::lock_guard el(e->mu);
+    e->full = ctx;
+  }
+  contexts_.publish(e, std::move(ready), info);
+  metrics_.contexts_compressed += 1;
+  const std::string rule = c.ratio ? fmt::format("ratio {}", *c.ratio)
+                                   : fmt::format("threshold {} (window {})", info.value("threshold", 0.0),
+                                                 info.value("window", int64_t{0}));
+  log_(fmt::format("{}: ready: {} tokens, {} at {} kept {:.1f}% ({} -> {} KV bytes), prefill {:.2f} s, "
+                   "scoring {:.2f} s", e->id, ctx->n_ctx(), c.method, rule, 100 * c.pr.ratio_true, c.pr.kv_bytes_before,
+                   c.pr.kv_bytes_after, c.prefill_s, c.score_s));
 }
 
 }  // namespace kvz::server

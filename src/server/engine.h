@@ -16,11 +16,14 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kv/kvzap_model.h"
+#include "kv/kvzip_context.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/sampler.h"
@@ -74,6 +77,7 @@ struct CompressJob {
   std::shared_ptr<ContextEntry> entry;
   ContextRequest req;     // upload
   std::vector<int32_t> ids;  // upload: the tokenized text
+  std::shared_ptr<const KvzapModel> surrogate;  // upload with req.threshold: KVzap's surrogate
   bool recompress = false;
   RecompressRequest re;   // recompress
 };
@@ -112,6 +116,15 @@ class Engine {
   void fail_slot(Slot& s, const std::string& error, int status);
   void return_free_memory();
   void run_compress(CompressJob& job);
+  // What an upload or a re-prune produced, for publish().
+  struct Compressed {
+    std::string method, level;
+    std::optional<double> ratio;  // none: a threshold upload
+    PruneReport pr;
+    double prefill_s = 0, score_s = 0;
+  };
+  // The ready context: its rows cloned, its description, the store write (contexts_.publish).
+  void publish(CompressJob& job, const std::shared_ptr<KvzipContext>& ctx, const Compressed& c);
 
   const Model& model_;
   EngineOptions opt_;

@@ -223,18 +223,30 @@ ContextRequest parse_context_request(const json& body) {
     bad_param("text", "a context needs 'text' (or 'messages')", "missing");
   }
   if (r.text.find_first_not_of(" \t\r\n") == std::string::npos) bad_param("text", "the context text is empty");
-  f.str("method", r.method);
+  const bool has_method = f.str("method", r.method);
   double ratio = 0;
   if (f.number("ratio", ratio, 0.0, 1.0)) {
     if (ratio <= 0.0) bad_param("ratio", "'ratio' (the kept fraction) must be in (0, 1]");
     r.ratio = ratio;
   }
-  if (f.get("threshold"))
-    bad_param("threshold", "threshold rules (KVzap's tau) are not served yet; give a 'ratio'", "unsupported");
+  double tau = 0;
+  if (f.number("threshold", tau, -1e6, 1e6)) {
+    if (!has_method) r.method = "kvzap";
+    if (r.method != "kvzap")
+      bad_param("threshold", "'threshold' is KVzap's streaming eviction: give \"method\": \"kvzap\" (or no method)");
+    if (r.ratio) bad_param("ratio", "give 'ratio' or 'threshold', not both");
+    r.threshold = tau;
+  }
+  if (f.integer("window", r.window, 0, int64_t{1} << 24) && !r.threshold)
+    bad_param("window", "'window' (positions never evicted) belongs to a 'threshold' upload");
   f.str("level", r.level);
+  if (r.threshold && !r.level.empty())
+    bad_param("level", "a 'threshold' upload keeps each pair on its own score: there is no budget level");
   f.str("kv_type", r.kv_type);
   if (r.kv_type != "f16" && r.kv_type != "q8_0") bad_param("kv_type", "'kv_type' must be 'f16' or 'q8_0'");
   f.boolean("retain_full", r.retain_full);
+  if (r.threshold && r.retain_full)
+    bad_param("retain_full", "a 'threshold' upload evicts while prefilling, so there is no full cache to keep");
   if (const json* p = f.get("params")) {
     if (!p->is_object()) wrong_type("params", "an object of press parameters", *p);
     for (const auto& [k, v] : p->items()) {

@@ -45,8 +45,13 @@ struct GenRequest {
 // POST /v1/contexts.
 struct ContextRequest {
   std::string text;                   // or messages, joined by blank lines
-  std::string method = "kvzip";
+  std::string method = "kvzip";       // "kvzap" when only a threshold is given
   std::optional<double> ratio;        // kept fraction in (0, 1]
+  // KVzap's streaming eviction (kv/kvzap_pruner.h) instead of a ratio: pairs whose predicted
+  // log-score is below it go while the context is prefilled; the `window` most recent
+  // positions are never evicted.
+  std::optional<double> threshold;
+  int64_t window = 128;
   std::string level;                  // "" = the method's default
   std::string kv_type = "f16";
   bool retain_full = false;

@@ -1,5 +1,6 @@
 #include "server/service.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "kv/compose.h"
@@ -45,6 +46,7 @@ Service::Service(const Model& model, ServiceOptions opt)
                                                 opt_.mem_budget, opt_.log);
   contexts_->scan();
   engine_ = std::make_unique<Engine>(model, opt_.engine, *contexts_, metrics_, opt_.log);
+  if (!opt_.kvzap_dir.empty()) surrogate(opt_.kvzap_dir, "--kvzap");  // a folder that does not load stops the start
   tmpl_ = model_kvzip_template(model);
   n_sys_ = static_cast<int64_t>(model.tokenizer().encode(tmpl_.prefix, false, true).size());
 }
@@ -112,11 +114,40 @@ std::string Service::metrics_text() const {
   return o;
 }
 
+std::shared_ptr<const KvzapModel> Service::surrogate(const std::string& dir, const std::string& param) {
+  std::lock_guard lk(surrogates_mu_);
+  auto& slot = surrogates_[dir];
+  if (!slot) {
+    try {
+      slot = std::make_shared<const KvzapModel>(KvzapModel::load(dir, model_));
+    } catch (const Error& e) {
+      surrogates_.erase(dir);
+      bad_param(param, fmt::format("KVzap surrogate {}: {}", dir, e.what()));
+    }
+  }
+  return slot;
+}
+
 json Service::create_context(const json& body) {
   ContextRequest r = parse_context_request(body);
+  auto job = std::make_shared<CompressJob>();
+  if (r.method == "kvzap") {
+    // KVzap scores with a surrogate folder: the request's params.dir, else the server's own.
+    const auto it = std::find_if(r.params.begin(), r.params.end(), [](const auto& kv) { return kv.first == "dir"; });
+    const bool given = it != r.params.end();
+    const std::string dir = given ? it->second : opt_.kvzap_dir;
+    if (!given) {
+      if (opt_.kvzap_dir.empty())
+        throw ApiError(400,
+                       "method 'kvzap' needs a KVzap surrogate for this model and the server has none: train one "
+                       "with `kvzip train-kvzap` and start the server with --kvzap DIR (or give params.dir)",
+                       "invalid_request_error", "method", "kvzap_surrogate_missing");
+      r.params.emplace_back("dir", opt_.kvzap_dir);
+    }
+    job->surrogate = surrogate(dir, given ? "params.dir" : "method");
+  }
   // Everything is checked here, before the upload is accepted.
   check_method(r.method, std::map<std::string, std::string>(r.params.begin(), r.params.end()), r.level);
-  auto job = std::make_shared<CompressJob>();
   job->ids = model_.tokenizer().encode(r.text, false, /*parse_special=*/false);
   if (job->ids.empty()) bad_param("text", "the context text has no tokens");
   const int64_t n_sys = n_sys_;
@@ -147,6 +178,10 @@ json Service::create_context(const json& body) {
                {"n_ctx", n},
                {"retain_full_requested", r.retain_full}};
   if (r.ratio) info["ratio"] = *r.ratio;
+  if (r.threshold) {
+    info["threshold"] = *r.threshold;
+    info["window"] = r.window;
+  }
   if (!r.level.empty()) info["level"] = r.level;
   job->entry = contexts_->create(info);
   job->req = std::move(r);

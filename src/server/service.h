@@ -5,11 +5,14 @@
 // work is queued.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "kv/kvzap_model.h"
 #include "kv/kvzip_template.h"
 #include "model/model.h"
 #include "server/contexts.h"
@@ -23,6 +26,9 @@ struct ServiceOptions {
   std::string model_name;     // the id /v1/models reports
   std::string store;          // "dir:PATH" or "redis://HOST:PORT/DB" (store.h)
   size_t mem_budget = 0;      // bytes of KV held in memory; 0: unlimited
+  // The KVzap surrogate folder of this model (`kvzip train-kvzap`) that method "kvzap" uploads
+  // use when they name none in params.dir; "" = none (such an upload is a 400).
+  std::string kvzap_dir;
   EngineOptions engine;
   Limits limits;
   std::function<void(const std::string&)> log;
@@ -68,6 +74,9 @@ class Service {
   // context_ids: the stored contexts composed in order into one (not stored, not shared:
   // the request's own; kv/compose.h). Errors name the id's index.
   std::shared_ptr<const ReadyContext> compose(const std::vector<std::string>& ids);
+  // A KVzap surrogate folder, loaded and checked against the model once and then shared; a
+  // folder that does not load is a 400 naming `param`.
+  std::shared_ptr<const KvzapModel> surrogate(const std::string& dir, const std::string& param);
 
   const Model& model_;
   ServiceOptions opt_;
@@ -77,6 +86,8 @@ class Service {
   KvzipTemplate tmpl_;
   int64_t n_sys_ = 0;  // tokens of KVzip's system prompt (tmpl_.prefix)
   int64_t created_;
+  std::mutex surrogates_mu_;
+  std::map<std::string, std::shared_ptr<const KvzapModel>> surrogates_;
 };
 
 }  // namespace kvz::server

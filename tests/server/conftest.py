@@ -68,8 +68,9 @@ class Server(Client):
     With `store` (e.g. redis://...), that store replaces the directory (which then only
     names the log)."""
 
-    def __init__(self, ctx_dir, *extra, store=None, threads=2, port=0):
+    def __init__(self, ctx_dir, *extra, store=None, threads=2, port=0, env=None):
         super().__init__()
+        self.env = env
         self.port = port
         self.ctx_dir = str(ctx_dir)
         self.extra = list(extra)
@@ -86,7 +87,8 @@ class Server(Client):
         where = ["--store", self.store] if self.store else ["--context-dir", self.ctx_dir]
         self.proc = subprocess.Popen(
             [KVZIP, "serve", "-m", MODEL, "--port", str(self.port), *where, "-t", str(self.threads), *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=None if self.env is None else {**os.environ, **self.env})
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -2,6 +2,7 @@
 #include "compress.h"
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -32,6 +33,12 @@ std::map<std::string, std::string> press_params(const CompressOpts& o) {
   std::map<std::string, std::string> pp = parse_press_params(o.params);
   if (o.method == "kvzap" && !pp.count("dir")) pp["dir"] = kvzap_default_dir(o.kvzap.dir, o.model, kvzip_cache_root());
   return pp;
+}
+
+// A threshold in JSON records: the number, or "-inf" (keep everything), which JSON has no number for.
+nlohmann::json threshold_json(const std::string& text) {
+  const float tau = parse_threshold(text);
+  return std::isinf(tau) ? nlohmann::json("-inf") : nlohmann::json(tau);
 }
 
 }  // namespace
@@ -247,7 +254,7 @@ nlohmann::json compress_record(const KvzipContext& ctx, const CompressOpts& o, c
                       {"kv_bytes_after", r.pr.kv_bytes_after},
                       {"seconds", {{"prefill", r.prefill_s}, {"score", r.score_s}, {"save", r.save_s}}}};
   if (r.level_name == "threshold")
-    j["threshold"] = o.kvzap.threshold;
+    j["threshold"] = threshold_json(o.kvzap.threshold);
   else
     j["ratio"] = o.ratio;
   if (!o.save_path.empty()) {
@@ -266,7 +273,7 @@ std::string saved_info_json(const CompressOpts& o, const std::string& level_name
                       {"full_cache", full_cache}};
   if (!o.params.empty()) j["params"] = o.params;
   if (level_name == "threshold") {
-    j["threshold"] = o.kvzap.threshold;
+    j["threshold"] = threshold_json(o.kvzap.threshold);
   } else {
     j["ratio"] = o.ratio;
     j["strict_threshold"] = o.strict;

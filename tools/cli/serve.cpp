@@ -86,6 +86,9 @@ void add_serve_command(CLI::App& app, ServeCli& c, const std::string& default_mo
   s->add_option("--prefill-chunk", c.prefill_chunk, "prompt tokens prefilled between two decode steps (smaller: "
                                                     "steadier decoding while others prefill)")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  s->add_option("--kvzap", c.kvzap,
+                "KVzap surrogate folder for uploads with \"method\": \"kvzap\" (a \"threshold\" or a \"ratio\"); "
+                "default ~/.cache/kvzip/kvzap/<model>-mlp, else -linear, when `kvzip train-kvzap` made one");
 }
 
 int run_serve_command(const ServeCli& c, const LoadOptions& lopt) {
@@ -120,6 +123,21 @@ int run_serve_command(const ServeCli& c, const LoadOptions& lopt) {
 #endif
   log_line("loading " + c.model);
   auto model = Model::load(c.model, {}, lopt);
+  if (!c.kvzap.empty()) {
+    so.kvzap_dir = kvzap_default_dir(c.kvzap, c.model, kvzip_cache_root());  // the Service loads it, or exits
+  } else {
+    // The default folder is optional: without one (or with one that does not fit this model)
+    // the server runs and refuses KVzap uploads with a 400 that says how to get a surrogate.
+    try {
+      so.kvzap_dir = kvzap_default_dir("", c.model, kvzip_cache_root());
+      (void)KvzapModel::load(so.kvzap_dir, *model);
+    } catch (const Error& e) {
+      if (!so.kvzap_dir.empty()) log_line(fmt::format("KVzap surrogate not used: {}", e.what()));
+      so.kvzap_dir.clear();
+    }
+  }
+  log_line(so.kvzap_dir.empty() ? std::string("no KVzap surrogate: uploads with method kvzap are refused")
+                                : "KVzap surrogate: " + so.kvzap_dir);
   server::Service svc(*model, so);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

@@ -24,6 +24,7 @@ struct ServeCli {
   int64_t n_ctx = 0;
   int max_tokens = 4096;
   int64_t prefill_chunk = 256;
+  std::string kvzap;  // --kvzap DIR; empty: the default folder when there is one
 };
 
 void add_serve_command(CLI::App& app, ServeCli& c, const std::string& default_model);
