@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
+#include <sys/mman.h>
 #include <vector>
 
 #include "core/error.h"
@@ -21,22 +23,87 @@ KvCache::KvCache(int n_layer, int n_head_kv, int d_head, KvType type)
     fail("a q8_0 KV cache needs a head size that is a multiple of 32 (this model's is {}); use f16", d_head);
 }
 
-KvCache KvCache::clone() const {
+void HeadSegment::allocate(int64_t n, size_t row_bytes) {
+  const size_t room = static_cast<size_t>(std::max<int64_t>(n, 1));
+  k = RowPtr<uint8_t>(new uint8_t[room * row_bytes]);
+  v = RowPtr<uint8_t>(new uint8_t[room * row_bytes]);
+  pos = RowPtr<int32_t>(new int32_t[room]);
+  cap = n;
+  len = 0;
+}
+
+namespace {
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kSliceAlign = 64;
+size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+}  // namespace
+
+RowArena::RowArena(size_t bytes) : n_(bytes) {
+  if (bytes >= kHugePage) {
+    // Over-map by one huge page so the block can start on a 2 MiB boundary.
+    mapped_ = align_up(bytes, kHugePage) + kHugePage;
+    void* m = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    base_ = static_cast<uint8_t*>(m);
+    p_ = reinterpret_cast<uint8_t*>(align_up(reinterpret_cast<uintptr_t>(base_), kHugePage));
+    ::madvise(p_, align_up(bytes, kHugePage), MADV_HUGEPAGE);  // advice only: 4 KiB pages if refused
+  } else {
+    p_ = new uint8_t[std::max<size_t>(bytes, 1)];
+  }
+}
+
+RowArena::~RowArena() {
+  if (mapped_)
+    ::munmap(base_, mapped_);
+  else
+    delete[] p_;
+}
+
+void KvCache::allocate_all(const std::vector<int64_t>& caps) {
+  KVZ_ASSERT(caps.size() == segs_.size(), "allocate_all: {} capacities for {} heads", caps.size(), segs_.size());
+  size_t total = 0;
+  for (int64_t c : caps) {
+    KVZ_ASSERT(c >= 0, "allocate_all: capacity {}", c);
+    const size_t n = static_cast<size_t>(std::max<int64_t>(c, 1));
+    total += 2 * align_up(n * rb_, kSliceAlign) + align_up(n * sizeof(int32_t), kSliceAlign);
+  }
+  for (auto& s : segs_) s = HeadSegment{};  // drop slices of older arenas before those go
+  arenas_.clear();
+  auto arena = std::make_unique<RowArena>(total);
+  uint8_t* p = arena->data();
+  auto take = [&](size_t n) {
+    uint8_t* q = p;
+    p += align_up(n, kSliceAlign);
+    return q;
+  };
+  for (size_t i = 0; i < segs_.size(); ++i) {
+    HeadSegment& s = segs_[i];
+    s.cap = std::max<int64_t>(caps[i], 1);
+    const size_t n = static_cast<size_t>(s.cap);
+    s.k = RowPtr<uint8_t>(take(n * rb_), RowFree<uint8_t>{true});
+    s.v = RowPtr<uint8_t>(take(n * rb_), RowFree<uint8_t>{true});
+    s.pos = RowPtr<int32_t>(reinterpret_cast<int32_t*>(take(n * sizeof(int32_t))), RowFree<int32_t>{true});
+    s.len = 0;
+  }
+  arenas_.push_back(std::move(arena));
+}
+
+KvCache KvCache::clone(int64_t extra) const {
+  KVZ_ASSERT(extra >= 0, "clone with {} extra rows", extra);
   KvCache c(n_layer_, n_head_kv_, d_head_, type_);
+  std::vector<int64_t> caps;
+  caps.reserve(segs_.size());
+  for (const auto& s : segs_) caps.push_back(s.len + extra);
+  c.allocate_all(caps);
   for (size_t i = 0; i < segs_.size(); ++i) {
     const HeadSegment& s = segs_[i];
     HeadSegment& d = c.segs_[i];
-    const size_t n = static_cast<size_t>(std::max<int64_t>(s.len, 1)) * rb_;
-    d.k.reset(new uint8_t[n]);
-    d.v.reset(new uint8_t[n]);
-    d.pos.reset(new int32_t[std::max<int64_t>(s.len, 1)]);
     if (s.len > 0) {
       std::memcpy(d.k.get(), s.k.get(), s.len * rb_);
       std::memcpy(d.v.get(), s.v.get(), s.len * rb_);
       std::memcpy(d.pos.get(), s.pos.get(), s.len * sizeof(int32_t));
     }
     d.len = s.len;
-    d.cap = std::max<int64_t>(s.len, 1);
   }
   return c;
 }
@@ -48,10 +115,7 @@ KvCache KvCache::converted(KvType t) const {
   for (size_t i = 0; i < segs_.size(); ++i) {
     const HeadSegment& s = segs_[i];
     HeadSegment& d = c.segs_[i];
-    const int64_t cap = std::max<int64_t>(s.len, 1);
-    d.k.reset(new uint8_t[cap * c.rb_]);
-    d.v.reset(new uint8_t[cap * c.rb_]);
-    d.pos.reset(new int32_t[cap]);
+    d.allocate(std::max<int64_t>(s.len, 1), c.rb_);
     f.resize(static_cast<size_t>(s.len) * d_head_);
     if (s.len > 0) {
       kv_rows_to_f32(type_, s.k.get(), f.data(), s.len, d_head_);
@@ -61,27 +125,22 @@ KvCache KvCache::converted(KvType t) const {
       std::memcpy(d.pos.get(), s.pos.get(), s.len * sizeof(int32_t));
     }
     d.len = s.len;
-    d.cap = cap;
   }
   return c;
 }
 
 void KvCache::grow(HeadSegment& s, int64_t new_cap) {
   const size_t d = rb_;
-  std::unique_ptr<uint8_t[]> k(new uint8_t[new_cap * d]);
-  std::unique_ptr<uint8_t[]> v(new uint8_t[new_cap * d]);
-  std::unique_ptr<int32_t[]> p(new int32_t[new_cap]);
-  const int64_t keep = std::min(s.len, new_cap);
+  HeadSegment g;
+  g.allocate(new_cap, d);
+  const int64_t keep = std::min(s.len, g.cap);
   if (keep > 0) {
-    std::memcpy(k.get(), s.k.get(), keep * d);
-    std::memcpy(v.get(), s.v.get(), keep * d);
-    std::memcpy(p.get(), s.pos.get(), keep * sizeof(int32_t));
+    std::memcpy(g.k.get(), s.k.get(), keep * d);
+    std::memcpy(g.v.get(), s.v.get(), keep * d);
+    std::memcpy(g.pos.get(), s.pos.get(), keep * sizeof(int32_t));
   }
-  s.k = std::move(k);
-  s.v = std::move(v);
-  s.pos = std::move(p);
-  s.cap = new_cap;
-  s.len = keep;
+  g.len = keep;
+  s = std::move(g);
 }
 
 void KvCache::reserve_extra(int64_t extra) {
@@ -128,10 +187,7 @@ void KvCache::drop_front(int il, int ih, int64_t n) {
 namespace {
 HeadSegment copy_segment(const HeadSegment& s, int64_t cap, size_t d) {
   HeadSegment c;
-  c.cap = std::max<int64_t>(cap, 1);
-  c.k.reset(new uint8_t[c.cap * d]);
-  c.v.reset(new uint8_t[c.cap * d]);
-  c.pos.reset(new int32_t[c.cap]);
+  c.allocate(std::max<int64_t>(cap, 1), d);
   if (s.len > 0) {
     std::memcpy(c.k.get(), s.k.get(), s.len * d);
     std::memcpy(c.v.get(), s.v.get(), s.len * d);
@@ -183,10 +239,7 @@ void KvCache::compact(int il, int ih, const uint8_t* keep, int64_t reserve) {
   int64_t n_keep = 0;
   for (int64_t r = 0; r < s.len; ++r) n_keep += keep[r] != 0;
   HeadSegment out;
-  out.cap = n_keep + std::max<int64_t>(reserve, 0);
-  out.k.reset(new uint8_t[std::max<int64_t>(out.cap, 1) * d]);
-  out.v.reset(new uint8_t[std::max<int64_t>(out.cap, 1) * d]);
-  out.pos.reset(new int32_t[std::max<int64_t>(out.cap, 1)]);
+  out.allocate(n_keep + std::max<int64_t>(reserve, 0), d);
   for (int64_t r = 0; r < s.len; ++r) {
     if (!keep[r]) continue;
     std::memcpy(out.k.get() + out.len * d, s.k.get() + r * d, d);

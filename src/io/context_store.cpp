@@ -72,6 +72,10 @@ class Reader {
     raw(v.data(), n * sizeof(T));
     return v;
   }
+  void skip(size_t n) {
+    if (n > n_ - off_) fail("{}: context payload ends early at byte {} (corrupt file)", what_, off_);
+    off_ += n;
+  }
   bool done() const { return off_ == n_; }
   size_t remaining() const { return n_ - off_; }
 
@@ -200,7 +204,7 @@ ContextFileHeader peek_context(const uint8_t* d, size_t n, const std::string& wh
 }
 
 KvCache decode_context(const uint8_t* d, size_t n, const std::string& what, const ModelIdentity& id,
-                       StoredContext& meta) {
+                       StoredContext& meta, int64_t extra_rows) {
   const Header h = read_header(d, n, what);
   // Cheap checks first: the whole size, then the model, then the checksum, then the payload.
   const uint64_t trailer = h.version >= 3 ? 8 : 0;
@@ -278,17 +282,27 @@ KvCache decode_context(const uint8_t* d, size_t n, const std::string& what, cons
     fail("{}: position counter {} is inconsistent with {} system and {} context tokens (corrupt file)", what,
          out.n_pos, out.n_sys, n_ctx);
   KvCache cache(L, H, D, kv_type);
+  // The heads' lengths first (each head: its length, positions, K and V rows), checked
+  // against what is left, so that one allocation holds them all (KvCache::allocate_all).
+  std::vector<int64_t> lens, caps;
+  {
+    Reader scan = r;
+    for (int il = 0; il < L; ++il)
+      for (int ih = 0; ih < H; ++ih) {
+        const int64_t len = scan.get<int64_t>();
+        if (len < 0 || len > out.n_pos || static_cast<uint64_t>(len) * (4 + 2 * rb) > scan.remaining())
+          fail("{}: head ({}, {}) has {} rows for {} positions (corrupt file)", what, il, ih, len, out.n_pos);
+        scan.skip(static_cast<size_t>(len) * (4 + 2 * rb));
+        lens.push_back(len);
+        caps.push_back(len + extra_rows);
+      }
+  }
+  cache.allocate_all(caps);
   for (int il = 0; il < L; ++il)
     for (int ih = 0; ih < H; ++ih) {
       const int64_t len = r.get<int64_t>();
-      if (len < 0 || len > out.n_pos || static_cast<uint64_t>(len) * (4 + 2 * rb) > r.remaining())
-        fail("{}: head ({}, {}) has {} rows for {} positions (corrupt file)", what, il, ih, len, out.n_pos);
+      KVZ_ASSERT(len == lens[static_cast<size_t>(il) * H + ih], "head ({}, {}) read twice differently", il, ih);
       HeadSegment& dst = cache.seg(il, ih);
-      const int64_t cap = std::max<int64_t>(len + 64, 1);
-      dst.k.reset(new uint8_t[cap * rb]);
-      dst.v.reset(new uint8_t[cap * rb]);
-      dst.pos.reset(new int32_t[cap]);
-      dst.cap = cap;
       r.raw(dst.pos.get(), len * 4);
       r.raw(dst.k.get(), len * rb);
       r.raw(dst.v.get(), len * rb);

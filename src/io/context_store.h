@@ -42,9 +42,11 @@ struct ContextFileHeader {
 
 std::vector<uint8_t> encode_context(const ModelIdentity& id, const StoredContext& meta, const KvCache& cache,
                                     int zstd_level = 3);
-// `what` names the source in errors (a path, a store key). Fills meta and returns the cache.
+// `what` names the source in errors (a path, a store key). Fills meta and returns the cache,
+// every head with room for `extra_rows` more rows (a session appending a question then does
+// not regrow; an immutable copy such as the server's takes 0).
 KvCache decode_context(const uint8_t* data, size_t n, const std::string& what, const ModelIdentity& id,
-                       StoredContext& meta);
+                       StoredContext& meta, int64_t extra_rows = 64);
 ContextFileHeader peek_context(const uint8_t* data, size_t n, const std::string& what);
 
 // encode_context + write_file_atomic / read_file_bytes + decode_context.

@@ -88,10 +88,7 @@ ComposedContext compose_contexts(const Model& m, std::span<const ComposePart> pa
         n_rows += b - a;
       }
       HeadSegment& d = dst.seg(il, ih);
-      d.cap = std::max<int64_t>(n_rows, 1);
-      d.k.reset(new uint8_t[d.cap * rb]);
-      d.v.reset(new uint8_t[d.cap * rb]);
-      d.pos.reset(new int32_t[d.cap]);
+      d.allocate(std::max<int64_t>(n_rows, 1), rb);
       for (const Piece& p : pieces) {
         const int64_t n = p.r1 - p.r0;
         std::memcpy(d.k.get() + d.len * rb, p.src->k.get() + p.r0 * rb, n * rb);

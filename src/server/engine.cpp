@@ -173,7 +173,10 @@ void Engine::admit(std::shared_ptr<GenJob> job) {
     const KvType type = j.base ? j.base->cache.type() : KvType::F16;
     slot->s = std::make_unique<Session>(model_, pool_, n_ctx_, type);
     if (j.base) {  // the slot's own copy: the shared context is never written
-      slot->s->cache() = j.full ? j.full->full_cache().clone() : j.base->cache.clone();
+      // With room for the prompt and the first answer tokens, so the first forward pass does
+      // not regrow (and copy again) every head; a longer answer grows as usual.
+      const int64_t room = static_cast<int64_t>(j.prompt.size()) + std::min(j.req.max_tokens, 256) + 1;
+      slot->s->cache() = j.full ? j.full->full_cache().clone(room) : j.base->cache.clone(room);
       slot->s->set_n_pos(j.base->meta.n_pos);
     }
     if (slot->s->n_pos() + static_cast<int64_t>(j.prompt.size()) + 1 > n_ctx_)

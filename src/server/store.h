@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "io/mapped_file.h"
+
 namespace kvz::server {
 
 // One context as the store knows it.
@@ -28,6 +30,22 @@ struct StoreRecord {
   uint64_t fingerprint = 0;     // of the model it was made with
   std::string info;             // the public JSON (as in the file's info block)
   std::string version;          // names the bytes now published ("" in the directory store)
+};
+
+// The bytes of a stored context: in memory (a shared store's), or a file mapped where it is
+// (the directory store's: no copy, and no fresh pages to fault in for one).
+class StoreBlob {
+ public:
+  StoreBlob() = default;
+  explicit StoreBlob(std::vector<uint8_t> bytes) : vec_(std::move(bytes)) {}
+  explicit StoreBlob(MappedFile file) : map_(std::move(file)) {}
+  const uint8_t* data() const { return map_.size() ? map_.data() : vec_.data(); }
+  size_t size() const { return map_.size() ? map_.size() : vec_.size(); }
+  std::vector<uint8_t> bytes() const { return {data(), data() + size()}; }
+
+ private:
+  std::vector<uint8_t> vec_;
+  MappedFile map_;
 };
 
 class ContextStore {
@@ -48,7 +66,7 @@ class ContextStore {
   virtual std::optional<StoreRecord> stat(const std::string& id) = 0;
   // The published bytes of a ready context (checked against the recorded size; the caller
   // decodes them, which verifies the checksum); *version names them. kvz::Error when absent.
-  virtual std::vector<uint8_t> read(const std::string& id, std::string* version) = 0;
+  virtual StoreBlob read(const std::string& id, std::string* version) = 0;
   // Publishes the bytes of a ready context atomically: a reader sees the old bytes or the
   // whole new ones, never a part. A shared store publishes only while this process holds
   // the claim (rec.state is written as ready); false when the context was deleted or the

@@ -65,9 +65,11 @@ class DirStore final : public ContextStore {
     return r;
   }
 
-  std::vector<uint8_t> read(const std::string& id, std::string* version) override {
+  StoreBlob read(const std::string& id, std::string* version) override {
     if (version) version->clear();
-    return read_file_bytes(path_of(id), uint64_t{1} << 40);
+    // Mapped, not read: files are only ever replaced by a rename (write_file_atomic), so a
+    // mapping keeps the bytes it was made with.
+    return StoreBlob(MappedFile::open(path_of(id)));
   }
 
   bool write(const StoreRecord& rec, const std::vector<uint8_t>& bytes, std::string* version) override {

@@ -203,7 +203,7 @@ class RedisStore final : public ContextStore {
     return out;
   }
 
-  std::vector<uint8_t> read(const std::string& id, std::string* version) override {
+  StoreBlob read(const std::string& id, std::string* version) override {
     std::vector<uint8_t> out;
     with([&] {
       for (int attempt = 0; attempt < 5; ++attempt) {
@@ -234,7 +234,7 @@ class RedisStore final : public ContextStore {
       }
       fail("{}: its bytes kept changing while being read from {}", id, url_);
     });
-    return out;
+    return StoreBlob(std::move(out));
   }
 
   bool write(const StoreRecord& rec, const std::vector<uint8_t>& bytes, std::string* version) override {

@@ -98,8 +98,18 @@ TEST_F(ContextFormatTest, Version4StoresRowsAsTheyAreAndVersion3StillLoads) {
   EXPECT_EQ(m4.scores.v, meta.scores.v);
   EXPECT_EQ(m4.ctx_ids, meta.ctx_ids);
   for (int il = 0; il < cache.n_layer(); ++il)
-    for (int ih = 0; ih < cache.n_head_kv(); ++ih)
+    for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
       EXPECT_TRUE(test::same_rows(c4.seg(il, ih), cache.seg(il, ih), cache.row_bytes()));
+      EXPECT_EQ(c4.seg(il, ih).cap, std::max<int64_t>(cache.seg(il, ih).len + 64, 1));  // room for a question
+    }
+  // With no room asked for (the server's immutable copy), every head is exactly its rows.
+  StoredContext m0;
+  const KvCache c0 = decode_context(v4.data(), v4.size(), "v4", id, m0, 0);
+  for (int il = 0; il < cache.n_layer(); ++il)
+    for (int ih = 0; ih < cache.n_head_kv(); ++ih) {
+      EXPECT_TRUE(test::same_rows(c0.seg(il, ih), cache.seg(il, ih), cache.row_bytes()));
+      EXPECT_EQ(c0.seg(il, ih).cap, std::max<int64_t>(cache.seg(il, ih).len, 1));
+    }
 
   // an empty cache leaves ids and scores, which compress: a zstd frame
   const KvCache empty(cache.n_layer(), cache.n_head_kv(), cache.d_head(), cache.type());

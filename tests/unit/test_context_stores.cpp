@@ -85,7 +85,7 @@ TEST(DirStore, WriteListReadRemove) {
   ASSERT_TRUE(s->stat(id));
   EXPECT_FALSE(s->stat("ctx-ffffffffffffffff"));
   EXPECT_FALSE(s->stat("../../etc/passwd"));  // never a path
-  EXPECT_EQ(s->read(id, &version), bytes);
+  EXPECT_EQ(s->read(id, &version).bytes(), bytes);
   EXPECT_TRUE(s->remove(id));
   EXPECT_FALSE(s->remove(id));
   EXPECT_TRUE(s->list().empty());

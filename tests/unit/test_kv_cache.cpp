@@ -63,3 +63,48 @@ TEST(KvCache, CompactFreesMemory) {
   EXPECT_EQ(c.seg(0, 0).len, 250);
   EXPECT_LT(c.bytes_allocated(), before / 3);
 }
+
+// clone(extra) copies every row into one RowArena with room for `extra` more per head; a
+// head that outgrows its slice moves to an array of its own and the rest stay in the arena.
+// Large enough (6 layers x 4 heads x 2,000 rows x 2 x 128 B = 12 MB) that the arena is a
+// huge-page mapping; under AddressSanitizer a leak or a free of an arena slice fails here.
+TEST(KvCache, CloneIntoOneArenaThenGrowOutOfIt) {
+  const int d = 64, L = 6, H = 4;
+  KvCache c(L, H, d);
+  c.reserve_extra(2000);
+  for (int t = 0; t < 2000; ++t)
+    for (int il = 0; il < L; ++il)
+      for (int ih = 0; ih < H; ++ih) {
+        const auto r = row(d, static_cast<uint16_t>(t + 7 * il + ih));
+        c.append(il, ih, r.data(), r.data(), t);
+      }
+  KvCache k = c.clone(5);
+  for (int il = 0; il < L; ++il)
+    for (int ih = 0; ih < H; ++ih) {
+      const HeadSegment &a = c.seg(il, ih), &b = k.seg(il, ih);
+      ASSERT_EQ(b.len, 2000);
+      EXPECT_EQ(b.cap, 2005);
+      EXPECT_EQ(std::memcmp(a.k.get(), b.k.get(), 2000 * k.row_bytes()), 0);
+      EXPECT_EQ(std::memcmp(a.v.get(), b.v.get(), 2000 * k.row_bytes()), 0);
+      EXPECT_EQ(std::memcmp(a.pos.get(), b.pos.get(), 2000 * sizeof(int32_t)), 0);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(b.k.get()) % 64, 0u);
+    }
+  // The room is there without a reallocation.
+  const uint8_t* k0 = k.seg(0, 0).k.get();
+  k.reserve_extra(5);
+  EXPECT_EQ(k.seg(0, 0).k.get(), k0);
+  // Past it, every head grows into memory of its own, rows intact.
+  k.reserve_extra(100);
+  EXPECT_NE(k.seg(0, 0).k.get(), k0);
+  for (int il = 0; il < L; ++il)
+    for (int ih = 0; ih < H; ++ih) {
+      uint16_t first;
+      std::memcpy(&first, k.seg(il, ih).k.get() + 1999 * k.row_bytes(), 2);
+      EXPECT_EQ(first, 1999 + 7 * il + ih);
+    }
+  // A clone of a clone, then the first clone goes: the second owns its own arena.
+  KvCache k2 = k.clone();
+  k = KvCache();
+  EXPECT_EQ(k2.total_rows(), int64_t{2000} * L * H);
+  EXPECT_EQ(k2.seg(L - 1, H - 1).pos[1999], 1999);
+}
