@@ -40,13 +40,18 @@ size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 RowArena::RowArena(size_t bytes) : n_(bytes) {
   if (bytes >= kHugePage) {
-    // Over-map by one huge page so the block can start on a 2 MiB boundary.
-    mapped_ = align_up(bytes, kHugePage) + kHugePage;
-    void* m = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    // Map one huge page more, keep the part that starts on a 2 MiB boundary, unmap the rest.
+    mapped_ = align_up(bytes, size_t{4096});
+    const size_t over = mapped_ + kHugePage;
+    void* m = ::mmap(nullptr, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) throw std::bad_alloc();
-    base_ = static_cast<uint8_t*>(m);
-    p_ = reinterpret_cast<uint8_t*>(align_up(reinterpret_cast<uintptr_t>(base_), kHugePage));
-    ::madvise(p_, align_up(bytes, kHugePage), MADV_HUGEPAGE);  // advice only: 4 KiB pages if refused
+    auto* base = static_cast<uint8_t*>(m);
+    p_ = reinterpret_cast<uint8_t*>(align_up(reinterpret_cast<uintptr_t>(base), kHugePage));
+    if (p_ > base) ::munmap(base, static_cast<size_t>(p_ - base));
+    if (base + over > p_ + mapped_) ::munmap(p_ + mapped_, static_cast<size_t>(base + over - (p_ + mapped_)));
+    // Huge pages for the whole 2 MiB blocks only: the tail stays in 4 KiB pages, so no more
+    // than the bytes asked for become resident. Advice only: 4 KiB pages if it is refused.
+    ::madvise(p_, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
   } else {
     p_ = new uint8_t[std::max<size_t>(bytes, 1)];
   }
@@ -54,7 +59,7 @@ RowArena::RowArena(size_t bytes) : n_(bytes) {
 
 RowArena::~RowArena() {
   if (mapped_)
-    ::munmap(base_, mapped_);
+    ::munmap(p_, mapped_);
   else
     delete[] p_;
 }

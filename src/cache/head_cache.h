@@ -57,9 +57,8 @@ class RowArena {
   size_t size() const { return n_; }
 
  private:
-  uint8_t* p_ = nullptr;     // the block, 2 MiB-aligned when mapped
-  uint8_t* base_ = nullptr;  // the mapping it lies in
-  size_t n_ = 0, mapped_ = 0;  // mapped_ > 0: an mmap of that many bytes
+  uint8_t* p_ = nullptr;       // the block, 2 MiB-aligned when mapped
+  size_t n_ = 0, mapped_ = 0;  // mapped_ > 0: an mmap of that many bytes at p_
 };
 
 class KvCache {

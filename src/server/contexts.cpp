@@ -283,6 +283,7 @@ std::shared_ptr<const ReadyContext> ContextRegistry::acquire(const std::string& 
     const auto t1 = clock::now();
     // No room for more rows: a ready context is never appended to (slots copy it).
     r->cache = decode_context(bytes.data(), bytes.size(), store_->name() + " " + id, id_, r->meta, 0);
+    r->meta.scores = {};  // as publish() leaves them (ReadyContext)
     const auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     log_(fmt::format("{}: loaded from the store, {} bytes: read {:.1f} ms, checked and decoded {:.1f} ms", id,
                      bytes.size(), ms(t0, t1), ms(t1, clock::now())));
@@ -313,6 +314,7 @@ void ContextRegistry::publish(const std::shared_ptr<ContextEntry>& e, std::share
     if (e->deleted) return;  // deleted while it was being compressed: nothing to keep
   }
   const std::vector<uint8_t> bytes = encode_context(id_, ready->meta, ready->cache);
+  ready->meta.scores = {};  // in the stored bytes; nothing the server does reads them (ReadyContext)
   StoreRecord rec;
   rec.id = e->id;
   rec.fingerprint = id_.fingerprint;
