@@ -15,6 +15,7 @@ const char* gguf_type_name(GgufType t) {
 }
 
 size_t GgufValue::array_size() const {
+  if (released > 0) return released;
   return std::visit(
       [](const auto& x) -> size_t {
         using T = std::decay_t<decltype(x)>;
@@ -110,6 +111,7 @@ std::optional<bool> TensorSource::get_bool_opt(std::string_view key) const {
 std::vector<std::string> TensorSource::get_str_array(std::string_view key) const {
   const GgufValue* v = find(key);
   if (!v) missing(*this, key);
+  if (v->released) fail("{}: metadata array '{}' was released after loading", path_, key);
   if (const auto* a = std::get_if<std::vector<std::string>>(&v->v)) return *a;
   type_error(*this, key, *v, "array of string");
 }
@@ -117,6 +119,7 @@ std::vector<std::string> TensorSource::get_str_array(std::string_view key) const
 std::vector<int64_t> TensorSource::get_int_array(std::string_view key) const {
   const GgufValue* v = find(key);
   if (!v) missing(*this, key);
+  if (v->released) fail("{}: metadata array '{}' was released after loading", path_, key);
   if (const auto* a = std::get_if<std::vector<int64_t>>(&v->v)) return *a;
   type_error(*this, key, *v, "array of integer");
 }
@@ -124,10 +127,24 @@ std::vector<int64_t> TensorSource::get_int_array(std::string_view key) const {
 std::vector<double> TensorSource::get_float_array(std::string_view key) const {
   const GgufValue* v = find(key);
   if (!v) missing(*this, key);
+  if (v->released) fail("{}: metadata array '{}' was released after loading", path_, key);
   if (const auto* a = std::get_if<std::vector<double>>(&v->v)) return *a;
   if (const auto* a = std::get_if<std::vector<int64_t>>(&v->v)) return std::vector<double>(a->begin(), a->end());
   type_error(*this, key, *v, "array of float");
 }
 
+void TensorSource::release_arrays(size_t min_elements) {
+  for (auto& [key, v] : kv_) {
+    if (!v.is_array() || v.released || v.array_size() < min_elements) continue;
+    const size_t n = v.array_size();
+    std::visit([](auto& x) {
+      using T = std::decay_t<decltype(x)>;
+      if constexpr (!std::is_same_v<T, int64_t> && !std::is_same_v<T, double> && !std::is_same_v<T, bool> &&
+                    !std::is_same_v<T, std::string>)
+        T().swap(x);  // frees the capacity too
+    }, v.v);
+    v.released = n;
+  }
+}
 
 }  // namespace kvz

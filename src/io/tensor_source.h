@@ -33,7 +33,8 @@ struct GgufValue {
       v;
 
   bool is_array() const { return type == GgufType::ARRAY; }
-  size_t array_size() const;
+  size_t array_size() const;  // also of an array whose values were released
+  size_t released = 0;        // > 0: the values of an array of this many were freed (release_arrays)
 };
 
 struct GgufTensor {
@@ -80,6 +81,12 @@ class TensorSource {
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* tensor(std::string_view name) const;  // nullptr if absent
+
+  // Frees the values of every metadata array of at least `min_elements` (a GGUF's
+  // vocabulary and merges, once the tokenizer holds its own copy), keeping their types and
+  // sizes (metadata() still lists them, the model fingerprint is unchanged). The typed
+  // array getters then fail naming the key.
+  void release_arrays(size_t min_elements);
 
   // Says the engine will not read [p, p + n) again (it holds a copy in another layout). A
   // memory-mapped source drops those file pages from the process (they would be read

@@ -1,6 +1,7 @@
 // Byte-level BPE (GPT-2 family). Reference behaviour: HF tokenizers models/bpe/model.rs
 // (merge_word, byte-level alphabet, unk_token = null drops unknown characters) and
 // pre_tokenizers/byte_level.rs; llama.cpp src/llama-vocab.cpp llm_tokenizer_bpe_session.
+#include <bit>
 #include <queue>
 
 #include "core/error.h"
@@ -8,6 +9,48 @@
 #include "tokenizer/unicode.h"
 
 namespace kvz {
+
+TokenIndex::TokenIndex(const std::vector<std::string>& tokens) : tokens_(&tokens) {
+  size_t n = 16;
+  while (n < 2 * tokens.size()) n *= 2;
+  slots_.assign(n, -1);
+  mask_ = n - 1;
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    size_t i = StringHash{}(tokens[id]) & mask_;
+    while (slots_[i] >= 0 && tokens[static_cast<size_t>(slots_[i])] != tokens[id]) i = (i + 1) & mask_;
+    if (slots_[i] < 0) slots_[i] = static_cast<int32_t>(id);  // else a repeat: the first id stays
+  }
+}
+
+int32_t TokenIndex::find(std::string_view text) const {
+  if (slots_.empty()) return -1;
+  for (size_t i = StringHash{}(text) & mask_;; i = (i + 1) & mask_) {
+    const int32_t id = slots_[i];
+    if (id < 0 || (*tokens_)[static_cast<size_t>(id)] == text) return id;
+  }
+}
+
+void MergeTable::rehash(size_t n_slots) {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(n_slots, Slot{});
+  mask_ = n_slots - 1;
+  shift_ = 64 - std::countr_zero(n_slots);
+  n_ = 0;
+  for (const Slot& sl : old)
+    if (sl.key != kEmpty) insert(static_cast<int32_t>(sl.key >> 32), static_cast<int32_t>(sl.key & 0xffffffffu), sl.e);
+}
+
+void MergeTable::insert(int32_t l, int32_t r, Entry e) {
+  if (4 * (n_ + 1) > 3 * slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
+  const uint64_t k = key(l, r);
+  size_t i = slot_of(k);
+  while (slots_[i].key != kEmpty) {
+    if (slots_[i].key == k) return;
+    i = (i + 1) & mask_;
+  }
+  slots_[i] = Slot{k, e};
+  ++n_;
+}
 
 MergeTable MergeTable::build(const std::vector<std::string>& merges, const TokenIndex& index) {
   std::vector<std::pair<std::string, std::string>> pairs;
@@ -24,18 +67,19 @@ MergeTable MergeTable::build(const std::vector<std::string>& merges, const Token
 
 MergeTable MergeTable::build(const std::vector<std::pair<std::string, std::string>>& merges, const TokenIndex& index) {
   MergeTable t;
-  t.map.reserve(merges.size() * 2);
+  size_t n_slots = 16;
+  while (4 * merges.size() > 3 * n_slots) n_slots *= 2;
+  t.rehash(n_slots);
   std::string joined;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& [a, b] = merges[rank];
-    auto ia = index.find(a), ib = index.find(b);
-    if (ia == index.end() || ib == index.end())
-      fail("merges[{}] = '{} {}': part '{}' is not in the vocabulary", rank, a, b, ia == index.end() ? a : b);
+    const int32_t ia = index.find(a), ib = index.find(b);
+    if (ia < 0 || ib < 0) fail("merges[{}] = '{} {}': part '{}' is not in the vocabulary", rank, a, b, ia < 0 ? a : b);
     joined.assign(a).append(b);
-    auto ij = index.find(joined);
-    if (ij == index.end()) continue;
+    const int32_t ij = index.find(joined);
+    if (ij < 0) continue;
     // The first occurrence of a pair wins (a later duplicate has a worse rank).
-    t.map.emplace(key(ia->second, ib->second), Entry{static_cast<int32_t>(rank), ij->second});
+    t.insert(ia, ib, Entry{static_cast<int32_t>(rank), ij});
   }
   return t;
 }
@@ -89,8 +133,7 @@ ByteLevelBpe::ByteLevelBpe(const VocabData& v, const TokenIndex& index)
   for (int b = 0; b < 256; ++b) {
     std::string s;
     utf8::append(s, b2c[b]);
-    auto it = index.find(s);
-    byte_id_[b] = it == index.end() ? -1 : it->second;
+    byte_id_[b] = index.find(s);
   }
   ignore_merges_ = v.pre == "llama-bpe" || v.pre == "llama3";
   nfc_ = v.pre == "qwen2" || v.pre == "deepseek-r1-qwen";
@@ -98,9 +141,9 @@ ByteLevelBpe::ByteLevelBpe(const VocabData& v, const TokenIndex& index)
 
 void ByteLevelBpe::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
   if (ignore_merges_) {
-    auto it = index_->find(byte_level::encode(piece));
-    if (it != index_->end()) {
-      out.push_back(it->second);
+    const int32_t id = index_->find(byte_level::encode(piece));
+    if (id >= 0) {
+      out.push_back(id);
       return;
     }
   }

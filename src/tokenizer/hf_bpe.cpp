@@ -29,8 +29,7 @@ HfBpe::HfBpe(const VocabData& v, const TokenIndex& index)
       pre_(PreTokenizer::from_patterns(v.hf.split_patterns)),
       merges_(MergeTable::build(v.hf.merges, index)) {
   for (int b = 0; b < 256; ++b) {
-    auto it = index.find(fmt::format("<0x{:02X}>", b));
-    byte_id_[b] = it == index.end() ? -1 : it->second;
+    byte_id_[b] = index.find(fmt::format("<0x{:02X}>", b));
   }
 }
 
@@ -42,9 +41,9 @@ void HfBpe::encode_piece(std::string_view piece, std::vector<int32_t>& out) cons
     piece = mapped;
   }
   if (hf.ignore_merges) {
-    auto it = index_->find(piece);
-    if (it != index_->end()) {
-      out.push_back(it->second);
+    const int32_t id = index_->find(piece);
+    if (id >= 0) {
+      out.push_back(id);
       return;
     }
   }
@@ -56,9 +55,9 @@ void HfBpe::encode_piece(std::string_view piece, std::vector<int32_t>& out) cons
     const int n = std::max(1, utf8::decode(piece, i, &cp));
     const std::string_view ch = piece.substr(i, n);
     i += n;
-    auto it = index_->find(ch);
-    if (it != index_->end()) {
-      ids.push_back(it->second);
+    const int32_t id = index_->find(ch);
+    if (id >= 0) {
+      ids.push_back(id);
       prev_unk = false;
       continue;
     }

@@ -29,8 +29,7 @@ bool mergeable(TokenType t) {
 
 SpmBpe::SpmBpe(const VocabData& v, const TokenIndex& index) : v_(&v), index_(&index) {
   for (int b = 0; b < 256; ++b) {
-    auto it = index.find(fmt::format("<0x{:02X}>", b));
-    byte_id_[b] = it == index.end() ? -1 : it->second;
+    byte_id_[b] = index.find(fmt::format("<0x{:02X}>", b));
   }
 }
 
@@ -75,8 +74,7 @@ void SpmBpe::encode(std::string_view fragment, bool at_text_start, std::vector<i
   std::unordered_map<uint64_t, uint32_t> rev;  // merged span (off << 32 | len) -> left length
   const auto& v = *v_;
   auto lookup = [&](uint32_t off, uint32_t len) -> int32_t {
-    auto it = index_->find(std::string_view(s).substr(off, len));
-    return it == index_->end() ? -1 : it->second;
+    return index_->find(std::string_view(s).substr(off, len));
   };
   auto push = [&](int l) {
     if (l < 0 || sym[l].next < 0) return;

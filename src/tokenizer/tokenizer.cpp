@@ -88,8 +88,7 @@ Tokenizer::Tokenizer(VocabData vocab) : impl_(std::make_unique<Impl>()) {
   for (int32_t* id : {&v.bos_id, &v.eos_id, &v.eot_id, &v.unk_id, &v.pad_id})
     if (*id >= static_cast<int64_t>(n)) fail("tokenizer: special token id {} >= n_vocab {}", *id, n);
 
-  m.index.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) m.index.emplace(v.tokens[i], static_cast<int32_t>(i));
+  m.index = TokenIndex(v.tokens);
 
   if (v.model == "gpt2") {
     m.bpe = std::make_unique<ByteLevelBpe>(v, m.index);
@@ -121,6 +120,10 @@ Tokenizer::Tokenizer(VocabData vocab) : impl_(std::make_unique<Impl>()) {
     else if (t == TokenType::UserDefined)
       m.specials.add(text, static_cast<int32_t>(i), true);
   }
+
+  // The merge rules live in the model's MergeTable now (1.5 MB of strings for SmolLM2).
+  std::vector<std::string>().swap(v.merges);
+  std::vector<std::pair<std::string, std::string>>().swap(v.hf.merges);
 
   m.eog.assign(n, 0);
   for (int32_t id : v.eog_ids)
@@ -197,8 +200,7 @@ const VocabData& Tokenizer::vocab() const { return impl_->v; }
 bool Tokenizer::is_eog(int32_t id) const { return id >= 0 && id < n_vocab() && impl_->eog[id]; }
 
 int32_t Tokenizer::find(std::string_view token_text) const {
-  auto it = impl_->index.find(token_text);
-  return it == impl_->index.end() ? -1 : it->second;
+  return impl_->index.find(token_text);
 }
 
 std::string Utf8Stream::push(std::string_view bytes) {

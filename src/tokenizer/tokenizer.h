@@ -43,7 +43,7 @@ struct HfPipeline {
   bool byte_level = false;
   // model (BPE)
   bool byte_fallback = false, ignore_merges = false, fuse_unk = false;
-  std::vector<std::pair<std::string, std::string>> merges;  // rank = index
+  std::vector<std::pair<std::string, std::string>> merges;  // rank = index; emptied once a Tokenizer holds them
   // decoder: strip this many leading spaces (Strip decoder / Metaspace prefix)
   int decode_strip_start = 0;
 };
@@ -55,7 +55,7 @@ struct VocabData {
   std::vector<std::string> tokens;  // id -> token text (byte-level alphabet for gpt2)
   std::vector<float> scores;        // id -> score (SentencePiece), may be empty
   std::vector<TokenType> types;     // id -> type, may be empty (then all Normal)
-  std::vector<std::string> merges;  // "a b" merge rules, rank = index (gpt2 only)
+  std::vector<std::string> merges;  // "a b" merge rules, rank = index (gpt2 only); emptied once a Tokenizer holds them
   int32_t bos_id = -1, eos_id = -1, eot_id = -1, unk_id = -1, pad_id = -1;
   bool add_bos = false, add_eos = false, add_space_prefix = false;
   std::vector<int32_t> eog_ids;     // every id that ends generation (eos, eot, <|im_end|>, ...)

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "model/identity.h"
 #include "model/session.h"
 #include "synthetic_model.h"
 
@@ -240,6 +241,28 @@ TEST_F(ForwardTest, BadInputsAreErrors) {
   EXPECT_THROW(s.forward(some_tokens(17), LogitsMode::Last, &l), Error);  // past n_ctx_max
   EXPECT_EQ(s.n_pos(), 0);  // nothing consumed
   EXPECT_THROW(s.forward({}, LogitsMode::Last, &l), Error);
+}
+
+// After loading, the vocabulary arrays of the file's metadata are freed (the tokenizer has
+// them): their sizes stay, so the fingerprint (which stored contexts are checked against)
+// does not change, and reading them again is a named error.
+TEST(ModelLoad, VocabularyArraysAreReleasedAndTheFingerprintKept) {
+  test::SyntheticSpec spec;
+  const std::string p = test::write_synthetic_llama(spec, "release");
+  auto m = Model::load(p);
+  const GgufValue* toks = m->file().find("tokenizer.ggml.tokens");
+  ASSERT_NE(toks, nullptr);
+  EXPECT_GE(toks->released, 256u);
+  EXPECT_EQ(toks->array_size(), static_cast<size_t>(m->tokenizer().n_vocab()));
+  EXPECT_EQ(model_fingerprint(*m), m->identity().fingerprint);
+  try {
+    (void)m->file().get_str_array("tokenizer.ggml.tokens");
+    FAIL() << "a released array was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'tokenizer.ggml.tokens' was released"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(m->tokenizer().decode(m->tokenizer().encode("abab")), "abab");
+  std::remove(p.c_str());
 }
 
 TEST(ModelLoad, UnknownArchitectureAndMissingTensorAreErrors) {

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "tokenizer/models.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -577,6 +578,40 @@ TEST(HfTokenizerJson, MergesInBothFormsAndHostileFiles) {
                          "normalizer": {"type": "NFKC"}})").find("normalizer 'NFKC' is not supported"),
             std::string::npos);
   fs::remove_all(dir);
+}
+
+
+// The flat token index: every text found at its first id, absent texts -1, whatever the
+// table's probing does with thousands of near-identical keys.
+TEST(TokenIndexTest, FindsEveryTokenAndKeepsTheFirstOfARepeat) {
+  std::vector<std::string> toks;
+  for (int i = 0; i < 5000; ++i) toks.push_back(fmt::format("t{}", i));
+  toks.push_back("t17");  // a repeat: id 5000
+  toks.push_back("");     // an empty text is a text
+  const TokenIndex idx(toks);
+  for (int i = 0; i < 5000; ++i) ASSERT_EQ(idx.find(toks[i]), i);
+  EXPECT_EQ(idx.find("t17"), 17);
+  EXPECT_EQ(idx.find(""), 5001);
+  EXPECT_EQ(idx.find("t5000"), -1);
+  EXPECT_EQ(idx.find("t1 "), -1);
+  EXPECT_EQ(TokenIndex().find("x"), -1);
+}
+
+// The flat merge table: the first rule of a pair wins, the table grows past its first size.
+TEST(MergeTableTest, FirstRuleOfAPairWinsAcrossGrowth) {
+  MergeTable t;
+  for (int32_t i = 0; i < 3000; ++i) t.insert(i, i + 1, {i, 10000 + i});
+  for (int32_t i = 0; i < 3000; ++i) t.insert(i, i + 1, {99999, 0});  // later duplicates: ignored
+  EXPECT_EQ(t.size(), 3000u);
+  for (int32_t i = 0; i < 3000; ++i) {
+    const MergeTable::Entry* e = t.find(i, i + 1);
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->rank, i);
+    EXPECT_EQ(e->result, 10000 + i);
+  }
+  EXPECT_EQ(t.find(1, 0), nullptr);
+  EXPECT_EQ(t.find(0, 2), nullptr);
+  EXPECT_EQ(MergeTable().find(0, 1), nullptr);
 }
 
 }  // namespace
