@@ -26,6 +26,15 @@ void kvzip_score_head_ref(const float*, int64_t, int, const int64_t*, const void
                           const void*, KvType, const float*, int, float, float*);
 void kvzip_score_head_avx2(const float*, int64_t, int, const int64_t*, const void*, int64_t, const void*, int64_t,
                            const void*, KvType, const float*, int, float, float*);
+void attend_head_capture_ref(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*,
+                              KvType, int, float, float*, int64_t, float*, const LogitCapture&);
+void kvzip_colmax_ref(const float*, int64_t, int, const int64_t*, int64_t, int64_t, const float*, float* const*);
+void attend_head_capture_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*,
+                              KvType, int, float, float*, int64_t, float*, const LogitCapture&);
+void kvzip_colmax_avx2(const float*, int64_t, int, const int64_t*, int64_t, int64_t, const float*, float* const*);
+void attend_head_capture_avx512(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*,
+                              KvType, int, float, float*, int64_t, float*, const LogitCapture&);
+void kvzip_colmax_avx512(const float*, int64_t, int, const int64_t*, int64_t, int64_t, const float*, float* const*);
 void f16_to_f32_row_ref(const uint16_t*, float*, int64_t);
 void f16_to_f32_row_avx2(const uint16_t*, float*, int64_t);
 void f32_to_f16_row_ref(const float*, uint16_t*, int64_t);
@@ -47,11 +56,13 @@ struct AttnTable {
   decltype(&kvzip_score_head_ref) score;
   decltype(&swiglu_ref) swiglu;
   decltype(&geglu_tanh_ref) geglu;
+  decltype(&attend_head_capture_ref) attend_capture;
+  decltype(&kvzip_colmax_ref) colmax;
 };
 
 AttnTable reference_table() {
   return {attend_head_ref, f16_to_f32_row_ref,   f32_to_f16_row_ref, q8_0_to_f32_ref,
-          kvzip_score_head_ref, swiglu_ref, geglu_tanh_ref};
+          kvzip_score_head_ref, swiglu_ref, geglu_tanh_ref, attend_head_capture_ref, kvzip_colmax_ref};
 }
 
 AttnTable pick() {
@@ -59,10 +70,12 @@ AttnTable pick() {
   switch (active_isa()) {
     case Isa::kAvx512Vnni:
       return {attend_head_avx512,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
-              kvzip_score_head_avx512, swiglu_avx2,         geglu_tanh_avx2};
+              kvzip_score_head_avx512, swiglu_avx2,         geglu_tanh_avx2,     attend_head_capture_avx512,
+              kvzip_colmax_avx512};
     case Isa::kAvx2:
       return {attend_head_avx2,      f16_to_f32_row_avx2, f32_to_f16_row_avx2, q8_0_to_f32_avx2,
-              kvzip_score_head_avx2, swiglu_avx2,         geglu_tanh_avx2};
+              kvzip_score_head_avx2, swiglu_avx2,         geglu_tanh_avx2,     attend_head_capture_avx2,
+              kvzip_colmax_avx2};
     case Isa::kRef: break;
   }
   return reference_table();
@@ -128,6 +141,22 @@ void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* st
   KVZ_ASSERT(kt == KvType::F16 || d % kQ8Block == 0, "q8_0 KV needs a head size multiple of 32, got {}", d);
   KVZ_ASSERT(n_rows >= 0 && n_rows <= kAttnMaxRows, "attention block of {} rows", n_rows);
   table().attend(q, q_stride, n_rows, start, limit, k, v, kt, d, scale, out, out_stride, lse);
+}
+
+void attend_head_capture(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
+                         const void* k, const void* v, KvType kt, int d, float scale, float* out, int64_t out_stride,
+                         float* lse, const LogitCapture& cap) {
+  KVZ_ASSERT(d % 8 == 0 && d <= 256, "attention head size {} unsupported (multiple of 8, <= 256)", d);
+  KVZ_ASSERT(kt == KvType::F16 || d % kQ8Block == 0, "q8_0 KV needs a head size multiple of 32, got {}", d);
+  KVZ_ASSERT(n_rows >= 0 && n_rows <= kAttnMaxRows, "attention block of {} rows", n_rows);
+  KVZ_ASSERT(cap.n_ranges >= 0 && cap.n_ranges <= 3 && cap.out, "logit capture of {} ranges", cap.n_ranges);
+  table().attend_capture(q, q_stride, n_rows, start, limit, k, v, kt, d, scale, out, out_stride, lse, cap);
+}
+
+void kvzip_colmax_from_logits(const float* logits, int64_t stride, int n_rows, const int64_t* r_limit, int64_t n_sys,
+                              int64_t n_chunk, const float* row_log_w, float* const* colmax) {
+  KVZ_ASSERT(n_rows >= 0 && n_rows <= kAttnMaxRows, "score block of {} rows", n_rows);
+  table().colmax(logits, stride, n_rows, r_limit, n_sys, n_chunk, row_log_w, colmax);
 }
 
 void kvzip_score_head(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit, const ScoreKeys& keys,

@@ -40,6 +40,23 @@ void attend_head(const float* q, int64_t q_stride, int n_rows, const int64_t* st
                  const void* k, const void* v, KvType kt, int d, float scale, float* out, int64_t out_stride,
                  float* lse = nullptr);
 
+// KVzip scoring fused into the model's attention (kv/presses/kvzip.cpp): while
+// attend_head_capture computes a block's logits it also copies, for up to three key ranges
+// of the segment, each row's scaled logits: row i's logit of key j in range r goes to
+// out[i * stride + col[r] + (j - lo[r])]. Keys a row does not see (past its limit, before
+// its start) are not written.
+struct LogitCapture {
+  int n_ranges = 0;
+  int64_t lo[3] = {}, hi[3] = {}, col[3] = {};
+  float* out = nullptr;
+  int64_t stride = 0;
+};
+// attend_head, always on the general (prefill) path, also filling `cap`. Outputs are bitwise
+// those of attend_head (the decode-shaped path is bitwise the general one too).
+void attend_head_capture(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
+                         const void* k, const void* v, KvType kt, int d, float scale, float* out, int64_t out_stride,
+                         float* lse, const LogitCapture& cap);
+
 // Converts n f16 values to f32 / f32 to f16 (vectorised where the CPU allows).
 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);

@@ -176,9 +176,20 @@ struct Scratch {
   float l[kMaxRows];
 };
 
+// Copies row i's scaled logits of keys [key0, key0 + n) that fall in the capture's ranges.
+inline void capture_logits(const LogitCapture& cap, int i, int64_t key0, int n, const float* s) {
+  for (int r = 0; r < cap.n_ranges; ++r) {
+    const int64_t a = std::max(cap.lo[r], key0), b = std::min(cap.hi[r], key0 + n);
+    if (a < b)
+      std::memcpy(cap.out + i * cap.stride + cap.col[r] + (a - cap.lo[r]), s + (a - key0),
+                  static_cast<size_t>(b - a) * sizeof(float));
+  }
+}
+
 inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* start,
                              const int64_t* limit, const void* k, const void* v, KvType kvt, int d,
-                             float scale, float* out, int64_t out_stride, float* lse) {
+                             float scale, float* out, int64_t out_stride, float* lse,
+                             const LogitCapture* cap = nullptr) {
   const size_t rb = kv_row_bytes(kvt, d);
   const auto* kb = static_cast<const uint8_t*>(k);
   const auto* vb = static_cast<const uint8_t*>(v);
@@ -224,6 +235,7 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
         sc.s[j] = sj;
         tmax = std::max(tmax, sj);
       }
+      if (cap) capture_logits(*cap, i, r0 + lo, n, sc.s);
       const float m_new = std::max(sc.m[i], tmax);
       const float corr = std::exp(sc.m[i] - m_new);  // 0 on the first tile (m = -inf)
       sc.m[i] = m_new;

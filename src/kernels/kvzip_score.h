@@ -31,4 +31,13 @@ struct ScoreKeys {
 void kvzip_score_head(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit, const ScoreKeys& keys,
                       int d, float scale, float* colmax);
 
+// The scoring half of kvzip_score_head over logits already computed: the model's own,
+// captured from its attention (attend_head_capture with the ranges S, C, R at columns 0,
+// n_sys, n_sys + n_chunk), so the repeat pass does not compute them a second time. Row i
+// (at logits + i * stride) holds n_sys + n_chunk + r_limit[i] logits; its probabilities
+// (times exp(row_log_w[i])) update colmax[i][j] for the n_chunk chunk columns. colmax: one
+// array per row, so the rows of one query head (KVzip+) or of one KV group share one.
+void kvzip_colmax_from_logits(const float* logits, int64_t stride, int n_rows, const int64_t* r_limit, int64_t n_sys,
+                              int64_t n_chunk, const float* row_log_w, float* const* colmax);
+
 }  // namespace kvz

@@ -26,23 +26,14 @@ inline void logits_block(const float* q, int64_t q_stride, int n_rows, const voi
   }
 }
 
-inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit,
-                             const void* sys, int64_t n_sys, const void* chunk, int64_t n_chunk,
-                             const void* rep, KvType kvt, const float* row_log_w, int d, float scale,
-                             float* colmax) {
-  int64_t r_max = 0;
-  for (int i = 0; i < n_rows; ++i) r_max = std::max(r_max, r_limit[i]);
-  const int64_t width = n_sys + n_chunk + r_max;
-  thread_local std::vector<float> buf;
-  thread_local std::vector<float> kt;
-  buf.resize(static_cast<size_t>(n_rows) * width);
-  kt.resize(static_cast<size_t>(kTile) * d);
-  float* L = buf.data();
-  logits_block(q, q_stride, n_rows, sys, kvt, n_sys, d, scale, L, width, kt.data());
-  logits_block(q, q_stride, n_rows, chunk, kvt, n_chunk, d, scale, L + n_sys, width, kt.data());
-  logits_block(q, q_stride, n_rows, rep, kvt, r_max, d, scale, L + n_sys + n_chunk, width, kt.data());
+// From logits L (row i at L + i * stride: n_sys system, n_chunk chunk, then r_limit[i] repeat
+// columns), per row its log-sum-exp over those, then colmax[i][j] = max(colmax[i][j],
+// exp(l_ij - lse_i + row_log_w[i])) over the chunk columns j.
+inline void kvzip_colmax_impl(const float* L, int64_t stride, int n_rows, const int64_t* r_limit, int64_t n_sys,
+                              int64_t n_chunk, const float* row_log_w, float* const* colmax_of_row) {
   for (int i = 0; i < n_rows; ++i) {
-    float* li = L + static_cast<int64_t>(i) * width;
+    const float* li = L + static_cast<int64_t>(i) * stride;
+    float* colmax = colmax_of_row[i];
     const int64_t n = n_sys + n_chunk + r_limit[i];
     // max and sum of exp, 8 lanes at a time (each lane sums at most n / 8 terms of <= 1)
     int64_t j = 0;
@@ -59,7 +50,7 @@ inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const
     for (; j < n; ++j) sum += std::exp(li[j] - mx);
     // the row's log normaliser less its log weight: exp(l - lse) = p * w
     const float lse = mx + static_cast<float>(std::log(sum)) - (row_log_w ? row_log_w[i] : 0.0f);
-    float* lc = li + n_sys;
+    const float* lc = li + n_sys;
     j = 0;
     for (; j + 8 <= n_chunk; j += 8) {
       const v8f p = exp8(load8(lc + j) - splat(lse));
@@ -69,6 +60,26 @@ inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const
     }
     for (; j < n_chunk; ++j) colmax[j] = std::max(colmax[j], std::exp(lc[j] - lse));
   }
+}
+
+inline void kvzip_score_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* r_limit,
+                             const void* sys, int64_t n_sys, const void* chunk, int64_t n_chunk,
+                             const void* rep, KvType kvt, const float* row_log_w, int d, float scale,
+                             float* colmax) {
+  int64_t r_max = 0;
+  for (int i = 0; i < n_rows; ++i) r_max = std::max(r_max, r_limit[i]);
+  const int64_t width = n_sys + n_chunk + r_max;
+  thread_local std::vector<float> buf;
+  thread_local std::vector<float> kt;
+  buf.resize(static_cast<size_t>(n_rows) * width);
+  kt.resize(static_cast<size_t>(kTile) * d);
+  float* L = buf.data();
+  logits_block(q, q_stride, n_rows, sys, kvt, n_sys, d, scale, L, width, kt.data());
+  logits_block(q, q_stride, n_rows, chunk, kvt, n_chunk, d, scale, L + n_sys, width, kt.data());
+  logits_block(q, q_stride, n_rows, rep, kvt, r_max, d, scale, L + n_sys + n_chunk, width, kt.data());
+  float* rows[kMaxRows];
+  for (int i = 0; i < n_rows; ++i) rows[i] = colmax;
+  kvzip_colmax_impl(L, width, n_rows, r_limit, n_sys, n_chunk, row_log_w, rows);
 }
 
 }  // namespace kvz::KVZ_ATTN_NS

@@ -237,6 +237,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
         append_rows(il, n, sc_.kq.data(), sc_.vq.data(), sc_.pos.data(), base_len);
         if (observer_) observer_->on_layer(il, sc_.q.data(), n, cache_, pool_);
         attention(il, n, base_len);
+        if (observer_) observer_->after_attention(il, pool_);
       });
   n_pos_ += n;
 }
@@ -326,8 +327,9 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
   const bool local = hp.is_swa(il);
   // Decode-shaped batches take the split-K path whatever the thread count (it is chosen by
   // the cache lengths alone), so one thread and many give the same logits bitwise.
-  if (n_blocks == 1 && attention_split(il, n, base_len)) return;
-  pool_.parallel_for(n_items, [&](int64_t begin, int64_t end, int) {
+  LayerObserver* tap = observer_ && observer_->captures_logits(il) ? observer_ : nullptr;
+  if (n_blocks == 1 && !tap && attention_split(il, n, base_len)) return;
+  pool_.parallel_for(n_items, [&](int64_t begin, int64_t end, int ith) {
     thread_local std::vector<float> qbuf, obuf;
     thread_local std::vector<int64_t> limit, start;
     qbuf.resize(kAttnMaxRows * dh);
@@ -348,8 +350,16 @@ void Session::attention(int il, int64_t n, const std::vector<int64_t>& base_len)
           start[rows] = first;
         }
       }
-      attend_head(qbuf.data(), dh, rows, local ? start.data() : nullptr, limit.data(), s.k.get(), s.v.get(),
-                  cache_.type(), static_cast<int>(dh), scale, obuf.data(), dh);
+      if (tap) {
+        LogitCapture cap;
+        tap->logit_capture(il, ih, ith, t0, nt, cap);
+        attend_head_capture(qbuf.data(), dh, rows, local ? start.data() : nullptr, limit.data(), s.k.get(),
+                            s.v.get(), cache_.type(), static_cast<int>(dh), scale, obuf.data(), dh, nullptr, cap);
+        tap->on_logits(il, ih, ith, t0, nt, cap);
+      } else {
+        attend_head(qbuf.data(), dh, rows, local ? start.data() : nullptr, limit.data(), s.k.get(), s.v.get(),
+                    cache_.type(), static_cast<int>(dh), scale, obuf.data(), dh);
+      }
       rows = 0;
       for (int64_t t = t0; t < t0 + nt; ++t)
         for (int g = 0; g < G; ++g, ++rows)

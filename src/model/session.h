@@ -29,6 +29,17 @@ class LayerObserver {
   // input RMSNorm, before the q/k/v projections; KVzap's surrogate input). Called before
   // the batch's K/V rows are appended.
   virtual void on_attn_input(int il, const float* h, int64_t n, const KvCache& cache, ThreadPool& pool) {}
+
+  // Optional: the attention's own logits. When captures_logits(il), every work item of the
+  // layer's attention (a block of tokens t0 .. t0 + nt - 1, rows t * G + g for the G query
+  // heads of KV head ih, on thread ith) asks logit_capture for key ranges and a buffer
+  // (kernels/attention.h LogitCapture), and on_logits gets them once the item is done, on
+  // the same thread. Such a layer never takes the split-K decode path. after_attention(il)
+  // follows the layer's attention, on the calling thread.
+  virtual bool captures_logits(int il) const { return false; }
+  virtual void logit_capture(int il, int ih, int ith, int64_t t0, int64_t nt, LogitCapture& cap) {}
+  virtual void on_logits(int il, int ih, int ith, int64_t t0, int64_t nt, const LogitCapture& cap) {}
+  virtual void after_attention(int il, ThreadPool& pool) {}
 };
 
 // The activations of one forward batch, [n][...] f32, sized for the largest batch seen.

@@ -4,7 +4,10 @@
 // untouched). In every layer the observer below computes, per KV head h,
 //   S[l,h,t] = max over the G query heads of h and all q repeat rows i of
 //              softmax_i over {sys rows, chunk rows, repeat rows <= i} evaluated at chunk row t
-// (kvzip-spec §3.2) in fp32, via kernels/kvzip_score (no score matrix beyond a row block).
+// (kvzip-spec §3.2) in fp32. The logits are the model's own: its attention over the whole
+// cache computes q . k for every key of S, C and R anyway, so it captures those (per work
+// item, one row block's, LogitCapture) and kernels/kvzip_score turns them into column maxima
+// of the S + C + R softmax; no logit is computed twice.
 // The softmax scale is the model's own (Gemma 3: query_pre_attn_scalar^-0.5; the reference
 // hard-codes 1/sqrt(d), kvzip-spec §9.12). Sliding-window layers (Gemma 3) are skipped:
 // they keep a rolling window and are never evicted; their scores are left at 0.
@@ -47,52 +50,72 @@ class KvzipObserver final : public LayerObserver {
     for (int64_t t = 0; t < n; ++t) row_log_w_[t] = log_inv_norm(h + t * D, D);
   }
 
+  // The scores come from the model's own attention logits (captures_logits): on_layer checks
+  // the cache and makes room, each attention work item hands its rows' logits of the system,
+  // chunk and repeat keys to on_logits, and after_attention merges the threads' maxima.
   void on_layer(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) override {
     KVZ_ASSERT(n == q_, "repeat input arrived in {} of {} tokens; it must run as one batch", n, q_);
-    if (hp_.is_swa(il)) {  // sliding-window layers are never evicted, so never scored (scores stay 0)
-      filled_[il] += m_;
-      return;
-    }
-    if (grams_) {
-      on_layer_plus(il, q, n, cache, pool);
-      filled_[il] += m_;
-      return;
-    }
-    const int G = hp_.n_group(), H = hp_.n_head_kv;
-    const int64_t dh = hp_.d_head, dq = int64_t{hp_.n_head} * dh;
-    const int64_t tb = std::max<int64_t>(1, kAttnMaxRows / G);
-    const int64_t n_blocks = (n + tb - 1) / tb;
-    const int64_t n_items = n_blocks * H;
-    const float scale = hp_.softmax_scale();
+    (void)q;
+    if (hp_.is_swa(il)) return;  // sliding-window layers are never evicted, so never scored (scores stay 0)
+    for (int ih = 0; ih < hp_.n_head_kv; ++ih)
+      KVZ_ASSERT(cache.seg(il, ih).len == n_full_ + n,
+                 "scoring needs the unpruned cache (head {} of layer {} has {} rows, want {})", ih, il,
+                 cache.seg(il, ih).len, n_full_ + n);
+    cache_ = &cache;
     const int nth = pool.size();
-    partial_.assign(static_cast<size_t>(nth) * H * m_, 0.0f);
-    // Dynamically claimed items, latest (longest) blocks first, as in Session::attention.
-    // Per-thread partial results are fine here: they are column maxima of probabilities
-    // (>= 0, never NaN), and max is exact in any order, so the scores do not depend on the
-    // thread count or on which thread took which item (docs/kernels.md).
-    pool.parallel_for(n_items, [&](int64_t begin, int64_t end, int ith) {
-      thread_local std::vector<float> qbuf;
-      thread_local std::vector<int64_t> lim;
-      qbuf.resize(kAttnMaxRows * dh);
-      lim.resize(kAttnMaxRows);
-      for (int64_t item = begin; item < end; ++item) {
-        const int ih = static_cast<int>(item % H);
-        const int64_t t0 = (n_blocks - 1 - item / H) * tb, nt = std::min(tb, n - t0);
-        const HeadSegment& s = cache.seg(il, ih);
-        KVZ_ASSERT(s.len == n_full_ + n, "scoring needs the unpruned cache (head {} of layer {} has {} rows, want {})",
-                   ih, il, s.len, n_full_ + n);
-        int rows = 0;
-        for (int64_t t = t0; t < t0 + nt; ++t)
-          for (int g = 0; g < G; ++g, ++rows) {
-            std::memcpy(qbuf.data() + rows * dh, q + t * dq + (int64_t{ih} * G + g) * dh, dh * sizeof(float));
-            lim[rows] = t + 1;
-          }
-        const size_t rb = cache.row_bytes();
-        const ScoreKeys keys{s.k.get(), n_sys_, s.k.get() + start_ * rb, m_, s.k.get() + n_full_ * rb, cache.type()};
-        kvzip_score_head(qbuf.data(), dh, rows, lim.data(), keys, static_cast<int>(dh), scale,
-                         partial_.data() + (static_cast<size_t>(ith) * H + ih) * m_);
+    // KVzip+ keeps a maximum per query head (weighted per head afterwards), KVzip per KV head.
+    partial_.assign(static_cast<size_t>(nth) * (grams_ ? hp_.n_head : hp_.n_head_kv) * m_, 0.0f);
+    width_ = n_sys_ + m_ + q_;
+    bufs_.resize(static_cast<size_t>(nth));
+    for (auto& b : bufs_) b.resize(static_cast<size_t>(kAttnMaxRows) * width_);
+  }
+
+  bool captures_logits(int il) const override { return !hp_.is_swa(il); }
+
+  void logit_capture(int il, int ih, int ith, int64_t t0, int64_t nt, LogitCapture& cap) override {
+    // S = the system rows, C = this chunk's context rows, R = the repeat rows (kvzip-spec §3.2).
+    cap.n_ranges = 3;
+    cap.lo[0] = 0, cap.hi[0] = n_sys_, cap.col[0] = 0;
+    cap.lo[1] = start_, cap.hi[1] = start_ + m_, cap.col[1] = n_sys_;
+    cap.lo[2] = n_full_, cap.hi[2] = n_full_ + q_, cap.col[2] = n_sys_ + m_;
+    cap.out = bufs_[static_cast<size_t>(ith)].data();
+    cap.stride = width_;
+  }
+
+  // Rows t * G + g of the item (token t0 + t, query head g of KV head ih).
+  void on_logits(int il, int ih, int ith, int64_t t0, int64_t nt, const LogitCapture& cap) override {
+    const int G = hp_.n_group();
+    const int rows = static_cast<int>(nt) * G;
+    int64_t lim[kAttnMaxRows];
+    float w[kAttnMaxRows];
+    float* dst[kAttnMaxRows];
+    for (int r = 0; r < rows; ++r) {
+      const int64_t t = t0 + r / G;
+      lim[r] = t + 1;
+      if (grams_) {
+        w[r] = row_log_w_[static_cast<size_t>(t)];
+        dst[r] = partial_.data() + (static_cast<size_t>(ith) * hp_.n_head + ih * G + r % G) * m_;
+      } else {
+        dst[r] = partial_.data() + (static_cast<size_t>(ith) * hp_.n_head_kv + ih) * m_;
       }
-    });
+    }
+    kvzip_colmax_from_logits(cap.out, cap.stride, rows, lim, n_sys_, m_, grams_ ? w : nullptr, dst);
+  }
+
+  void after_attention(int il, ThreadPool& pool) override {
+    if (!hp_.is_swa(il)) {
+      if (grams_)
+        merge_plus(il, pool);
+      else
+        merge(il, pool.size());
+    }
+    filled_[il] += m_;
+  }
+
+ private:
+  // KVzip: S[h, t] = max over the threads' maxima (themselves over the group's rows).
+  void merge(int il, int nth) {
+    const int H = hp_.n_head_kv;
     for (int ih = 0; ih < H; ++ih) {
       float* dst = out_.head(il, ih) + (start_ - n_sys_);
       for (int64_t t = 0; t < m_; ++t) {
@@ -101,42 +124,14 @@ class KvzipObserver final : public LayerObserver {
         dst[t] = mx;
       }
     }
-    filled_[il] += m_;
   }
 
- private:
   // KVzip+: per query head g, colmax_g[t] = max_i a^g_{i,t} / ||h_i|| over the repeat rows i;
   // then S[h,t] = max over g of h's group of ||W_O^g v_t|| * colmax_g[t].
-  void on_layer_plus(int il, const float* q, int64_t n, const KvCache& cache, ThreadPool& pool) {
+  void merge_plus(int il, ThreadPool& pool) {
     const int nh = hp_.n_head, G = hp_.n_group(), H = hp_.n_head_kv, nth = pool.size();
-    const int64_t dh = hp_.d_head, dq = int64_t{nh} * dh;
-    KVZ_ASSERT(static_cast<int64_t>(row_log_w_.size()) == n, "KVzip+: {} row weights for {} repeat rows",
-               row_log_w_.size(), n);
-    const int64_t n_blocks = (n + kAttnMaxRows - 1) / kAttnMaxRows;
-    const float scale = hp_.softmax_scale();
-    const size_t rb = cache.row_bytes();
-    partial_.assign(static_cast<size_t>(nth) * nh * m_, 0.0f);
-    pool.parallel_for(n_blocks * nh, [&](int64_t begin, int64_t end, int ith) {
-      thread_local std::vector<float> qbuf;
-      thread_local std::vector<int64_t> lim;
-      qbuf.resize(kAttnMaxRows * dh);
-      lim.resize(kAttnMaxRows);
-      for (int64_t item = begin; item < end; ++item) {
-        const int g = static_cast<int>(item % nh);
-        const int64_t t0 = (n_blocks - 1 - item / nh) * kAttnMaxRows, nt = std::min<int64_t>(kAttnMaxRows, n - t0);
-        const HeadSegment& s = cache.seg(il, g / G);
-        KVZ_ASSERT(s.len == n_full_ + n, "scoring needs the unpruned cache (head {} of layer {} has {} rows, want {})",
-                   g / G, il, s.len, n_full_ + n);
-        for (int64_t t = 0; t < nt; ++t) {
-          std::memcpy(qbuf.data() + t * dh, q + (t0 + t) * dq + int64_t{g} * dh, dh * sizeof(float));
-          lim[t] = t0 + t + 1;
-        }
-        ScoreKeys keys{s.k.get(), n_sys_, s.k.get() + start_ * rb, m_, s.k.get() + n_full_ * rb, cache.type()};
-        keys.row_log_w = row_log_w_.data() + t0;
-        kvzip_score_head(qbuf.data(), dh, static_cast<int>(nt), lim.data(), keys, static_cast<int>(dh), scale,
-                         partial_.data() + (static_cast<size_t>(ith) * nh + g) * m_);
-      }
-    });
+    const int64_t dh = hp_.d_head;
+    const KvCache& cache = *cache_;
     const float* gl = grams_->data() + static_cast<size_t>(il) * nh * dh * dh;
     pool.parallel_for(int64_t{H} * m_, [&](int64_t begin, int64_t end, int) {
       std::vector<float> v(static_cast<size_t>(dh));
@@ -162,7 +157,13 @@ class KvzipObserver final : public LayerObserver {
   std::vector<float> row_log_w_;     // KVzip+: [q] -log ||h_i|| of the current layer's repeat rows
   int64_t start_ = 0, m_ = 0, q_ = 0;
   std::vector<int64_t> filled_;
-  std::vector<float> partial_;  // [n_threads][H][m] column maxima per thread (max: order-free)
+  // [n_threads][H][m] (KVzip+: [n_threads][n_head][m]) column maxima per thread; max is exact
+  // in any order, so the scores do not depend on the thread count or on which thread took
+  // which item (docs/kernels.md).
+  std::vector<float> partial_;
+  std::vector<std::vector<float>> bufs_;  // [n_threads][kAttnMaxRows][width_] captured logits
+  int64_t width_ = 0;                     // n_sys + m + q: S, C and R columns of a row
+  const KvCache* cache_ = nullptr;        // the session's (KVzip+ reads the chunk's values)
 };
 
 }  // namespace
