@@ -147,30 +147,36 @@ TEST(Attention, DecodeRowsSharingKeysMatchNaive) {
 // The decode path is bitwise the general kernel: rows sharing their keys give the same bits
 // alone (decode path) as inside a batch with one more row of another length (general path).
 // Batched vs incremental forward passes, and greedy continuations, rely on it.
+// f16 and q8_0 rows (q8_0 needs a head size that is a multiple of 32).
 TEST(Attention, DecodePathIsBitwiseTheGeneralKernel) {
   std::mt19937 rng(23);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (int d : {64, 72, 128, 256})
-    for (int rows = 1; rows <= 7; ++rows)
-      for (int len : {5, 37, 300}) {
-        std::vector<float> q(static_cast<size_t>(rows + 1) * d);
-        std::vector<uint16_t> k(static_cast<size_t>(len) * d), v(k.size());
-        for (auto& x : q) x = 2.0f * nd(rng);
-        for (auto& x : k) x = f32_to_fp16(nd(rng));
-        for (auto& x : v) x = f32_to_fp16(nd(rng));
-        std::vector<int64_t> limit(rows + 1, len);
-        limit[rows] = len - 1;  // the extra row makes the batch non-uniform
-        const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-        std::vector<float> alone(static_cast<size_t>(rows) * d), batch(q.size());
-        std::vector<float> lse_a(rows), lse_b(rows + 1);
-        attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), KvType::F16, d, scale, alone.data(), d,
-                    lse_a.data());
-        attend_head(q.data(), d, rows + 1, nullptr, limit.data(), k.data(), v.data(), KvType::F16, d, scale, batch.data(),
-                    d, lse_b.data());
-        ASSERT_EQ(0, std::memcmp(alone.data(), batch.data(), alone.size() * sizeof(float)))
-            << "d=" << d << " rows=" << rows << " len=" << len;
-        ASSERT_EQ(0, std::memcmp(lse_a.data(), lse_b.data(), rows * sizeof(float))) << "d=" << d << " rows=" << rows;
-      }
+  for (KvType kt : {KvType::F16, KvType::Q8_0})
+    for (int d : {64, 72, 128, 256})
+      for (int rows = 1; rows <= 8; ++rows)
+        for (int len : {5, 37, 300}) {
+          if (kt == KvType::Q8_0 && d % 32 != 0) continue;
+          std::vector<float> q(static_cast<size_t>(rows + 1) * d), kf(static_cast<size_t>(len) * d), vf(kf.size());
+          for (auto& x : q) x = 2.0f * nd(rng);
+          for (auto& x : kf) x = nd(rng);
+          for (auto& x : vf) x = nd(rng);
+          std::vector<uint8_t> k(static_cast<size_t>(len) * kv_row_bytes(kt, d)), v(k.size());
+          f32_to_kv_rows(kt, kf.data(), k.data(), len, d);
+          f32_to_kv_rows(kt, vf.data(), v.data(), len, d);
+          std::vector<int64_t> limit(rows + 1, len);
+          limit[rows] = len - 1;  // the extra row makes the batch non-uniform
+          const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+          std::vector<float> alone(static_cast<size_t>(rows) * d), batch(q.size());
+          std::vector<float> lse_a(rows), lse_b(rows + 1);
+          attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), kt, d, scale, alone.data(), d,
+                      lse_a.data());
+          attend_head(q.data(), d, rows + 1, nullptr, limit.data(), k.data(), v.data(), kt, d, scale, batch.data(), d,
+                      lse_b.data());
+          ASSERT_EQ(0, std::memcmp(alone.data(), batch.data(), alone.size() * sizeof(float)))
+              << kv_type_name(kt) << " d=" << d << " rows=" << rows << " len=" << len;
+          ASSERT_EQ(0, std::memcmp(lse_a.data(), lse_b.data(), rows * sizeof(float)))
+              << kv_type_name(kt) << " d=" << d << " rows=" << rows;
+        }
 }
 
 // The AVX-512 build of the x86 kernels (more rows per register block) gives bitwise the

@@ -41,29 +41,65 @@ inline void cvt_q8_0_f32(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 namespace kvz::KVZ_ATTN_NS {
 
-// Decode attention over an f16 segment for R query rows that see the same keys [k0, k1)
-// (one KV head's group in a decode step). Unlike attend_head_impl it converts K and V in
-// registers (no f32 tile written and read back through L1) and makes every converted key
-// or value vector feed all R rows: per key, d/8 loads and conversions of K and of V, and
-// 2 * R * d/8 FMAs. Same online softmax, exp and accumulation order per row as
-// attend_head_impl up to f32 summation order.
-template <int R>
-inline v8f load_h8(const uint16_t* p) {
-  return reinterpret_cast<v8f>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
+// Decode attention over a segment for R query rows that see the same keys [k0, k1) (one KV
+// head's group in a decode step). Unlike attend_head_impl it converts K and V in registers
+// (no f32 tile written and read back through L1) and makes every converted key or value
+// vector feed all R rows: per key, d/8 loads and conversions of K and of V, and 2 * R * d/8
+// FMAs. Same online softmax, exp and accumulation order per row as attend_head_impl, and
+// the same f32 values of K and V (the row formats below convert as cvt_rows does), so its
+// results are bitwise the general kernel's.
+
+// The row formats: 8 values at column c of a row as f32, in 32-column spans (a q8_0 block)
+// whose scale is read once per span.
+struct F16Rows {
+  static size_t bytes(int d) { return static_cast<size_t>(d) * 2; }
+  struct Span {
+    const uint8_t* row;
+    v8f at(int c) const {
+      return reinterpret_cast<v8f>(
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + static_cast<size_t>(c) * 2))));
+    }
+  };
+  static Span span(const uint8_t* row, int) { return {row}; }
+};
+// GGUF Q8_0: per 32 values an f16 scale then 32 int8; value = scale * q (one f32 multiply,
+// as cvt_q8_0_f32).
+struct Q8Rows {
+  static size_t bytes(int d) { return static_cast<size_t>(d / 32) * 34; }
+  struct Span {
+    const uint8_t* blk;  // the span's block
+    __m256 d;
+    int c0;
+    v8f at(int c) const {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + (c - c0)));
+      return reinterpret_cast<v8f>(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
+    }
+  };
+  static Span span(const uint8_t* row, int c0) {
+    const uint8_t* blk = row + static_cast<size_t>(c0 / 32) * 34;
+    uint16_t h;
+    std::memcpy(&h, blk, 2);
+    return {blk, _mm256_set1_ps(_cvtsh_ss(h)), c0};
+  }
+};
 
 // Four dot products per row (keys j..j+3): R x 4 accumulators, q from memory.
-template <int R>
-inline void dots4(const float* const* qr, const uint16_t* k, int d, float scale, float (*s)[kTile], int j) {
+template <class Fmt, int R>
+inline void dots4(const float* const* qr, const uint8_t* k, size_t rb, int d, float scale, float (*s)[kTile], int j) {
   v8f a[R][4];
   for (int r = 0; r < R; ++r)
     for (int u = 0; u < 4; ++u) a[r][u] = splat(0.0f);
-  for (int c = 0; c < d; c += 8) {
-    v8f kv[4];
-    for (int u = 0; u < 4; ++u) kv[u] = load_h8<R>(k + static_cast<int64_t>(u) * d + c);
-    for (int r = 0; r < R; ++r) {
-      const v8f qc = load8(qr[r] + c);
-      for (int u = 0; u < 4; ++u) a[r][u] += qc * kv[u];
+  for (int c0 = 0; c0 < d; c0 += 32) {
+    typename Fmt::Span sp[4];
+    for (int u = 0; u < 4; ++u) sp[u] = Fmt::span(k + u * rb, c0);
+    const int c1 = std::min(c0 + 32, d);
+    for (int c = c0; c < c1; c += 8) {
+      v8f kv[4];
+      for (int u = 0; u < 4; ++u) kv[u] = sp[u].at(c);
+      for (int r = 0; r < R; ++r) {
+        const v8f qc = load8(qr[r] + c);
+        for (int u = 0; u < 4; ++u) a[r][u] += qc * kv[u];
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -76,17 +112,37 @@ inline void dots4(const float* const* qr, const uint16_t* k, int d, float scale,
   }
 }
 
+// One key's dot product per row as dot8 sums it (two alternating accumulators).
+template <class Fmt, int R>
+inline void dot1(const float* const* qr, const uint8_t* kj, int d, float scale, float (*s)[kTile], int j) {
+  for (int r = 0; r < R; ++r) {
+    v8f a0 = splat(0.0f), a1 = splat(0.0f);
+    int c = 0;
+    for (; c + 16 <= d; c += 16) {
+      a0 += load8(qr[r] + c) * Fmt::span(kj, c / 32 * 32).at(c);
+      a1 += load8(qr[r] + c + 8) * Fmt::span(kj, (c + 8) / 32 * 32).at(c + 8);
+    }
+    if (c < d) a0 += load8(qr[r] + c) * Fmt::span(kj, c / 32 * 32).at(c);
+    s[r][j] = hsum(a0 + a1) * scale;
+  }
+}
+
 // acc[r][c0, c0 + 8U) = acc * corr[r] + sum_i s[r][i] * V[i][c0, c0 + 8U), in registers.
-template <int R, int U>
+template <class Fmt, int R, int U>
 inline void pv_pass(float (*acc)[kMaxD], int c0, const float* corr, const float (*s)[kTile], int n,
-                    const uint16_t* vt, int d) {
+                    const uint8_t* vt, size_t rb) {
   v8f a[R][U];
   for (int r = 0; r < R; ++r)
     for (int u = 0; u < U; ++u) a[r][u] = load8(acc[r] + c0 + 8 * u) * splat(corr[r]);
-  const uint16_t* vi = vt + c0;
-  for (int i = 0; i < n; ++i, vi += d) {
+  const uint8_t* vi = vt;
+  for (int i = 0; i < n; ++i, vi += rb) {
     v8f vv[U];
-    for (int u = 0; u < U; ++u) vv[u] = load_h8<R>(vi + 8 * u);
+    typename Fmt::Span sp = Fmt::span(vi, c0 / 32 * 32);
+    for (int u = 0; u < U; ++u) {
+      const int c = c0 + 8 * u;
+      if (c % 32 == 0 && u > 0) sp = Fmt::span(vi, c);
+      vv[u] = sp.at(c);
+    }
     for (int r = 0; r < R; ++r) {
       const v8f p = splat(s[r][i]);
       for (int u = 0; u < U; ++u) a[r][u] += p * vv[u];
@@ -99,27 +155,27 @@ inline void pv_pass(float (*acc)[kMaxD], int c0, const float* corr, const float 
 // pv_pass over every value chunk for RC rows: U chunks of 8 per pass, then single chunks.
 // RC * U accumulators + U values + 1 broadcast must fit the 16 ymm registers (a spilled
 // accumulator costs a store-forward chain per key).
-template <int RC>
-inline void pv_chunk(float (*acc)[kMaxD], const float* corr, const float (*s)[kTile], int n, const uint16_t* vt,
-                     int d) {
+template <class Fmt, int RC>
+inline void pv_chunk(float (*acc)[kMaxD], const float* corr, const float (*s)[kTile], int n, const uint8_t* vt,
+                     size_t rb, int d) {
   constexpr int kU = RC <= 2 ? KVZ_ATTN_PV_U_NARROW : KVZ_ATTN_PV_U_WIDE;
   int c0 = 0;
-  for (; c0 + 8 * kU <= d; c0 += 8 * kU) pv_pass<RC, kU>(acc, c0, corr, s, n, vt, d);
-  for (; c0 < d; c0 += 8) pv_pass<RC, 1>(acc, c0, corr, s, n, vt, d);
+  for (; c0 + 8 * kU <= d; c0 += 8 * kU) pv_pass<Fmt, RC, kU>(acc, c0, corr, s, n, vt, rb);
+  for (; c0 < d; c0 += 8) pv_pass<Fmt, RC, 1>(acc, c0, corr, s, n, vt, rb);
 }
-// Rows in chunks of 3 (a V vector converted once feeds 3 rows), the rest as 1 or 2.
-template <int R>
-inline void pv_rows(float (*acc)[kMaxD], const float* corr, const float (*s)[kTile], int n, const uint16_t* vt,
-                    int d) {
+// Rows in chunks of KVZ_ATTN_PV_ROWS (a V vector converted once feeds them all), the rest.
+template <class Fmt, int R>
+inline void pv_rows(float (*acc)[kMaxD], const float* corr, const float (*s)[kTile], int n, const uint8_t* vt,
+                    size_t rb, int d) {
   int r = 0;
   constexpr int kRC = KVZ_ATTN_PV_ROWS;
-  for (; r + kRC <= R; r += kRC) pv_chunk<kRC>(acc + r, corr + r, s + r, n, vt, d);
-  if constexpr (R % kRC != 0) pv_chunk<R % kRC>(acc + r, corr + r, s + r, n, vt, d);
+  for (; r + kRC <= R; r += kRC) pv_chunk<Fmt, kRC>(acc + r, corr + r, s + r, n, vt, rb, d);
+  if constexpr (R % kRC != 0) pv_chunk<Fmt, R % kRC>(acc + r, corr + r, s + r, n, vt, rb, d);
 }
 
-template <int R>
-void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1, const uint16_t* K,
-                       const uint16_t* V, int d, float scale, float* out, int64_t out_stride, float* lse) {
+template <class Fmt, int R>
+void attend_decode(const float* q, int64_t q_stride, int64_t k0, int64_t k1, const uint8_t* K, const uint8_t* V,
+                   int d, float scale, float* out, int64_t out_stride, float* lse) {
   struct Buf {
     alignas(32) float acc[R][kMaxD];
     alignas(32) float s[R][kTile];
@@ -127,6 +183,7 @@ void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1,
   Buf& buf = thread_scratch<Buf>();
   auto& acc = buf.acc;
   auto& s = buf.s;
+  const size_t rb = Fmt::bytes(d);
   float m[R], l[R];
   const float* qr[R];
   for (int r = 0; r < R; ++r) {
@@ -142,8 +199,8 @@ void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1,
   const int tile = tile_rows(d);
   for (int64_t t0 = k0; t0 < k1; t0 += tile) {
     const int n = static_cast<int>(std::min<int64_t>(tile, k1 - t0));
-    const uint16_t* kt = K + t0 * d;
-    const uint16_t* vt = V + t0 * d;
+    const uint8_t* kt = K + t0 * rb;
+    const uint8_t* vt = V + t0 * rb;
     // Keys in groups of 4 up to the last multiple of 8 (per key the sum order of dot8x8),
     // the rest one by one as dot8 sums them (two alternating accumulators). 4 keys x at most
     // 2 rows per sweep keep 8 accumulators + 4 keys + q in registers (4 x 3 spilled one).
@@ -151,21 +208,10 @@ void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1,
     for (int j = 0; j < n8; j += 4) {
       constexpr int kDR = KVZ_ATTN_DOT_ROWS;
       int r = 0;
-      for (; r + kDR <= R; r += kDR) dots4<kDR>(qr + r, kt + static_cast<int64_t>(j) * d, d, scale, s + r, j);
-      if constexpr (R % kDR != 0) dots4<R % kDR>(qr + r, kt + static_cast<int64_t>(j) * d, d, scale, s + r, j);
+      for (; r + kDR <= R; r += kDR) dots4<Fmt, kDR>(qr + r, kt + j * rb, rb, d, scale, s + r, j);
+      if constexpr (R % kDR != 0) dots4<Fmt, R % kDR>(qr + r, kt + j * rb, rb, d, scale, s + r, j);
     }
-    for (int j = n8; j < n; ++j)
-      for (int r = 0; r < R; ++r) {
-        v8f a0 = splat(0.0f), a1 = splat(0.0f);
-        const uint16_t* kj = kt + static_cast<int64_t>(j) * d;
-        int c = 0;
-        for (; c + 16 <= d; c += 16) {
-          a0 += load8(qr[r] + c) * load_h8<R>(kj + c);
-          a1 += load8(qr[r] + c + 8) * load_h8<R>(kj + c + 8);
-        }
-        if (c < d) a0 += load8(qr[r] + c) * load_h8<R>(kj + c);
-        s[r][j] = hsum(a0 + a1) * scale;
-      }
+    for (int j = n8; j < n; ++j) dot1<Fmt, R>(qr, kt + j * rb, d, scale, s, j);
     float corr[R];
     for (int r = 0; r < R; ++r) {
       float tmax = -std::numeric_limits<float>::infinity();
@@ -195,13 +241,28 @@ void attend_decode_f16(const float* q, int64_t q_stride, int64_t k0, int64_t k1,
       l[r] = l[r] * corr[r] + psum;
     }
     // acc = acc * corr + P V
-    pv_rows<R>(acc, corr, s, n, vt, d);
+    pv_rows<Fmt, R>(acc, corr, s, n, vt, rb, d);
   }
   for (int r = 0; r < R; ++r) {
     float* o = out + r * out_stride;
     const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     for (int c = 0; c < d; ++c) o[c] = acc[r][c] * inv;
     if (lse) lse[r] = l[r] > 0.0f ? m[r] + std::log(l[r]) : -std::numeric_limits<float>::infinity();
+  }
+}
+
+template <class Fmt>
+inline void attend_decode_rows(int n_rows, const float* q, int64_t q_stride, int64_t k0, int64_t k1, const uint8_t* K,
+                               const uint8_t* V, int d, float scale, float* out, int64_t out_stride, float* lse) {
+  switch (n_rows) {
+    case 1: return attend_decode<Fmt, 1>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    case 2: return attend_decode<Fmt, 2>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    case 3: return attend_decode<Fmt, 3>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    case 4: return attend_decode<Fmt, 4>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    case 5: return attend_decode<Fmt, 5>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    case 6: return attend_decode<Fmt, 6>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    case 7: return attend_decode<Fmt, 7>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    default: return attend_decode<Fmt, 8>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
   }
 }
 
@@ -215,20 +276,12 @@ inline bool same_keys(int n_rows, const int64_t* start, const int64_t* limit) {
 inline void attend_head_x86(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit,
                       const void* k, const void* v, KvType kt, int d, float scale, float* out, int64_t out_stride,
                       float* lse) {
-  if (kt == KvType::F16 && n_rows >= 1 && n_rows <= 8 && d % 8 == 0 && d <= kMaxD && same_keys(n_rows, start, limit)) {
+  if (n_rows >= 1 && n_rows <= 8 && d % 8 == 0 && d <= kMaxD && same_keys(n_rows, start, limit)) {
     const int64_t k0 = start ? std::max<int64_t>(start[0], 0) : 0, k1 = limit[0];
-    const auto* K = static_cast<const uint16_t*>(k);
-    const auto* V = static_cast<const uint16_t*>(v);
-    switch (n_rows) {
-      case 1: return attend_decode_f16<1>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-      case 2: return attend_decode_f16<2>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-      case 3: return attend_decode_f16<3>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-      case 4: return attend_decode_f16<4>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-      case 5: return attend_decode_f16<5>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-      case 6: return attend_decode_f16<6>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-      case 7: return attend_decode_f16<7>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-      default: return attend_decode_f16<8>(q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
-    }
+    const auto* K = static_cast<const uint8_t*>(k);
+    const auto* V = static_cast<const uint8_t*>(v);
+    if (kt == KvType::F16) return attend_decode_rows<F16Rows>(n_rows, q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
+    if (d % 32 == 0) return attend_decode_rows<Q8Rows>(n_rows, q, q_stride, k0, k1, K, V, d, scale, out, out_stride, lse);
   }
   attend_head_impl(q, q_stride, n_rows, start, limit, k, v, kt, d, scale, out, out_stride, lse);
 }
