@@ -143,6 +143,11 @@ void SafetensorsFile::parse() {
     t.offset = b;
     t.n_bytes = en - b;
     t.data = base_ + data_start + b;
+    // Typed reads need aligned data (the reference writer pads the header to 8 bytes, so real
+    // files are aligned); a misaligned tensor would be undefined behaviour in every reader.
+    if (t.n_bytes > 0 && reinterpret_cast<uintptr_t>(t.data) % info->size != 0)
+      fail("{}: tensor '{}': its data at byte {} of the file is not aligned to its {}-byte {} elements", p, name,
+           data_start + b, info->size, t.dtype);
     tensors_.push_back(std::move(t));
   }
 

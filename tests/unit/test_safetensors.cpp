@@ -25,8 +25,11 @@ std::vector<uint8_t> good() {
                            {{"format", "pt"}});
 }
 
-// A file from a raw JSON header and a data section of n_data bytes.
-std::vector<uint8_t> raw(const std::string& header, size_t n_data) {
+// A file from a raw JSON header and a data section of n_data bytes. The header is padded
+// with spaces to a multiple of 8 bytes, as the reference writer pads it (tensors aligned),
+// unless `pad` is false.
+std::vector<uint8_t> raw(std::string header, size_t n_data, bool pad = true) {
+  while (pad && header.size() % 8 != 0) header += ' ';
   std::vector<uint8_t> out;
   out.reserve(8 + header.size() + n_data);
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i)));
@@ -124,6 +127,12 @@ TEST(Safetensors, HostileTensors) {
   EXPECT_ERROR_HAS(raw(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                            "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12),
                    "overlap");
+  // Data not aligned to its elements (found by fuzzing: typed reads of it were undefined
+  // behaviour): an unpadded header, or an offset inside an element.
+  EXPECT_ERROR_HAS(raw(R"({"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}})", 4, false),
+                   "not aligned to its 2-byte F16 elements");
+  EXPECT_ERROR_HAS(raw(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]}})", 8), "byte");
+  EXPECT_EQ(error_of(raw(R"({"a": {"dtype": "U8", "shape": [3], "data_offsets": [1, 4]}})", 4, false)), "");
   // A zero-size tensor may sit anywhere inside the data; a giant dim times zero is empty.
   const auto ok = raw(R"({"e": {"dtype": "F32", "shape": [0, 1000000000000], "data_offsets": [4, 4]},
                           "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", 8);
