@@ -97,6 +97,25 @@ inline v8f dot8x8(const float* q, const float* k, int d) {
   return reduce8(a);
 }
 
+#ifdef KVZ_ATTN_PAIR_ROWS
+// dot8x8 for two query rows at once: each key vector is loaded once for both (16
+// accumulators: for a 32-register ISA). Per row the same sums in the same order.
+inline void dot8x8_2(const float* q0, const float* q1, const float* k, int d, v8f& r0, v8f& r1) {
+  v8f a0[8], a1[8];
+  for (int j = 0; j < 8; ++j) a0[j] = a1[j] = splat(0.0f);
+  for (int c = 0; c < d; c += 8) {
+    const v8f q0c = load8(q0 + c), q1c = load8(q1 + c);
+    for (int j = 0; j < 8; ++j) {
+      const v8f kv = load8(k + j * d + c);
+      a0[j] += q0c * kv;
+      a1[j] += q1c * kv;
+    }
+  }
+  r0 = reduce8(a0);
+  r1 = reduce8(a1);
+}
+#endif
+
 inline float hmax(v8f x) {
   float m = x[0];
   for (int i = 1; i < 8; ++i) m = std::max(m, x[i]);
@@ -123,6 +142,40 @@ inline void accumulate_pv_all(float* acc, float corr, const float* p, int n, con
   for (; c + 32 <= d; c += 32) accumulate_pv<4>(acc + c, corr, p, n, v + c, d);
   for (; c + 8 <= d; c += 8) accumulate_pv<1>(acc + c, corr, p, n, v + c, d);
 }
+
+#ifdef KVZ_ATTN_PAIR_ROWS
+// accumulate_pv for two rows over the same n keys: each value vector loaded once for both.
+template <int U>
+inline void accumulate_pv2(float* acc0, float* acc1, float corr0, float corr1, const float* p0, const float* p1, int n,
+                           const float* v, int d) {
+  v8f a0[U], a1[U];
+  for (int u = 0; u < U; ++u) {
+    a0[u] = load8(acc0 + 8 * u) * splat(corr0);
+    a1[u] = load8(acc1 + 8 * u) * splat(corr1);
+  }
+  for (int j = 0; j < n; ++j) {
+    const v8f pj0 = splat(p0[j]), pj1 = splat(p1[j]);
+    const float* vj = v + static_cast<int64_t>(j) * d;
+    for (int u = 0; u < U; ++u) {
+      const v8f vv = load8(vj + 8 * u);
+      a0[u] += pj0 * vv;
+      a1[u] += pj1 * vv;
+    }
+  }
+  for (int u = 0; u < U; ++u) {
+    store8(acc0 + 8 * u, a0[u]);
+    store8(acc1 + 8 * u, a1[u]);
+  }
+}
+
+inline void accumulate_pv2_all(float* acc0, float* acc1, float corr0, float corr1, const float* p0, const float* p1,
+                               int n, const float* v, int d) {
+  int c = 0;
+  for (; c + 64 <= d; c += 64) accumulate_pv2<8>(acc0 + c, acc1 + c, corr0, corr1, p0, p1, n, v + c, d);
+  for (; c + 32 <= d; c += 32) accumulate_pv2<4>(acc0 + c, acc1 + c, corr0, corr1, p0, p1, n, v + c, d);
+  for (; c + 8 <= d; c += 8) accumulate_pv2<1>(acc0 + c, acc1 + c, corr0, corr1, p0, p1, n, v + c, d);
+}
+#endif
 
 // n_rows K/V rows of d values in storage type t -> f32.
 inline void cvt_rows(KvType t, const void* src, float* dst, int64_t n_rows, int d) {
@@ -172,6 +225,7 @@ struct Scratch {
   alignas(32) float vt[kTile * kMaxD];
   alignas(32) float acc[kMaxRows * kMaxD];
   alignas(32) float s[kTile];
+  alignas(32) float s2[kTile];  // the second row of a pair (KVZ_ATTN_PAIR_ROWS)
   float m[kMaxRows];
   float l[kMaxRows];
 };
@@ -184,6 +238,50 @@ inline void capture_logits(const LogitCapture& cap, int i, int64_t key0, int n, 
       std::memcpy(cap.out + i * cap.stride + cap.col[r] + (a - cap.lo[r]), s + (a - key0),
                   static_cast<size_t>(b - a) * sizeof(float));
   }
+}
+
+// Scores of keys [j0, n) of a tile for one row into s (scaled), eight at a time with dot8x8
+// up to the last multiple of 8, the rest with dot8; tmax takes their maximum. j0 is a
+// multiple of 8.
+inline void score_rest(const float* qi, const float* kt, int j0, int n, int d, int nv, float scale, float* s,
+                       float& tmax) {
+  int j8 = j0;
+  if (n - j0 >= 8) {
+    v8f vmax = splat(-std::numeric_limits<float>::infinity());
+    for (; j8 + 8 <= n; j8 += 8) {
+      const v8f s8 = dot8x8(qi, kt + j8 * d, d) * splat(scale);
+      store8(s + j8, s8);
+      vmax = vmax > s8 ? vmax : s8;
+    }
+    tmax = std::max(tmax, hmax(vmax));
+  }
+  for (int j = j8; j < n; ++j) {
+    const float sj = dot8(qi, kt + j * d, nv) * scale;
+    s[j] = sj;
+    tmax = std::max(tmax, sj);
+  }
+}
+
+// The online softmax step of one row over a tile's n scores (turned into probabilities in
+// place): the running max m and sum l are updated; returns the factor the row's output
+// accumulator is rescaled by (0 on its first tile, m = -inf).
+inline float softmax_tile(float* s, int n, float tmax, float& m, float& l) {
+  const float m_new = std::max(m, tmax);
+  const float corr = std::exp(m - m_new);
+  m = m_new;
+  float psum = 0.0f;
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const v8f p = exp8(load8(s + j) - splat(m_new));
+    store8(s + j, p);
+    psum += hsum(p);
+  }
+  for (; j < n; ++j) {
+    s[j] = std::exp(s[j] - m_new);
+    psum += s[j];
+  }
+  l = l * corr + psum;
+  return corr;
 }
 
 inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* start,
@@ -215,43 +313,57 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
       const int lo = start ? static_cast<int>(std::clamp<int64_t>(start[i] - r0, 0, nt)) : 0;
       const int n = static_cast<int>(std::min<int64_t>(nt, limit[i] - r0)) - lo;
       if (n <= 0) continue;
-      const float* qi = q + i * q_stride;
       const float* kt = sc.kt + static_cast<int64_t>(lo) * d;
       const float* vt = sc.vt + static_cast<int64_t>(lo) * d;
+#ifdef KVZ_ATTN_PAIR_ROWS
+      // Rows i and i + 1 with the same first key (most of a prefill block) share the key and
+      // value loads where both see the keys; each row's arithmetic is the single row's.
+      if (i + 1 < n_rows) {
+        const int lo1 = start ? static_cast<int>(std::clamp<int64_t>(start[i + 1] - r0, 0, nt)) : 0;
+        const int n1 = static_cast<int>(std::min<int64_t>(nt, limit[i + 1] - r0)) - lo1;
+        if (lo1 == lo && n1 > 0) {
+          const int nb = std::min(n, n1) / 8 * 8;  // keys both score eight at a time
+          float tmax0 = -std::numeric_limits<float>::infinity(), tmax1 = tmax0;
+          if (nb > 0) {
+            v8f vmax0 = splat(-std::numeric_limits<float>::infinity()), vmax1 = vmax0;
+            for (int j8 = 0; j8 < nb; j8 += 8) {
+              v8f s0, s1;
+              dot8x8_2(q + i * q_stride, q + (i + 1) * q_stride, kt + j8 * d, d, s0, s1);
+              s0 *= splat(scale);
+              s1 *= splat(scale);
+              store8(sc.s + j8, s0);
+              store8(sc.s2 + j8, s1);
+              vmax0 = vmax0 > s0 ? vmax0 : s0;
+              vmax1 = vmax1 > s1 ? vmax1 : s1;
+            }
+            tmax0 = hmax(vmax0);
+            tmax1 = hmax(vmax1);
+          }
+          score_rest(q + i * q_stride, kt, nb, n, d, nv, scale, sc.s, tmax0);
+          score_rest(q + (i + 1) * q_stride, kt, nb, n1, d, nv, scale, sc.s2, tmax1);
+          if (cap) {
+            capture_logits(*cap, i, r0 + lo, n, sc.s);
+            capture_logits(*cap, i + 1, r0 + lo, n1, sc.s2);
+          }
+          const float corr0 = softmax_tile(sc.s, n, tmax0, sc.m[i], sc.l[i]);
+          const float corr1 = softmax_tile(sc.s2, n1, tmax1, sc.m[i + 1], sc.l[i + 1]);
+          const int nc = std::min(n, n1);
+          accumulate_pv2_all(sc.acc + i * d, sc.acc + (i + 1) * d, corr0, corr1, sc.s, sc.s2, nc, vt, d);
+          // the longer row's last keys on its own (acc * 1 is acc: the same sums in order)
+          if (n > nc) accumulate_pv_all(sc.acc + i * d, 1.0f, sc.s + nc, n - nc, vt + static_cast<int64_t>(nc) * d, d);
+          if (n1 > nc)
+            accumulate_pv_all(sc.acc + (i + 1) * d, 1.0f, sc.s2 + nc, n1 - nc, vt + static_cast<int64_t>(nc) * d, d);
+          ++i;
+          continue;
+        }
+      }
+#endif
+      const float* qi = q + i * q_stride;
       // scores of this tile, eight keys at a time
       float tmax = -std::numeric_limits<float>::infinity();
-      int j8 = 0;
-      if (n >= 8) {
-        v8f vmax = splat(-std::numeric_limits<float>::infinity());
-        for (; j8 + 8 <= n; j8 += 8) {
-          const v8f s8 = dot8x8(qi, kt + j8 * d, d) * splat(scale);
-          store8(sc.s + j8, s8);
-          vmax = vmax > s8 ? vmax : s8;
-        }
-        tmax = hmax(vmax);
-      }
-      for (int j = j8; j < n; ++j) {
-        const float sj = dot8(qi, kt + j * d, nv) * scale;
-        sc.s[j] = sj;
-        tmax = std::max(tmax, sj);
-      }
+      score_rest(qi, kt, 0, n, d, nv, scale, sc.s, tmax);
       if (cap) capture_logits(*cap, i, r0 + lo, n, sc.s);
-      const float m_new = std::max(sc.m[i], tmax);
-      const float corr = std::exp(sc.m[i] - m_new);  // 0 on the first tile (m = -inf)
-      sc.m[i] = m_new;
-      // probabilities, 8 at a time
-      float psum = 0.0f;
-      int j = 0;
-      for (; j + 8 <= n; j += 8) {
-        const v8f p = exp8(load8(sc.s + j) - splat(m_new));
-        store8(sc.s + j, p);
-        psum += hsum(p);
-      }
-      for (; j < n; ++j) {
-        sc.s[j] = std::exp(sc.s[j] - m_new);
-        psum += sc.s[j];
-      }
-      sc.l[i] = sc.l[i] * corr + psum;
+      const float corr = softmax_tile(sc.s, n, tmax, sc.m[i], sc.l[i]);
       accumulate_pv_all(sc.acc + i * d, corr, sc.s, n, vt, d);
     }
   }

@@ -9,6 +9,7 @@
 #define KVZ_ATTN_PV_ROWS 4
 #define KVZ_ATTN_PV_U_NARROW 8
 #define KVZ_ATTN_PV_U_WIDE 4
+#define KVZ_ATTN_PAIR_ROWS 1  // prefill rows in pairs sharing K and V loads (32 registers)
 #include "kernels/x86_avx2/attention_x86_impl.h"
 
 namespace kvz {
