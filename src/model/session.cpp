@@ -90,9 +90,13 @@ namespace {
 // `on_attn_input(il)` sees the attention input (sc.h) and `kv_attend(il)` stores the rows'
 // post-RoPE K and V (f32 in sc.k, sc.v) in the cache(s) and leaves the attention output in
 // sc.attn; the rest (projections, norms, FFN, logits) is the same for every row.
+// With mode None, `last_layer` (when >= 0) is the last layer whose work anyone reads: the
+// batch stops after that layer's attention (its output projection, FFN and the layers after
+// it would feed nothing).
 template <typename OnAttnInput, typename KvAttend>
 void run_layers(const Model& model, ThreadPool& pool, ForwardScratch& sc, const int32_t* tokens, int64_t n,
-                LogitsMode mode, float* logits, OnAttnInput&& on_attn_input, KvAttend&& kv_attend) {
+                LogitsMode mode, float* logits, OnAttnInput&& on_attn_input, KvAttend&& kv_attend,
+                int last_layer = -1) {
   const HParams& hp = model.hp();
   const Weights& w = model.w();
   const int64_t d = hp.n_embd, dh = hp.d_head;
@@ -132,6 +136,7 @@ void run_layers(const Model& model, ThreadPool& pool, ForwardScratch& sc, const 
       rope_apply(kt, hp.n_head_kv, static_cast<int>(dh), hp.rope_style, c, s);
     }
     kv_attend(il);
+    if (mode == LogitsMode::None && il == last_layer) return;
     matmul(l.wo, sc.attn.data(), n, sc.h.data(), &pool);
     if (l.attn_post_norm)
       for (int64_t t = 0; t < n; ++t)
@@ -238,7 +243,8 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, LogitsMode mode, f
         if (observer_) observer_->on_layer(il, sc_.q.data(), n, cache_, pool_);
         attention(il, n, base_len);
         if (observer_) observer_->after_attention(il, pool_);
-      });
+      },
+      observer_ ? observer_->last_layer() : -1);
   n_pos_ += n;
 }
 

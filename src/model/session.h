@@ -40,6 +40,10 @@ class LayerObserver {
   virtual void logit_capture(int il, int ih, int ith, int64_t t0, int64_t nt, LogitCapture& cap) {}
   virtual void on_logits(int il, int ih, int ith, int64_t t0, int64_t nt, const LogitCapture& cap) {}
   virtual void after_attention(int il, ThreadPool& pool) {}
+  // A batch run without logits (LogitsMode::None) may stop after this layer's attention when
+  // the observer is all that reads it (KVzip's repeat pass: its last scored layer); -1 runs
+  // every layer. The cache still gets K and V rows only up to that layer.
+  virtual int last_layer() const { return -1; }
 };
 
 // The activations of one forward batch, [n][...] f32, sized for the largest batch seen.

@@ -498,6 +498,22 @@ class KvzipGemma3Test : public ::testing::Test {
 
 TEST_F(KvzipGemma3Test, DriverScoresGlobalLayersOnlyAndRestoresWindows) { check_driver_against_naive(*model_); }
 
+// Local layers after the last global one (Gemma 3 1B's last two): the repeat pass stops after
+// the last scored layer's attention (LayerObserver::last_layer), and the scores still match
+// the spec computed naively over the whole model; the later local layers score 0.
+TEST(KvzipGemma3LocalLast, RepeatPassStopsAfterTheLastScoredLayer) {
+  test::SyntheticSpec s;
+  s.arch = "gemma3";
+  s.n_layer = 5;
+  s.n_swa = 8;
+  s.swa_flags = {1, 0, 1, 0, 1};  // layers 0, 2, 4 local; the last global layer is 3
+  const std::string path = test::write_synthetic_llama(s, "kvzip-gemma3-local-last");
+  auto model = Model::load(path);
+  ASSERT_TRUE(model->hp().is_swa(4) && !model->hp().is_swa(3));
+  check_driver_against_naive(*model);
+  std::remove(path.c_str());
+}
+
 TEST_F(KvzipGemma3Test, PruneTouchesOnlyGlobalLayersAndQueriesRestoreWindows) {
   const HParams& hp = model_->hp();
   ThreadPool pool(2);

@@ -72,6 +72,13 @@ class KvzipObserver final : public LayerObserver {
 
   bool captures_logits(int il) const override { return !hp_.is_swa(il); }
 
+  // Nothing reads the repeat pass after its last scored layer's logits.
+  int last_layer() const override {
+    for (int il = hp_.n_layer - 1; il >= 0; --il)
+      if (!hp_.is_swa(il)) return il;
+    return -1;
+  }
+
   void logit_capture(int il, int ih, int ith, int64_t t0, int64_t nt, LogitCapture& cap) override {
     // S = the system rows, C = this chunk's context rows, R = the repeat rows (kvzip-spec §3.2).
     cap.n_ranges = 3;
@@ -110,6 +117,9 @@ class KvzipObserver final : public LayerObserver {
         merge(il, pool.size());
     }
     filled_[il] += m_;
+    // The pass stops here (last_layer): the sliding-window layers after it keep scores 0.
+    if (il == last_layer())
+      for (int later = il + 1; later < hp_.n_layer; ++later) filled_[later] += m_;
   }
 
  private:
