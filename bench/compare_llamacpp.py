@@ -143,13 +143,22 @@ def fmt_num(v, nd=1):
     return "—" if v is None else f"{v:.{nd}f}"
 
 
+def llama_flags(meta: dict) -> str:
+    """The ISA flags line of llama-bench's BUILD_INFO (scripts/build-llama-bench.sh)."""
+    for line in (meta.get("llama_build") or "").splitlines():
+        if line.startswith("flags:"):
+            return " ".join(f for f in line[len("flags:"):].split() if f.startswith("-DGGML_") or f.startswith("GGML_"))
+    return "flags not recorded"
+
+
 def markdown(a, s: dict, meta: dict) -> str:
     cases = s["cases"]
     bw = s["bandwidth_gbs_peak"]
     lines = [
         f"Model `{Path(a.model).name}`, {a.threads} threads, {a.rounds} alternating rounds "
         f"(kvzip -r {a.reps}, llama-bench -r {a.reps} per round), median over rounds. "
-        f"KV cache f16 in both. CPU: {meta['cpu']}; our kernel set: {meta.get('kernels') or 'not recorded'}. "
+        f"KV cache f16 in both. CPU: {meta['cpu']}; our kernel set: {meta.get('kernels') or 'not recorded'}; "
+        f"llama.cpp built with {llama_flags(meta)}. "
         f"Read bandwidth measured in this run: "
         f"{fmt_num(bw)} GB/s (best pass; median of means {fmt_num(s['bandwidth_gbs_mean'])} GB/s).",
         "",

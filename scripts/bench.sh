@@ -10,8 +10,9 @@
 # and the plot to docs/img/decode_vs_depth.png.
 #
 # On a CPU with AVX-512 the comparison runs twice: with the best kernel set, then with
-# KVZ_ISA=avx2 (results ...-avx2.{json,md}, plot decode_vs_depth-avx2.png), so that both kernel
-# sets users run are measured on the same machine. KVZ_ISA set by the caller: that set only.
+# KVZ_ISA=avx2 beside a llama.cpp built for AVX2 without AVX-512 (build-llama-bench.sh --avx2;
+# results ...-avx2.{json,md}, plot decode_vs_depth-avx2.png), so that both kernel sets users
+# run are measured on the same machine. KVZ_ISA set by the caller: that set only.
 #
 # Example (quicker, fewer rounds):  scripts/bench.sh smollm2-135m -- --rounds 2
 # Environment: THREADS (default: all cores), PYTHON (default python3), KVZ_ISA.
@@ -44,7 +45,9 @@ log "running the comparison ($THREADS threads; load average: $(cut -d' ' -f1-3 /
 "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" "$@"
 if [[ -z "${KVZ_ISA:-}" ]] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
     stem="bench/results/$(date +%Y-%m-%d)-$(hostname)-$(basename "$MODEL" .gguf)-avx2"
-    log "again with the AVX2 kernels (KVZ_ISA=avx2) -> $stem.{json,md} ..."
+    log "building llama-bench for AVX2 without AVX-512 ..."
+    LLAMA_AVX2="$(scripts/build-llama-bench.sh --avx2 | tail -n1)"
+    log "again with the AVX2 kernels on both sides (KVZ_ISA=avx2, llama.cpp built for AVX2) -> $stem.{json,md} ..."
     KVZ_ISA=avx2 "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip \
-        --llama-bench "$LLAMA" --out "$stem.json" --png "docs/img/decode_vs_depth-avx2.png" "$@"
+        --llama-bench "$LLAMA_AVX2" --out "$stem.json" --png "docs/img/decode_vs_depth-avx2.png" "$@"
 fi

@@ -2,7 +2,11 @@
 # build-llama-bench.sh — build llama.cpp's `llama-bench` (or `llama-server`) for side-by-side
 # benchmarks.
 #
-# Usage: scripts/build-llama-bench.sh [--force] [--target llama-bench|llama-server]
+# Usage: scripts/build-llama-bench.sh [--force] [--target llama-bench|llama-server] [--avx2]
+#
+# --avx2 builds llama.cpp for AVX2 without AVX-512 (GGML_NATIVE=OFF, GGML_AVX2/FMA/F16C on,
+# GGML_AVX512 off) into ${DEST}-avx2, the side-by-side partner of kvzip's KVZ_ISA=avx2 run on
+# an AVX-512 machine (scripts/bench.sh): both engines then use the same instruction set.
 #
 # The source is the pinned sdist of PyPI llama-cpp-python (its vendor/llama.cpp tree), fetched
 # with pip, so no git access is needed. The build lives outside the repository, in
@@ -26,9 +30,11 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
 FORCE=0
+AVX2=0
 while (($#)); do
     case "$1" in
         --force) FORCE=1 ;;
+        --avx2) AVX2=1 ;;
         --target)
             (($# >= 2)) || die "--target needs a value: llama-bench or llama-server"
             TARGET="$2"; shift ;;
@@ -42,6 +48,12 @@ case "$TARGET" in
     llama-server) SERVER=ON ;;
     *) die "unknown --target '$TARGET' (llama-bench or llama-server)" ;;
 esac
+ISA_FLAGS=(-DGGML_NATIVE=ON)
+if ((AVX2)); then
+    DEST="$DEST-avx2"
+    ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+               -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF)
+fi
 BIN="$DEST/bin/$TARGET"
 
 if [[ -x "$BIN" && $FORCE -eq 0 ]]; then
@@ -70,8 +82,8 @@ SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
 
 GEN=()
 command -v ninja >/dev/null 2>&1 && GEN=(-G Ninja)
-log "configuring llama.cpp (GGML_NATIVE=ON, LLAMA_CURL=OFF) ..."
-cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+log "configuring llama.cpp (${ISA_FLAGS[*]}, LLAMA_CURL=OFF) ..."
+cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DLLAMA_CURL=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=$SERVER >&2
 log "building $TARGET with -j$JOBS (a few minutes) ..."
 cmake --build "$WORK/build" --target "$TARGET" -j"$JOBS" >&2
@@ -84,7 +96,7 @@ install -m 755 "$built" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 {
     echo "llama-cpp-python $VERSION"
     echo "target: $TARGET"
-    echo "flags: GGML_NATIVE=ON LLAMA_CURL=OFF BUILD_SHARED_LIBS=OFF LLAMA_BUILD_SERVER=$SERVER"
+    echo "flags: ${ISA_FLAGS[*]} LLAMA_CURL=OFF BUILD_SHARED_LIBS=OFF LLAMA_BUILD_SERVER=$SERVER"
     cc --version 2>/dev/null | head -n1 || true
 } >"$DEST/BUILD_INFO.$TARGET"
 log "installed $BIN"
