@@ -1,6 +1,6 @@
 // Micro-benchmark of kvz::matmul (not built by CMake; see the build line below).
 //   g++ -std=gnu++20 -O3 -Isrc bench/micro/bench_matmul.cpp build/libkvzip.a -lfmt -lpthread -o bench_matmul
-//   ./bench_matmul [threads] [smollm2|qwen]   (shapes of SmolLM2-135M or Qwen2.5-0.5B's matrices)
+//   ./bench_matmul [threads] [smollm2|qwen|qwen15]   (shapes of SmolLM2-135M, Qwen2.5-0.5B or -1.5B's matrices)
 // Decode (n_tok = 1): GB/s of weight bytes streamed, "hot" = one matrix reused (cache
 // resident), "cold" = rotating over 64+ MB of copies (DRAM). Prefill (n_tok = 512): GFLOP/s
 // counting 2 * n_in * n_out * n_tok. Each figure: mean +- sd over 5 repetitions.
@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/fp16.h"
@@ -90,8 +91,12 @@ int main(int argc, char** argv) {
   const std::vector<Case> qwen = {{DType::Q5_0, 896, 896},  {DType::Q5_0, 896, 4864}, {DType::Q6_K, 4864, 896},
                                   {DType::Q4_K, 4864, 896}, {DType::Q8_0, 896, 8192},
                                   {DType::Q8_0, 14336, 512}, {DType::Q5_0, 14336, 512}};
-  const bool use_qwen = argc > 2 && std::strcmp(argv[2], "qwen") == 0;
-  for (const Case& c : use_qwen ? qwen : smollm2) {
+  // Qwen2.5-Coder-1.5B Q4_K_M: Q4_K q/k/o/gate/up (and ffn_down in some layers), Q6_K v and
+  // ffn_down, output Q6_K (8192 of its 151936 rows here).
+  const std::vector<Case> qwen15 = {{DType::Q4_K, 1536, 1536}, {DType::Q4_K, 1536, 8960}, {DType::Q4_K, 8960, 1536},
+                                    {DType::Q6_K, 8960, 1536}, {DType::Q6_K, 1536, 256},  {DType::Q6_K, 1536, 8192}};
+  const std::string set = argc > 2 ? argv[2] : "smollm2";
+  for (const Case& c : set == "qwen" ? qwen : set == "qwen15" ? qwen15 : smollm2) {
     const size_t bytes = row_bytes(c.t, c.n_in) * c.n_out;
     const int n_copies = static_cast<int>(std::max<size_t>(2, (size_t(96) << 20) / bytes));
     std::vector<std::vector<uint8_t>> ws;

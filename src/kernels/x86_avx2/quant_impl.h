@@ -435,15 +435,19 @@ float dot_f(int64_t n, const void* w, const void* x) {
 // does (kernels/ref/quant_ref.cpp dot_k45 / dot_q6_k), except that here the f32 update is
 // fused (FMA), so results differ from the reference in the last bits only.
 
-inline void scales_mins_k4(const uint8_t* q, uint8_t* sc, uint8_t* m) {
-  for (int j = 0; j < 4; ++j) {
-    sc[j] = q[j] & 63;
-    m[j] = q[j + 4] & 63;
-  }
-  for (int j = 4; j < 8; ++j) {
-    sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
+// The 8 scales (16-bit words 0..7) and 8 mins (words 8..15) of a Q4_K / Q5_K super-block's
+// 12 packed bytes, the values scales_mins_k4 unpacks, with ggml's 32-bit word arithmetic.
+inline __m256i scales_mins_k4_epi16(const uint8_t* q) {
+  uint32_t u[4];
+  std::memcpy(u, q, 12);
+  constexpr uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);  // mins 4..7
+  const uint32_t m03 = u[1] & km1;                             // mins 0..3
+  u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);           // scales 4..7
+  u[2] = m03;
+  u[0] &= km1;                                                  // scales 0..3
+  return _mm256_cvtepu8_epi16(_mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]),
+                                            static_cast<int>(u[0])));
 }
 
 // C tokens per call: each super-block is unpacked once and multiplied with C activation
@@ -468,11 +472,6 @@ inline __m512i halves_epi16(int lo, int hi) {
 inline __m512i bcast256(const uint8_t* p) {
   return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
-// Words of 16-bit lanes: 128-bit lane j holds the scale s[j] (Q6_K: one scale per 16 elements).
-inline __m512i scales4_epi16(const int8_t* s) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(s[1]), _mm_set1_epi16(s[0]))),
-                            _mm256_set_m128i(_mm_set1_epi16(s[3]), _mm_set1_epi16(s[2])), 1);
-}
 #endif
 
 template <class B, int C>
@@ -480,9 +479,11 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
   float sumf[C] = {};
 #if KVZ_QUANT_VNNI
   const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), nib = halves_epi16(0, 4);
+  // vpermw indices: the low 256 bits take scale word 2k, the high 256 bits word 2k + 1.
+  const __m512i pick[4] = {halves_epi16(0, 1), halves_epi16(2, 3), halves_epi16(4, 5), halves_epi16(6, 7)};
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
-    uint8_t sc[8], m[8];
-    scales_mins_k4(b[ib].scales, sc, m);
+    const __m256i ms = scales_mins_k4_epi16(b[ib].scales);
+    const __m512i ms512 = _mm512_castsi256_si512(ms);
     __m512i hb = _mm512_setzero_si512();
     if constexpr (std::is_same_v<B, Q5_K>) hb = bcast256(b[ib].qh);
     __m512i sumi[C];
@@ -491,7 +492,7 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
       __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b[ib].qs + 32 * k), nib), m4);
       if constexpr (std::is_same_v<B, Q5_K>)
         q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, halves_epi16(2 * k, 2 * k + 1)), one), 4));
-      const __m512i sv = halves_epi16(sc[2 * k], sc[2 * k + 1]);
+      const __m512i sv = _mm512_permutexvar_epi16(pick[k], ms512);
       for (int t = 0; t < C; ++t) {
         const __m512i y = _mm512_loadu_si512(a[t][ib].qs + 64 * k);
         sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q, y), sv);
@@ -499,9 +500,12 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
     }
 #else
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  // vpshufb indices broadcasting scale word j over a 128-bit lane (both lanes hold the scales).
+  __m256i pick[8];
+  for (int j = 0; j < 8; ++j) pick[j] = _mm256_set1_epi16(static_cast<int16_t>((2 * j + 1) << 8 | 2 * j));
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
-    uint8_t sc[8], m[8];
-    scales_mins_k4(b[ib].scales, sc, m);
+    const __m256i ms = scales_mins_k4_epi16(b[ib].scales);
+    const __m256i sc2 = _mm256_permute2x128_si256(ms, ms, 0x00);  // the 8 scale words in both lanes
     __m256i hb = _mm256_setzero_si256();
     if constexpr (std::is_same_v<B, Q5_K>) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].qh));
     __m256i sumi[C];
@@ -514,7 +518,7 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
         lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * k)), one), 4));
         hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * k + 1)), one), 4));
       }
-      const __m256i s0 = _mm256_set1_epi16(sc[2 * k]), s1 = _mm256_set1_epi16(sc[2 * k + 1]);
+      const __m256i s0 = _mm256_shuffle_epi8(sc2, pick[2 * k]), s1 = _mm256_shuffle_epi8(sc2, pick[2 * k + 1]);
       for (int t = 0; t < C; ++t) {
         const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * k));
         const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * k + 32));
@@ -522,17 +526,16 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
       }
     }
 #endif
-    // m[j] against the 16 sub-block sums of 16 (two per 32-element sub-block j): one madd.
-    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_setr_epi8(
-        static_cast<char>(m[0]), static_cast<char>(m[0]), static_cast<char>(m[1]), static_cast<char>(m[1]),
-        static_cast<char>(m[2]), static_cast<char>(m[2]), static_cast<char>(m[3]), static_cast<char>(m[3]),
-        static_cast<char>(m[4]), static_cast<char>(m[4]), static_cast<char>(m[5]), static_cast<char>(m[5]),
-        static_cast<char>(m[6]), static_cast<char>(m[6]), static_cast<char>(m[7]), static_cast<char>(m[7])));
+    // m[j] against the pair sums of the 16 sub-block sums of 16 (one per 32-element
+    // sub-block j): one hadd and one madd; the same integer as m[j] twice against each sum.
+    const __m128i m8 = _mm256_extracti128_si256(ms, 1);
     // The block's two integer sums per token (exact, so the reduction order cannot matter),
     // reduced for two tokens at a time.
     __m256i iv[C], mv[C];
     for (int t = 0; t < C; ++t) {
-      mv[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), m16);
+      const __m128i q8s = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a[t][ib].bsums)),
+                                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[t][ib].bsums + 8)));
+      mv[t] = _mm256_zextsi128_si256(_mm_madd_epi16(m8, q8s));
 #if KVZ_QUANT_VNNI
       iv[t] = fold_i32_512(sumi[t]);
 #else
@@ -558,9 +561,20 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
   // are contiguous; each 128-bit lane (16 elements) has its own scale.
   const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
   const __m512i sh01 = halves_epi16(0, 2), sh23 = halves_epi16(4, 6);
+  // vpermw indices: 128-bit lane j takes scale word 8h + j (first 64 elements of half h) or
+  // 8h + 4 + j (its last 64).
+  __m512i pick[2][2];
+  for (int h = 0; h < 2; ++h)
+    for (int g = 0; g < 2; ++g) {
+      alignas(64) int16_t idx[32];
+      for (int w = 0; w < 32; ++w) idx[w] = static_cast<int16_t>(8 * h + 4 * g + w / 8);
+      pick[h][g] = _mm512_load_si512(idx);
+    }
   float sumf[C] = {};
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
     const int8_t* sc = b[ib].scales;
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m512i sc512 = _mm512_castsi256_si512(sc16);
     __m512i sumi[C];
     for (int t = 0; t < C; ++t) sumi[t] = _mm512_setzero_si512();
     for (int h = 0; h < 2; ++h) {
@@ -570,14 +584,13 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh01), m2), 4));
       const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh23), m2), 4));
-      const __m512i sva = scales4_epi16(sc + 8 * h), svb = scales4_epi16(sc + 8 * h + 4);
+      const __m512i sva = _mm512_permutexvar_epi16(pick[h][0], sc512), svb = _mm512_permutexvar_epi16(pick[h][1], sc512);
       for (int t = 0; t < C; ++t) {
         const int8_t* y = a[t][ib].qs + 128 * h;
         sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q01, _mm512_loadu_si512(y)), sva);
         sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q23, _mm512_loadu_si512(y + 64)), svb);
       }
     }
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     __m256i iv[C], ov[C];
     for (int t = 0; t < C; ++t) {
       iv[t] = fold_i32_512(sumi[t]);
@@ -591,9 +604,16 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
   for (int t = 0; t < C; ++t) out[t] = sumf[t];
 #else
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  // vpshufb indices: the low lane takes scale word 2g of a lane holding 8 scale words, the
+  // high lane word 2g + 1.
+  __m256i pick[4];
+  for (int g = 0; g < 4; ++g)
+    pick[g] = _mm256_setr_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * g + 1) << 8 | 4 * g)),
+                                _mm_set1_epi16(static_cast<int16_t>((4 * g + 3) << 8 | (4 * g + 2))));
   float sumf[C] = {};
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
     const int8_t* sc = b[ib].scales;
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     __m256i sumi[C];
     for (int t = 0; t < C; ++t) sumi[t] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
@@ -608,8 +628,10 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+      // scale words 8h .. 8h + 7 in both lanes
+      const __m256i sch = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
       for (int g = 0; g < 4; ++g) {
-        const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * g + 1]), _mm_set1_epi16(sc[8 * h + 2 * g]));
+        const __m256i sv = _mm256_shuffle_epi8(sch, pick[g]);
         for (int t = 0; t < C; ++t) {
           const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 128 * h + 32 * g));
           sumi[t] = madd_acc(sumi[t], _mm256_maddubs_epi16(q[g], yv), sv);
@@ -617,7 +639,6 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
       }
     }
     // The -32 offset: sum_k sc[k] * 32 * bsums[k].
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     __m256i ov[C];
     for (int t = 0; t < C; ++t)
       ov[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), sc16);
@@ -668,7 +689,7 @@ void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, in
       const Q8_K* a[kC];
       for (int i = 0; i < nc; ++i) a[i] = reinterpret_cast<const Q8_K*>(xb + (t + i) * xs);
       for (int64_t r = r0; r < r1; ++r) {
-        float out[kC];
+        float out[kC] = {};  // (gcc 12 cannot see that tile_k_n fills the first nc)
         tile_k_n<B, kC>(nc, n_in, wb + r * ws, a, out);
         for (int i = 0; i < nc; ++i) y[(t + i) * ldy + r] = out[i];
       }
