@@ -6,12 +6,12 @@
 # Builds kvzip (scripts/build.sh), pulls the model (scripts/pull-model.sh, default
 # smollm2-135m), builds llama.cpp's llama-bench (scripts/build-llama-bench.sh, cached outside
 # the repo), creates ~/.cache/kvzip/bench-venv with matplotlib for the plot if python3 lacks
-# it, then runs bench/compare_llamacpp.py: results go to bench/results/<date>-<host>.{json,md}
-# and the plot to docs/img/decode_vs_depth.png.
+# it, then runs bench/compare_llamacpp.py: results go to bench/results/<date>-<host>-<model>.{json,md}
+# and the plot to docs/img/decode_vs_depth.png (other models: decode_vs_depth-<name>.png).
 #
 # On a CPU with AVX-512 the comparison runs twice: with the best kernel set, then with
 # KVZ_ISA=avx2 beside a llama.cpp built for AVX2 without AVX-512 (build-llama-bench.sh --avx2;
-# results ...-avx2.{json,md}, plot decode_vs_depth-avx2.png), so that both kernel sets users
+# results ...-avx2.{json,md}, plot ...-avx2.png), so that both kernel sets users
 # run are measured on the same machine. KVZ_ISA set by the caller: that set only.
 #
 # Example (quicker, fewer rounds):  scripts/bench.sh smollm2-135m -- --rounds 2
@@ -41,13 +41,18 @@ if ! "$PYTHON" -c "import matplotlib" 2>/dev/null && [[ ! -x "$VENV/bin/python" 
 fi
 
 THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
-log "running the comparison ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) ..."
-"$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" "$@"
+# One plot per model and kernel set (the default model keeps the plain name docs link to).
+PNG="docs/img/decode_vs_depth.png"
+[[ "$NAME" == smollm2-135m ]] || PNG="docs/img/decode_vs_depth-$NAME.png"
+stem="bench/results/$(date +%Y-%m-%d)-$(hostname)-$(basename "$MODEL" .gguf)"
+log "running the comparison ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) -> $stem.{json,md} ..."
+"$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" \
+    --out "$stem.json" --png "$PNG" "$@"
 if [[ -z "${KVZ_ISA:-}" ]] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-    stem="bench/results/$(date +%Y-%m-%d)-$(hostname)-$(basename "$MODEL" .gguf)-avx2"
     log "building llama-bench for AVX2 without AVX-512 ..."
     LLAMA_AVX2="$(scripts/build-llama-bench.sh --avx2 | tail -n1)"
-    log "again with the AVX2 kernels on both sides (KVZ_ISA=avx2, llama.cpp built for AVX2) -> $stem.{json,md} ..."
+    log "again with the AVX2 kernels on both sides (KVZ_ISA=avx2, llama.cpp built for AVX2) -> $stem-avx2.{json,md} ..."
+    # (the extra arguments first: this run's files are named after the first run's)
     KVZ_ISA=avx2 "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip \
-        --llama-bench "$LLAMA_AVX2" --out "$stem.json" --png "docs/img/decode_vs_depth-avx2.png" "$@"
+        --llama-bench "$LLAMA_AVX2" "$@" --out "$stem-avx2.json" --png "${PNG%.png}-avx2.png"
 fi
