@@ -84,7 +84,10 @@ for t in "${run[@]}"; do
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$ran" "${execs:-?}" "${cov:-?}" \
         "${ft:-?}" "${added:-?}" "$found" "$cpu" >>"$B/fuzz-runs.tsv"
     log "$t: ${ran}s (${cpu} s of CPU), ${execs:-?} executions, cov ${cov:-?}, ft ${ft:-?}, ${added:-?} new units, $found new finding(s) (log: $logf)"
-    if ((rc != 0 || found > 0)); then
+    # libFuzzer exits 72 (-interrupted_exitcode) when stopped by SIGINT: not a finding.
+    if ((rc == 72 && found == 0)); then
+        log "$t: interrupted (SIGINT) after ${ran}s, no finding"
+    elif ((rc != 0 || found > 0)); then
         status=1
         grep -m 5 -E '^==[0-9]+==ERROR|^SUMMARY|runtime error|deadly signal|ERROR: libFuzzer|Test unit written' "$logf" >&2 || true
         log "$t: FINDING (libFuzzer exit status $rc); inputs in fuzz/findings/$t-*"
