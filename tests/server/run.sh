@@ -12,7 +12,7 @@ cd "$here"
 set +e
 args=("${@:2}")
 [ ${#args[@]} -gt 0 ] || args=(.)
-"$py" -m pytest -q -p no:cacheprovider -rs "${args[@]}"
+"$py" -m pytest -q -p no:cacheprovider -rs --durations=10 "${args[@]}"
 rc=$?
 set -e
 # pytest's 5 is "no tests collected": a failure here, never a pass.

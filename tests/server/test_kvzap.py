@@ -18,8 +18,11 @@ from conftest import DOC, KVZIP, MODEL, Server, ask_cli
 N_LAYER, D_IN, N_KV = 30, 576, 3
 QUESTIONS = ["Where does Chloe Smith live?", "Who is the chemist?"]
 # Four copies of the document: about 600 tokens, so the prefill runs in three batches of 256
-# and KVzap evicts between them.
-LONG = "\n".join([DOC] * 4)
+# and KVzap evicts between them. Under the sanitizers (KVZ_SANITIZE=1: prefill about 30
+# tokens/s) two copies in batches of 128, the same three batches.
+SANITIZED = os.environ.get("KVZ_SANITIZE") == "1"
+CHUNK = 128 if SANITIZED else 256
+LONG = "\n".join([DOC] * (2 if SANITIZED else 4))
 
 
 def write_linear_surrogate(folder):
@@ -52,7 +55,8 @@ def surrogate(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kvzap_server(tmp_path_factory, surrogate):
-    s = Server(tmp_path_factory.mktemp("srv-kvzap") / "contexts", "--kvzap", str(surrogate)).start()
+    s = Server(tmp_path_factory.mktemp("srv-kvzap") / "contexts", "--kvzap", str(surrogate),
+               "--prefill-chunk", str(CHUNK)).start()
     yield s
     assert s.stop() == 0, s.log_text()
 
@@ -61,10 +65,10 @@ def compress_cli(tmp_path, surrogate, text, *rule):
     doc = tmp_path / "doc.txt"
     doc.write_text(text)
     out = tmp_path / "cli.kvz"
-    # --batch 256: the server prefills in chunks of 256 (--prefill-chunk) and KVzap decides
-    # after each chunk, so the same batches make the same evictions.
+    # --batch CHUNK: the server prefills in chunks of CHUNK (--prefill-chunk) and KVzap
+    # decides after each chunk, so the same batches make the same evictions.
     res = subprocess.run([KVZIP, "compress", "-m", MODEL, "--context", str(doc), "--method", "kvzap", *rule,
-                          "--kvzap", str(surrogate), "--batch", "256", "-t", "2", "-o", str(out), "--json"],
+                          "--kvzap", str(surrogate), "--batch", str(CHUNK), "-t", "2", "-o", str(out), "--json"],
                          capture_output=True, text=True, check=True)
     return out, json.loads(res.stdout)
 
@@ -80,7 +84,7 @@ def test_threshold_upload_equals_kvzip_compress(kvzap_server, surrogate, tmp_pat
     cid = kvzap_server.upload(LONG, threshold=0.0, window=16)  # no method: a threshold is KVzap's
     info = kvzap_server.wait_ready(cid)
     assert info["state"] == "ready", info
-    assert info["n_ctx"] > 2 * 256
+    assert info["n_ctx"] > 2 * CHUNK
     assert info["method"] == "kvzap" and info["level"] == "threshold"
     assert info["threshold"] == 0.0 and info["window"] == 16 and "ratio" not in info
     assert 0.05 < info["ratio_true"] < 0.95 and info["kv_bytes"] < info["kv_bytes_full"]
