@@ -144,39 +144,97 @@ TEST(Attention, DecodeRowsSharingKeysMatchNaive) {
       }
 }
 
-// The decode path is bitwise the general kernel: rows sharing their keys give the same bits
-// alone (decode path) as inside a batch with one more row of another length (general path).
-// Batched vs incremental forward passes, and greedy continuations, rely on it.
-// f16 and q8_0 rows (q8_0 needs a head size that is a multiple of 32).
+// The decode path is bitwise the general kernel over f16 rows: rows sharing their keys give
+// the same bits alone (decode path) as inside a batch with one more row of another length
+// (general path). Batched vs incremental forward passes, and greedy continuations, rely on
+// it. (q8_0 rows: Q8DecodeScoresAreTheRoundedQuery's below.)
 TEST(Attention, DecodePathIsBitwiseTheGeneralKernel) {
   std::mt19937 rng(23);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (KvType kt : {KvType::F16, KvType::Q8_0})
-    for (int d : {64, 72, 128, 256})
-      for (int rows = 1; rows <= 8; ++rows)
-        for (int len : {5, 37, 300}) {
-          if (kt == KvType::Q8_0 && d % 32 != 0) continue;
-          std::vector<float> q(static_cast<size_t>(rows + 1) * d), kf(static_cast<size_t>(len) * d), vf(kf.size());
-          for (auto& x : q) x = 2.0f * nd(rng);
-          for (auto& x : kf) x = nd(rng);
-          for (auto& x : vf) x = nd(rng);
-          std::vector<uint8_t> k(static_cast<size_t>(len) * kv_row_bytes(kt, d)), v(k.size());
-          f32_to_kv_rows(kt, kf.data(), k.data(), len, d);
-          f32_to_kv_rows(kt, vf.data(), v.data(), len, d);
-          std::vector<int64_t> limit(rows + 1, len);
-          limit[rows] = len - 1;  // the extra row makes the batch non-uniform
-          const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-          std::vector<float> alone(static_cast<size_t>(rows) * d), batch(q.size());
-          std::vector<float> lse_a(rows), lse_b(rows + 1);
-          attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), kt, d, scale, alone.data(), d,
-                      lse_a.data());
-          attend_head(q.data(), d, rows + 1, nullptr, limit.data(), k.data(), v.data(), kt, d, scale, batch.data(), d,
-                      lse_b.data());
-          ASSERT_EQ(0, std::memcmp(alone.data(), batch.data(), alone.size() * sizeof(float)))
-              << kv_type_name(kt) << " d=" << d << " rows=" << rows << " len=" << len;
-          ASSERT_EQ(0, std::memcmp(lse_a.data(), lse_b.data(), rows * sizeof(float)))
-              << kv_type_name(kt) << " d=" << d << " rows=" << rows;
+  const KvType kt = KvType::F16;
+  for (int d : {64, 72, 128, 256})
+    for (int rows = 1; rows <= 8; ++rows)
+      for (int len : {5, 37, 300}) {
+        std::vector<float> q(static_cast<size_t>(rows + 1) * d), kf(static_cast<size_t>(len) * d), vf(kf.size());
+        for (auto& x : q) x = 2.0f * nd(rng);
+        for (auto& x : kf) x = nd(rng);
+        for (auto& x : vf) x = nd(rng);
+        std::vector<uint8_t> k(static_cast<size_t>(len) * kv_row_bytes(kt, d)), v(k.size());
+        f32_to_kv_rows(kt, kf.data(), k.data(), len, d);
+        f32_to_kv_rows(kt, vf.data(), v.data(), len, d);
+        std::vector<int64_t> limit(rows + 1, len);
+        limit[rows] = len - 1;  // the extra row makes the batch non-uniform
+        const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+        std::vector<float> alone(static_cast<size_t>(rows) * d), batch(q.size());
+        std::vector<float> lse_a(rows), lse_b(rows + 1);
+        attend_head(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), kt, d, scale, alone.data(), d,
+                    lse_a.data());
+        attend_head(q.data(), d, rows + 1, nullptr, limit.data(), k.data(), v.data(), kt, d, scale, batch.data(), d,
+                    lse_b.data());
+        ASSERT_EQ(0, std::memcmp(alone.data(), batch.data(), alone.size() * sizeof(float)))
+            << kv_type_name(kt) << " d=" << d << " rows=" << rows << " len=" << len;
+        ASSERT_EQ(0, std::memcmp(lse_a.data(), lse_b.data(), rows * sizeof(float)))
+            << kv_type_name(kt) << " d=" << d << " rows=" << rows;
+      }
+}
+
+// The x86 decode path over q8_0 keys scores with integer dot products: each query row
+// rounded to 8 bits per 32-value block (scale max|q| / 127, round to nearest), as llama.cpp
+// does for q8_0 keys. Its outputs and log-sum-exps equal the general kernel's given that
+// rounded query (a float-rounding difference), and stay near those of the unrounded one.
+// Stored -128 quants (a hostile file; our quantizer writes +-127) count as -128.
+TEST(Attention, Q8DecodeScoresAreTheRoundedQuery) {
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
+    GTEST_SKIP() << "CPU has no AVX2";
+  std::mt19937 rng(31);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int d : {32, 64, 128, 256})
+    for (int rows = 1; rows <= 8; ++rows)
+      for (int len : {1, 5, 37, 300}) {
+        SCOPED_TRACE("d=" + std::to_string(d) + " rows=" + std::to_string(rows) + " len=" + std::to_string(len));
+        std::vector<float> q(static_cast<size_t>(rows) * d), kf(static_cast<size_t>(len) * d), vf(kf.size());
+        for (auto& x : q) x = 2.0f * nd(rng);
+        for (auto& x : kf) x = nd(rng);
+        for (auto& x : vf) x = nd(rng);
+        const size_t rb = kv_row_bytes(KvType::Q8_0, d);
+        std::vector<uint8_t> k(static_cast<size_t>(len) * rb), v(k.size());
+        f32_to_kv_rows(KvType::Q8_0, kf.data(), k.data(), len, d);
+        f32_to_kv_rows(KvType::Q8_0, vf.data(), v.data(), len, d);
+        if (len >= 5) k[3 * rb + 2 + 7] = 0x80;  // one quant of -128
+        // the query as the kernel rounds it
+        std::vector<float> qr(q.size());
+        for (size_t b = 0; b < q.size() / 32; ++b) {
+          float amax = 0.0f;
+          for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(q[32 * b + i]));
+          const float dq = amax / 127.0f, inv = dq > 0.0f ? 1.0f / dq : 0.0f;
+          for (int i = 0; i < 32; ++i) qr[32 * b + i] = static_cast<float>(std::lrintf(q[32 * b + i] * inv)) * dq;
         }
+        std::vector<int64_t> limit(rows, len);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+        std::vector<float> dec(q.size()), want(q.size()), plain(q.size()), ld(rows), lw(rows), lp(rows);
+        attend_head_avx2(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), KvType::Q8_0, d, scale,
+                         dec.data(), d, ld.data());
+        attend_head_ref(qr.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), KvType::Q8_0, d, scale,
+                        want.data(), d, lw.data());
+        attend_head_ref(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), KvType::Q8_0, d, scale,
+                        plain.data(), d, lp.data());
+        double worst = 0.0;
+        for (size_t i = 0; i < dec.size(); ++i) {
+          ASSERT_NEAR(dec[i], want[i], 2e-5f) << i;
+          worst = std::max(worst, std::fabs(static_cast<double>(dec[i]) - plain[i]));
+        }
+        for (int r = 0; r < rows; ++r) {
+          ASSERT_NEAR(ld[r], lw[r], 2e-5f) << r;
+          ASSERT_NEAR(ld[r], lp[r], 0.05f) << r;
+        }
+        // the rounding moves outputs (mixtures of unit-variance values) a little, not at all is
+        // impossible for a long segment
+        EXPECT_LT(worst, 0.1);
+        if (len == 300) {
+          EXPECT_GT(worst, 0.0);
+        }
+      }
 }
 
 // The AVX-512 build of the x86 kernels (more rows per register block) gives bitwise the

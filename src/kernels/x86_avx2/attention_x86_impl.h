@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "core/fp16.h"
 
@@ -46,8 +47,10 @@ namespace kvz::KVZ_ATTN_NS {
 // (no f32 tile written and read back through L1) and makes every converted key or value
 // vector feed all R rows: per key, d/8 loads and conversions of K and of V, and 2 * R * d/8
 // FMAs. Same online softmax, exp and accumulation order per row as attend_head_impl, and
-// the same f32 values of K and V (the row formats below convert as cvt_rows does), so its
-// results are bitwise the general kernel's.
+// the same f32 values of K and V (the row formats below convert as cvt_rows does), so over
+// f16 rows its results are bitwise the general kernel's. Over q8_0 rows the scores are
+// integer dot products with the query rounded to 8 bits (QuantRow below), so they differ
+// from the general kernel's by that rounding; the values are converted as cvt_rows does.
 
 // The row formats: 8 values at column c of a row as f32, in 32-column spans (a q8_0 block)
 // whose scale is read once per span.
@@ -82,6 +85,105 @@ struct Q8Rows {
     return {blk, _mm256_set1_ps(_cvtsh_ss(h)), c0};
   }
 };
+
+// Decode scores over q8_0 keys in integers (the way llama.cpp's q8_0 dot product works):
+// each query row is rounded once per call to 8 bits per 32-value block (its own f32 scale
+// max|q| / 127, q8_0's rule), so the 32 products of a key block are one VNNI vpdpbusd
+// (AVX2: vpmaddubsw + vpmaddwd) over the key's bytes as stored, exact in int32, and the
+// floats come in once per (row, key, block): I_b * (dq_b * dk_b), summed over the blocks in
+// order with FMA from 0. Exact integers and the same float steps make the AVX2 and AVX-512 builds
+// bitwise equal; against the general kernel (f32 queries times keys converted to f32) each
+// logit moves by the query's rounding, at most sum_b dq_b / 2 * dk_b * sum_i |k_bi|
+// (test_attention: Q8DecodeScoresAreTheRoundedQuery's).
+struct QuantRow {
+  alignas(32) int8_t q[kMaxD];
+  float dq[kMaxD / 32];
+};
+inline void quantize_query(const float* x, int d, QuantRow& out) {
+  for (int b = 0; b < d / 32; ++b) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[32 * b + i]));
+    const float dq = amax / 127.0f;
+    const float inv = dq > 0.0f ? 1.0f / dq : 0.0f;
+    out.dq[b] = dq;
+    for (int i = 0; i < 32; ++i) out.q[32 * b + i] = static_cast<int8_t>(std::lrintf(x[32 * b + i] * inv));
+  }
+}
+// Eight int32 lanes of sum_i q_i k_i over 32 pairs: |k| as the unsigned operand (128 for a
+// stored -128 too) and q carrying k's sign (|q| <= 127, so no lane of vpmaddubsw saturates:
+// 2 * 128 * 127 < 32768).
+inline __m256i dot_q8_block(__m256i k_abs, __m256i q_signed) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), k_abs, q_signed);
+#else
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(k_abs, q_signed), _mm256_set1_epi16(1));
+#endif
+}
+inline __m256i load_q8_quants(const uint8_t* blk) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+}
+inline int16_t q8_scale_bits(const uint8_t* blk) {
+  int16_t h;
+  std::memcpy(&h, blk, 2);
+  return h;
+}
+inline float q8_block_scale(const uint8_t* blk) { return _cvtsh_ss(static_cast<uint16_t>(q8_scale_bits(blk))); }
+inline int32_t hsum_i32(__m256i x) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Four keys (j..j+3) for R rows: per block, 4 x R integer dot products reduced to one sum
+// per (row, key), then the float step for the four keys at once.
+template <int R>
+inline void q8_dots4(const QuantRow* const* qr, const uint8_t* k, size_t rb, int d, float scale, float (*s)[kTile],
+                     int j) {
+  __m128 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm_setzero_ps();
+  for (int b = 0; b < d / 32; ++b) {
+    const size_t off = static_cast<size_t>(b) * 34;
+    __m256i I[R][4];
+    for (int u = 0; u < 4; ++u) {
+      const __m256i kq = load_q8_quants(k + u * rb + off);
+      const __m256i ka = _mm256_abs_epi8(kq);
+      for (int r = 0; r < R; ++r)
+        I[r][u] = dot_q8_block(
+            ka, _mm256_sign_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(qr[r]->q + 32 * b)), kq));
+    }
+    const __m128 dk = _mm_cvtph_ps(_mm_setr_epi16(q8_scale_bits(k + off), q8_scale_bits(k + rb + off),
+                                                  q8_scale_bits(k + 2 * rb + off), q8_scale_bits(k + 3 * rb + off), 0,
+                                                  0, 0, 0));
+    for (int r = 0; r < R; ++r) {
+      // lanes of the four sums: hadd twice, then the two 128-bit halves
+      const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(I[r][0], I[r][1]), _mm256_hadd_epi32(I[r][2], I[r][3]));
+      const __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      const __m128 w = _mm_mul_ps(_mm_set1_ps(qr[r]->dq[b]), dk);
+      acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(sum), w, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm_storeu_ps(s[r] + j, _mm_mul_ps(acc[r], _mm_set1_ps(scale)));
+}
+
+// One key for R rows, the same integers and float steps as q8_dots4.
+template <int R>
+inline void q8_dot1(const QuantRow* const* qr, const uint8_t* kj, int d, float scale, float (*s)[kTile], int j) {
+  float acc[R] = {};
+  for (int b = 0; b < d / 32; ++b) {
+    const uint8_t* blk = kj + static_cast<size_t>(b) * 34;
+    const __m256i kq = load_q8_quants(blk);
+    const __m256i ka = _mm256_abs_epi8(kq);
+    const float dk = q8_block_scale(blk);
+    for (int r = 0; r < R; ++r) {
+      const auto sum = static_cast<float>(hsum_i32(dot_q8_block(
+          ka, _mm256_sign_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(qr[r]->q + 32 * b)), kq))));
+      const float w = qr[r]->dq[b] * dk;
+      acc[r] = std::fma(sum, w, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) s[r][j] = acc[r] * scale;
+}
 
 // Four dot products per row (keys j..j+3): R x 4 accumulators, q from memory.
 template <class Fmt, int R>
@@ -179,6 +281,7 @@ void attend_decode(const float* q, int64_t q_stride, int64_t k0, int64_t k1, con
   struct Buf {
     alignas(32) float acc[R][kMaxD];
     alignas(32) float s[R][kTile];
+    QuantRow qrow[R];  // q8_0 keys: the rows rounded to 8 bits
   };
   Buf& buf = thread_scratch<Buf>();
   auto& acc = buf.acc;
@@ -186,16 +289,20 @@ void attend_decode(const float* q, int64_t q_stride, int64_t k0, int64_t k1, con
   const size_t rb = Fmt::bytes(d);
   float m[R], l[R];
   const float* qr[R];
+  const QuantRow* qq[R];
   for (int r = 0; r < R; ++r) {
     qr[r] = q + r * q_stride;
+    qq[r] = &buf.qrow[r];
+    if constexpr (std::is_same_v<Fmt, Q8Rows>) quantize_query(qr[r], d, buf.qrow[r]);
     m[r] = -std::numeric_limits<float>::infinity();
     l[r] = 0.0f;
     std::memset(acc[r], 0, sizeof(float) * d);
   }
   // The tiles, maxima, exponentials, sums and products of attend_head_impl in the same order
-  // (tile_rows(d) keys per online-softmax step, per-8 partial sums added in turn), so a
-  // decode step gives bitwise what the general kernel gave: batched and incremental forward
-  // passes, and the greedy continuations checked against llama.cpp, do not move.
+  // (tile_rows(d) keys per online-softmax step, per-8 partial sums added in turn), so over
+  // f16 rows a decode step gives bitwise what the general kernel gave: batched and
+  // incremental forward passes, and the greedy continuations checked against llama.cpp, do
+  // not move. (q8_0 rows: integer scores, see QuantRow.)
   const int tile = tile_rows(d);
   for (int64_t t0 = k0; t0 < k1; t0 += tile) {
     const int n = static_cast<int>(std::min<int64_t>(tile, k1 - t0));
@@ -204,14 +311,24 @@ void attend_decode(const float* q, int64_t q_stride, int64_t k0, int64_t k1, con
     // Keys in groups of 4 up to the last multiple of 8 (per key the sum order of dot8x8),
     // the rest one by one as dot8 sums them (two alternating accumulators). 4 keys x at most
     // 2 rows per sweep keep 8 accumulators + 4 keys + q in registers (4 x 3 spilled one).
-    const int n8 = n / 8 * 8;
-    for (int j = 0; j < n8; j += 4) {
-      constexpr int kDR = KVZ_ATTN_DOT_ROWS;
-      int r = 0;
-      for (; r + kDR <= R; r += kDR) dots4<Fmt, kDR>(qr + r, kt + j * rb, rb, d, scale, s + r, j);
-      if constexpr (R % kDR != 0) dots4<Fmt, R % kDR>(qr + r, kt + j * rb, rb, d, scale, s + r, j);
+    constexpr int kDR = KVZ_ATTN_DOT_ROWS;
+    if constexpr (std::is_same_v<Fmt, Q8Rows>) {
+      const int n4 = n / 4 * 4;
+      for (int j = 0; j < n4; j += 4) {
+        int r = 0;
+        for (; r + kDR <= R; r += kDR) q8_dots4<kDR>(qq + r, kt + j * rb, rb, d, scale, s + r, j);
+        if constexpr (R % kDR != 0) q8_dots4<R % kDR>(qq + r, kt + j * rb, rb, d, scale, s + r, j);
+      }
+      for (int j = n4; j < n; ++j) q8_dot1<R>(qq, kt + j * rb, d, scale, s, j);
+    } else {
+      const int n8 = n / 8 * 8;
+      for (int j = 0; j < n8; j += 4) {
+        int r = 0;
+        for (; r + kDR <= R; r += kDR) dots4<Fmt, kDR>(qr + r, kt + j * rb, rb, d, scale, s + r, j);
+        if constexpr (R % kDR != 0) dots4<Fmt, R % kDR>(qr + r, kt + j * rb, rb, d, scale, s + r, j);
+      }
+      for (int j = n8; j < n; ++j) dot1<Fmt, R>(qr, kt + j * rb, d, scale, s, j);
     }
-    for (int j = n8; j < n; ++j) dot1<Fmt, R>(qr, kt + j * rb, d, scale, s, j);
     float corr[R];
     for (int r = 0; r < R; ++r) {
       float tmax = -std::numeric_limits<float>::infinity();
