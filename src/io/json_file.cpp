@@ -99,13 +99,26 @@ bool JsonReader::boolean() const {
   return j_->get<bool>();
 }
 
+std::optional<int64_t> exact_int64(const nlohmann::json& v, bool whole_doubles) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (!whole_doubles || !v.is_number_float()) return std::nullopt;
+  const double d = v.get<double>();
+  constexpr double k2p63 = 9223372036854775808.0;
+  if (!(d >= -k2p63 && d < k2p63) || std::floor(d) != d) return std::nullopt;  // NaN fails the first
+  return static_cast<int64_t>(d);
+}
+
 int64_t JsonReader::integer(int64_t lo, int64_t hi) const {
   if (!j_->is_number_integer()) type_error("an integer");
-  if (j_->is_number_unsigned() && j_->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-    fail("{} = {} is too large (outside [{}, {}])", where(), j_->get<uint64_t>(), lo, hi);
-  const int64_t v = j_->get<int64_t>();
-  if (v < lo || v > hi) fail("{} = {} is outside [{}, {}]", where(), v, lo, hi);
-  return v;
+  const std::optional<int64_t> v = exact_int64(*j_, false);
+  if (!v) fail("{} = {} is too large (outside [{}, {}])", where(), j_->get<uint64_t>(), lo, hi);
+  if (*v < lo || *v > hi) fail("{} = {} is outside [{}, {}]", where(), *v, lo, hi);
+  return *v;
 }
 
 uint64_t JsonReader::u64() const {

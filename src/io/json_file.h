@@ -25,6 +25,14 @@ namespace kvz {
 // Throws kvz::Error when the file cannot be opened or is not valid JSON.
 nlohmann::json read_json(const std::string& path);
 
+// `v` as an int64 when it holds one exactly: an integer (signed, or unsigned up to
+// INT64_MAX), or with `whole_doubles` a finite whole double in [-2^63, 2^63). nullopt for
+// anything else: non-numbers, fractions, values no int64 holds. The range is checked in
+// the number's own kind before converting (a double at 2^63, which INT64_MAX rounds up to,
+// has no int64 value; converting it would be undefined). Both JsonReader::integer and the
+// server's request fields read integers through it.
+std::optional<int64_t> exact_int64(const nlohmann::json& v, bool whole_doubles);
+
 // One JSON value plus where it sits: the file (or other source) it came from and its key
 // path inside it ("rope_scaling.factor", "added_tokens[3].content"; "" for the top level).
 // Cheap to copy: it shares the document, whose lifetime it extends when it owns it.

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <random>
 
+#include "io/json_file.h"
 #include "server/api_error.h"
 
 namespace kvz::server {
@@ -67,27 +68,12 @@ struct Fields {
     if (!v) return false;
     if (!v->is_number_integer() && !(v->is_number_float() && std::floor(v->get<double>()) == v->get<double>()))
       wrong_type(name(key), "an integer", *v);
-    // The range is checked in the number's own kind before any conversion: a double at or
-    // past 2^63 (which INT64_MAX rounds up to as a double) has no int64 value, and converting
-    // it is undefined; an unsigned value past INT64_MAX would wrap.
-    bool in_range = false;
-    if (v->is_number_unsigned()) {
-      const uint64_t u = v->get<uint64_t>();
-      in_range = u <= static_cast<uint64_t>(INT64_MAX) && static_cast<int64_t>(u) >= lo && static_cast<int64_t>(u) <= hi;
-      if (in_range) out = static_cast<int64_t>(u);
-    } else if (v->is_number_integer()) {
-      out = v->get<int64_t>();
-      in_range = out >= lo && out <= hi;
-    } else {
-      const double d = v->get<double>();  // whole (checked above); finite whole doubles only
-      constexpr double k2p63 = 9223372036854775808.0;
-      if (d >= -k2p63 && d < k2p63) {
-        out = static_cast<int64_t>(d);
-        in_range = out >= lo && out <= hi;
-      }
-    }
-    if (!in_range)
+    // A whole double counts (OpenAI clients send 5.0); one past what an int64 holds is out of
+    // range like an integer past hi.
+    const std::optional<int64_t> x = exact_int64(*v, true);
+    if (!x || *x < lo || *x > hi)
       bad_param(name(key), fmt::format("'{}' is {}, outside [{}, {}]", name(key), v->dump(), lo, hi));
+    out = *x;
     return true;
   }
 };

@@ -376,3 +376,25 @@ TEST(HostileInputs, CliPrintsOneErrorLineAndExitsOne) {
   fs::remove_all(scratch);
   fs::remove(err_file);
 }
+
+// The one int64 conversion behind JsonReader::integer and the server's request fields:
+// exact values only, whole doubles only when asked, nothing past what an int64 holds.
+TEST(JsonReader, ExactInt64TakesOnlyValuesAnInt64Holds) {
+  using nlohmann::json;
+  const int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  for (bool whole : {false, true}) {
+    EXPECT_EQ(exact_int64(json(5), whole), 5);
+    EXPECT_EQ(exact_int64(json(lo), whole), lo);
+    EXPECT_EQ(exact_int64(json(static_cast<uint64_t>(hi)), whole), hi);
+    EXPECT_EQ(exact_int64(json::parse("9223372036854775808"), whole), std::nullopt);  // 2^63, unsigned
+    EXPECT_EQ(exact_int64(json("5"), whole), std::nullopt);
+    EXPECT_EQ(exact_int64(json(true), whole), std::nullopt);
+    EXPECT_EQ(exact_int64(json(0.5), whole), std::nullopt);
+    EXPECT_EQ(exact_int64(json(std::numeric_limits<double>::infinity()), whole), std::nullopt);
+    EXPECT_EQ(exact_int64(json(9223372036854775808.0), whole), std::nullopt);  // 2^63 as a double
+  }
+  EXPECT_EQ(exact_int64(json(5.0), false), std::nullopt);
+  EXPECT_EQ(exact_int64(json(5.0), true), 5);
+  EXPECT_EQ(exact_int64(json(-9223372036854775808.0), true), lo);
+  EXPECT_EQ(exact_int64(json(-3.0), true), -3);
+}
