@@ -185,30 +185,90 @@ inline void cvt_rows(KvType t, const void* src, float* dst, int64_t n_rows, int 
     cvt_q8_0_f32(static_cast<const uint8_t*>(src), dst, n_rows * (d / 32));
 }
 
-// out = up * gate * sigmoid(z(gate)), 8 at a time; sigmoid(z) from e = exp(-|z|) so the
+// SwiGLU: out = up * gate * sigmoid(gate), 8 at a time; sigmoid(z) from e = exp(-|z|) so the
 // exponential never overflows: z >= 0: 1 / (1 + e), z < 0: e / (1 + e).
-template <bool kGelu>
-inline void gated_impl(const float* gate, const float* up, float* out, int64_t n) {
-  auto z_of = [](v8f g) {
-    if constexpr (kGelu)
-      return g * (splat(2.0f * 0.79788456080286535588f) + splat(2.0f * 0.79788456080286535588f * 0.044715f) * g * g);
-    else
-      return g;
-  };
+inline void swiglu_impl(const float* gate, const float* up, float* out, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const v8f g = load8(gate + i), z = z_of(g);
-    const v8f az = z < splat(0.0f) ? -z : z;
-    const v8f e = exp8(-az);
-    const v8f num = z < splat(0.0f) ? e : splat(1.0f);
+    const v8f g = load8(gate + i);
+    const v8f ag = g < splat(0.0f) ? -g : g;
+    const v8f e = exp8(-ag);
+    const v8f num = g < splat(0.0f) ? e : splat(1.0f);
     store8(out + i, g * num / (splat(1.0f) + e) * load8(up + i));
   }
-  for (; i < n; ++i) {
-    const float g = gate[i];
-    const float z = kGelu ? 2.0f * 0.79788456080286535588f * g * (1.0f + 0.044715f * g * g) : g;
-    out[i] = g / (1.0f + std::exp(-z)) * up[i];
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+// GeGLU in the tanh form (Gemma): out = 0.5 g (1 + tanh(u)) up, u = sqrt(2/pi) g (1 + 0.044715 g^2),
+// with the float steps of the scalar form (model/blocks.cpp geglu_tanh) in its order and
+// unfused (fp-contract off below, so every build gives the same bits), and tanh(u) evaluated
+// in double and rounded once to float. The double evaluation's relative error is below
+// 1e-13, so the result is the correctly rounded tanh of the float u except when u's tanh lies
+// within that of a midpoint between two floats. glibc's tanhf (2.36) is not correctly rounded:
+// it is one ulp off on 5.4 % of the floats in [0, 12], so this differs from the scalar form
+// there, by one ulp of tanh, and nowhere else. (A sigmoid form exact to 2e-6 differed
+// everywhere and moved Gemma 3's long llama.cpp parity prompt past its bound.)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4l __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+inline v4d splat4(double x) { return v4d{x, x, x, x}; }
+// tanh(u) for |u| < 0.0625: the odd Taylor series to u^11 (the next term is below 2e-17 u).
+// Otherwise tanh|u| = 1 - 2 / (e^{2|u|} + 1) (at most 16x cancellation at |u| = 0.0625) with
+// e^x = 2^k e^r, r = x - k ln2 in [-ln2/2, ln2/2] (ln2 in two parts, k ln2_hi exact), e^r
+// by its Taylor series to r^12 (relative error 2e-15); |u| capped at 20, past which the
+// float result is 1 anyway.
+inline v4d tanh4d(v4d u) {
+  const v4d a = u < splat4(0.0) ? -u : u;
+  const v4d s = u * u;
+  v4d small = splat4(-1382.0 / 155925);
+  small = small * s + splat4(62.0 / 2835);
+  small = small * s + splat4(-17.0 / 315);
+  small = small * s + splat4(2.0 / 15);
+  small = small * s + splat4(-1.0 / 3);
+  small = u + u * (small * s);
+  const v4d x = splat4(2.0) * (a < splat4(20.0) ? a : splat4(20.0));
+  const v4d shifter = splat4(0x1.8p52);
+  const v4d kd = x * splat4(1.4426950408889634) + shifter;  // round(x / ln2) in the low bits
+  const v4d k = kd - shifter;
+  const v4d r = (x - k * splat4(0x1.62e42fee00000p-1)) - k * splat4(0x1.a39ef35793c76p-33);
+  v4d p = splat4(1.0 / 479001600);
+  for (const double c : {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040, 1.0 / 720,
+                         1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0})
+    p = p * r + splat4(c);
+  v4l kbits;
+  std::memcpy(&kbits, &kd, sizeof(kbits));
+  const v4l sbits = (kbits << 52) + v4l{int64_t{1023} << 52, int64_t{1023} << 52, int64_t{1023} << 52,
+                                        int64_t{1023} << 52};  // 2^k, 0 <= k <= 58
+  v4d scale;
+  std::memcpy(&scale, &sbits, sizeof(scale));
+  const v4d big = splat4(1.0) - splat4(2.0) / (p * scale + splat4(1.0));
+  const v4d t = a < splat4(0.0625) ? small : (u < splat4(0.0) ? -big : big);
+  return u != u ? u : t;  // NaN stays NaN
+}
+inline v8f tanh8_rounded(v8f u) {
+  const v4d lo = __builtin_convertvector(__builtin_shufflevector(u, u, 0, 1, 2, 3), v4d);
+  const v4d hi = __builtin_convertvector(__builtin_shufflevector(u, u, 4, 5, 6, 7), v4d);
+  const v4f tl = __builtin_convertvector(tanh4d(lo), v4f), th = __builtin_convertvector(tanh4d(hi), v4f);
+  return __builtin_shufflevector(tl, th, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+inline v8f geglu8(v8f g, v8f up) {
+  const v8f u = (splat(0.79788456080286535588f) * g) * (splat(1.0f) + (splat(0.044715f) * g) * g);
+  return ((splat(0.5f) * g) * (splat(1.0f) + tanh8_rounded(u))) * up;
+}
+inline void geglu_impl(const float* gate, const float* up, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(out + i, geglu8(load8(gate + i), load8(up + i)));
+  if (i < n) {  // the tail through one padded vector: the same steps as the rest
+    alignas(32) float g[8] = {}, u[8] = {}, o[8];
+    std::memcpy(g, gate + i, sizeof(float) * (n - i));
+    std::memcpy(u, up + i, sizeof(float) * (n - i));
+    store8(o, geglu8(load8(g), load8(u)));
+    std::memcpy(out + i, o, sizeof(float) * (n - i));
   }
 }
+#pragma GCC pop_options
 
 // A kernel's per-thread scratch of type T, made on the thread's first call. On the heap: a
 // thread_local object or array would sit in the static TLS block that every thread of the

@@ -149,15 +149,13 @@ void run_layers(const Model& model, ThreadPool& pool, ForwardScratch& sc, const 
       float* const ygu[2] = {sc.gate.data(), sc.up.data()};
       matmul_multi(wgu, 2, sc.h.data(), n, ygu, &pool);
     }
-    {  // gated activation, split over the pool in runs of whole 8-wide vectors. GeGLU stays
-       // the scalar tanh form, ggml's own expression: the vectorised sigmoid form (exact to
-       // 2e-6) moved Gemma 3's logits on the 1,425-token parity prompt from p99 1.84 to 2.98
-       // off llama.cpp (its own flash-attention on/off noise there: 1.89).
+    {  // gated activation, split over the pool in runs of whole 8-wide vectors (GeGLU: the
+       // scalar form's float steps with a correctly rounded tanh, kernels/activation.h)
       const bool gelu = hp.ffn_act == FfnAct::GeluTanh;
       const int64_t total = n * hp.n_ff, run = 4096;
       pool.parallel_for((total + run - 1) / run, [&](int64_t b, int64_t e, int) {
         const int64_t lo = b * run, hi = std::min(total, e * run);
-        (gelu ? geglu_tanh : swiglu_vec)(sc.gate.data() + lo, sc.up.data() + lo, sc.gate.data() + lo, hi - lo);
+        (gelu ? geglu_tanh_vec : swiglu_vec)(sc.gate.data() + lo, sc.up.data() + lo, sc.gate.data() + lo, hi - lo);
       });
     }
     matmul(l.w_down, sc.gate.data(), n, sc.h.data(), &pool);

@@ -28,8 +28,8 @@ void kvzip_score_head_avx2(const float* q, int64_t q_stride, int n_rows, const i
   attn_avx2::kvzip_score_impl(q, q_stride, n_rows, r_limit, sys, n_sys, chunk, n_chunk, rep, kt, row_log_w, d, scale,
                               colmax);
 }
-void swiglu_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::gated_impl<false>(g, u, o, n); }
-void geglu_tanh_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::gated_impl<true>(g, u, o, n); }
+void swiglu_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::swiglu_impl(g, u, o, n); }
+void geglu_tanh_avx2(const float* g, const float* u, float* o, int64_t n) { attn_avx2::geglu_impl(g, u, o, n); }
 void attend_head_capture_avx2(const float* q, int64_t q_stride, int n_rows, const int64_t* start, const int64_t* limit, const void* k, const void* v, KvType kt, int d, float scale, float* out, int64_t out_stride, float* lse, const LogitCapture& cap) {
   attn_avx2::attend_head_impl(q, q_stride, n_rows, start, limit, k, v, kt, d, scale, out, out_stride, lse, &cap);
 }
