@@ -208,8 +208,15 @@ inline void swiglu_impl(const float* gate, const float* up, float* out, int64_t 
 // it is one ulp off on 5.4 % of the floats in [0, 12], so this differs from the scalar form
 // there, by one ulp of tanh, and nowhere else. (A sigmoid form exact to 2e-6 differed
 // everywhere and moved Gemma 3's long llama.cpp parity prompt past its bound.)
+// KVZ_NO_FUSE opens each function body below: clang takes fp contract per compound statement,
+// gcc per region (push_options here, pop_options after geglu_impl).
+#if defined(__clang__)
+#define KVZ_NO_FUSE _Pragma("clang fp contract(off)")
+#else
+#define KVZ_NO_FUSE
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
+#endif
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4l __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
@@ -220,6 +227,7 @@ inline v4d splat4(double x) { return v4d{x, x, x, x}; }
 // by its Taylor series to r^12 (relative error 2e-15); |u| capped at 20, past which the
 // float result is 1 anyway.
 inline v4d tanh4d(v4d u) {
+  KVZ_NO_FUSE
   const v4d a = u < splat4(0.0) ? -u : u;
   const v4d s = u * u;
   v4d small = splat4(-1382.0 / 155925);
@@ -254,6 +262,7 @@ inline v8f tanh8_rounded(v8f u) {
   return __builtin_shufflevector(tl, th, 0, 1, 2, 3, 4, 5, 6, 7);
 }
 inline v8f geglu8(v8f g, v8f up) {
+  KVZ_NO_FUSE
   const v8f u = (splat(0.79788456080286535588f) * g) * (splat(1.0f) + (splat(0.044715f) * g) * g);
   return ((splat(0.5f) * g) * (splat(1.0f) + tanh8_rounded(u))) * up;
 }
@@ -268,7 +277,10 @@ inline void geglu_impl(const float* gate, const float* up, float* out, int64_t n
     std::memcpy(out + i, o, sizeof(float) * (n - i));
   }
 }
+#if !defined(__clang__)
 #pragma GCC pop_options
+#endif
+#undef KVZ_NO_FUSE
 
 // A kernel's per-thread scratch of type T, made on the thread's first call. On the heap: a
 // thread_local object or array would sit in the static TLS block that every thread of the
