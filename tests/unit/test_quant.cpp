@@ -213,6 +213,30 @@ TEST(QuantKernels, ActivationQuantizationIsBitwiseEqual) {
   }
 }
 
+// The Q8_K activation blocks of the K-quant tiles: the x86 builds give ref's bytes, including
+// a zero block and a block whose largest magnitude comes first negative, then positive (the
+// first one sets the scale's sign).
+TEST(QuantKernels, Q8KActivationQuantizationIsBitwiseEqual) {
+  const KernelTable& ref = kernels_reference();
+  std::mt19937 rng(11);
+  for (const KernelTable* k : {kernels_avx2(), kernels_avx512()}) {
+    if (!k) continue;
+    for (int64_t n_in : {256, 1536, 2048}) {
+      auto x = random_acts(n_in, rng);
+      std::fill(x.begin(), x.begin() + 256, 0.f);  // zero block
+      if (n_in > 256) {
+        x[300] = -200.f;  // a tie of magnitudes, larger than the outliers of random_acts
+        x[400] = 200.f;
+      }
+      const size_t bytes = static_cast<size_t>(n_in / blk::kQKK) * sizeof(blk::Q8_K);
+      std::vector<uint8_t> a(bytes), b(bytes, 0xAB);
+      ref.quantize_q8k(x.data(), n_in, a.data());
+      k->quantize_q8k(x.data(), n_in, b.data());
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), bytes), 0) << k->isa << " n_in " << n_in;
+    }
+  }
+}
+
 // Every AVX2 vec_dot and matmul against the reference, on all tail-hitting shapes.
 // Tolerance: |avx2 - ref| <= 2e-6 * magnitude (see magnitude()); both paths use the same
 // quantized activations and exact integer block sums, so they differ only in f32

@@ -734,12 +734,57 @@ void quantize_q8a(const float* x, int64_t n_in, void* dst, Q8AMode mode) {
   for (int64_t ib = nb; ib < nbp; ++ib) d[ib] = s[ib] = 0;
 }
 
+// Q8_K activation blocks for the K-quant tiles (256 values, d = 1 / iscale, iscale =
+// -127 / the first value of largest magnitude, 16 sums of 16 quants): the arithmetic of
+// qref::quantize_q8k, bitwise (its round_even is nearest-even, as vcvtps2dq under the default
+// MXCSR; NaN inputs are skipped by the maximum as there).
+void quantize_q8k(const float* x, int64_t n_in, void* dst) {
+  auto* y = static_cast<Q8_K*>(dst);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t ib = 0; ib < n_in / kQKK; ++ib, x += kQKK) {
+    __m256 ma = _mm256_setzero_ps();
+    for (int j = 0; j < kQKK; j += 8) ma = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), ma);
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(ma, 1), _mm256_castps256_ps128(ma));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0.f) {
+      std::memset(&y[ib], 0, sizeof(Q8_K));
+      continue;
+    }
+    float vmax = amax;  // the first x with |x| == amax carries the sign
+    for (int j = 0; j < kQKK; j += 8) {
+      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j));
+      const int m = _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (m) {
+        vmax = x[j + __builtin_ctz(static_cast<unsigned>(m))];
+        break;
+      }
+    }
+    const float iscale = -127.f / vmax;
+    const __m256 is = _mm256_set1_ps(iscale);
+    const __m256i top = _mm256_set1_epi32(127);
+    for (int j = 0; j < kQKK; j += 32) {
+      __m256i q[4];
+      for (int u = 0; u < 4; ++u)
+        q[u] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * u))), top);
+      const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[ib].qs + j), _mm256_permutevar8x32_epi32(p, perm));
+      y[ib].bsums[j / 16] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(q[0], q[1])));
+      y[ib].bsums[j / 16 + 1] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(q[2], q[3])));
+    }
+    y[ib].d = 1 / iscale;
+  }
+}
+
 // Every entry this body has, with the prefill tile shape (R rows x C tokens) of the
 // 32-element block types given by the includer.
 template <int QR, int QC>
 void fill_common(KernelTable& t) {
   static_assert(QR <= kRMax && QC <= kCMax, "the prefill tile must fit the tile table (KVZ_QUANT_CMAX)");
   t.quantize_q8a = quantize_q8a;
+  t.quantize_q8k = quantize_q8k;
   auto set = [&](DType ty, VecDotFn dot, GemmFn gemm, GemmFn gemm_i4 = nullptr) {
     t.by_type[static_cast<uint32_t>(ty)] = {dot, gemm, gemm_i4};
   };
