@@ -23,12 +23,17 @@ inline void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n) {
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   for (; i < n; ++i) dst[i] = fp16_to_f32(src[i]);
 }
-// GGUF Q8_0 blocks (f16 scale, 32 int8) -> f32: sign-extend 8 bytes at a time, convert, scale.
+// A GGUF Q8_0 block (f16 scale, 32 int8): its scale's bits, and the scale as f32.
+inline int16_t q8_scale_bits(const uint8_t* blk) {
+  int16_t h;
+  std::memcpy(&h, blk, 2);
+  return h;
+}
+inline float q8_block_scale(const uint8_t* blk) { return _cvtsh_ss(static_cast<uint16_t>(q8_scale_bits(blk))); }
+// Q8_0 blocks -> f32: sign-extend 8 bytes at a time, convert, scale.
 inline void cvt_q8_0_f32(const uint8_t* src, float* dst, int64_t n_blocks) {
   for (int64_t b = 0; b < n_blocks; ++b, src += 34, dst += 32) {
-    uint16_t h;
-    std::memcpy(&h, src, 2);
-    const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+    const __m256 d = _mm256_set1_ps(q8_block_scale(src));
     for (int j = 0; j < 32; j += 8) {
       const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 2 + j));
       _mm256_storeu_ps(dst + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
@@ -80,9 +85,7 @@ struct Q8Rows {
   };
   static Span span(const uint8_t* row, int c0) {
     const uint8_t* blk = row + static_cast<size_t>(c0 / 32) * 34;
-    uint16_t h;
-    std::memcpy(&h, blk, 2);
-    return {blk, _mm256_set1_ps(_cvtsh_ss(h)), c0};
+    return {blk, _mm256_set1_ps(q8_block_scale(blk)), c0};
   }
 };
 
@@ -106,7 +109,13 @@ inline void quantize_query(const float* x, int d, QuantRow& out) {
     const float dq = amax / 127.0f;
     const float inv = dq > 0.0f ? 1.0f / dq : 0.0f;
     out.dq[b] = dq;
-    for (int i = 0; i < 32; ++i) out.q[32 * b + i] = static_cast<int8_t>(std::lrintf(x[32 * b + i] * inv));
+    // x * inv rounded to nearest-even (vcvtps2dq under the default MXCSR, as lrintf), |q| <= 127
+    const __m256 vi = _mm256_set1_ps(inv);
+    __m256i q[4];
+    for (int u = 0; u < 4; ++u) q[u] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * b + 8 * u), vi));
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out.q + 32 * b),
+                       _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
   }
 }
 // Eight int32 lanes of sum_i q_i k_i over 32 pairs: |k| as the unsigned operand (128 for a
@@ -122,12 +131,6 @@ inline __m256i dot_q8_block(__m256i k_abs, __m256i q_signed) {
 inline __m256i load_q8_quants(const uint8_t* blk) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
 }
-inline int16_t q8_scale_bits(const uint8_t* blk) {
-  int16_t h;
-  std::memcpy(&h, blk, 2);
-  return h;
-}
-inline float q8_block_scale(const uint8_t* blk) { return _cvtsh_ss(static_cast<uint16_t>(q8_scale_bits(blk))); }
 inline int32_t hsum_i32(__m256i x) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
