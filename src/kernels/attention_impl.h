@@ -218,7 +218,7 @@ inline void swiglu_impl(const float* gate, const float* up, float* out, int64_t 
 #pragma GCC optimize("fp-contract=off")
 #endif
 typedef double v4d __attribute__((vector_size(32)));
-typedef int64_t v4l __attribute__((vector_size(32)));
+typedef uint64_t v4u __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 inline v4d splat4(double x) { return v4d{x, x, x, x}; }
 // tanh(u) for |u| < 0.0625: the odd Taylor series to u^11 (the next term is below 2e-17 u).
@@ -245,10 +245,10 @@ inline v4d tanh4d(v4d u) {
   for (const double c : {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040, 1.0 / 720,
                          1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0})
     p = p * r + splat4(c);
-  v4l kbits;
+  v4u kbits;
   std::memcpy(&kbits, &kd, sizeof(kbits));
-  const v4l sbits = (kbits << 52) + v4l{int64_t{1023} << 52, int64_t{1023} << 52, int64_t{1023} << 52,
-                                        int64_t{1023} << 52};  // 2^k, 0 <= k <= 58
+  constexpr uint64_t kOne = uint64_t{1023} << 52;
+  const v4u sbits = (kbits << 52) + v4u{kOne, kOne, kOne, kOne};  // 2^k, 0 <= k <= 58
   v4d scale;
   std::memcpy(&scale, &sbits, sizeof(scale));
   const v4d big = splat4(1.0) - splat4(2.0) / (p * scale + splat4(1.0));
