@@ -53,7 +53,7 @@ def run_ours(a, round_i: int, out_dir: Path) -> dict:
         cases.insert(0, "bandwidth")
     jpath = out_dir / f".ours-{os.getpid()}-{round_i}.json"
     cmd = [str(a.kvzip), "bench", "-m", str(a.model), "-t", str(a.threads), "-r", str(a.reps),
-           "--cases", ",".join(cases), "--ratios", a.ratios, "--kvzip-gen", str(a.n_gen), "--json", str(jpath)]
+           "--cases", ",".join(cases), "--ratios", a.ratios, "--kvzip-gen", str(a.n_gen), "--kv-type", a.kv_type, "--json", str(jpath)]
     log("ours:   " + " ".join(cmd))
     t0 = time.time()
     subprocess.run(cmd, check=True, stdout=sys.stderr)
@@ -75,14 +75,15 @@ def llama_fa_values(llama: Path) -> list[str]:
 
 def run_theirs(a, fa: list[str]) -> list[dict]:
     # Two invocations: llama-bench crosses -p and -d, and prefill at 16K depth is not a case here.
-    runs = [
-        ["-p", ",".join(map(str, a.prompts)), "-n", "0"],
-        ["-p", "0", "-n", str(a.n_gen), "-d", ",".join(map(str, a.depths))],
-    ]
+    runs = []
+    if a.prompts:
+        runs.append(["-p", ",".join(map(str, a.prompts)), "-n", "0"])
+    if a.depths:
+        runs.append(["-p", "0", "-n", str(a.n_gen), "-d", ",".join(map(str, a.depths))])
     out = []
     for extra in runs:
         cmd = [str(a.llama_bench), "-m", str(a.model), "-t", str(a.threads), "-fa", ",".join(fa), "-r", str(a.reps),
-               "-o", "json"] + extra
+               "-ctk", a.kv_type, "-ctv", a.kv_type, "-o", "json"] + extra
         log("theirs: " + " ".join(cmd))
         p = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
         for row in json.loads(p.stdout):
@@ -127,9 +128,11 @@ def summarise(a, ours_runs: list[dict], theirs_runs: list[list[dict]]) -> dict:
     bw_peak = max((s for run in ours_runs for r in run["results"] if r["kind"] == "bandwidth" for s in r["samples"]),
                   default=None)
     first = ours_runs[0]
-    # llama.cpp's bytes per decoded token, by the same count as ours: all weights + the f16 KV
-    # cache it reads (depth + half the generated tokens, on average).
-    kv_row = 2 * 2 * first["n_layer"] * first["n_head_kv"] * first["d_head"]
+    # llama.cpp's bytes per decoded token, by the same count as ours: all weights + the KV
+    # cache it reads (depth + half the generated tokens, on average); K and V, 2 bytes a value
+    # in f16, 34 per 32 values in q8_0.
+    per_value = 2.0 if a.kv_type == "f16" else 34 / 32
+    kv_row = 2 * per_value * first["n_layer"] * first["n_head_kv"] * first["d_head"]
     for c in by_case.values():
         if c["kind"] == "tg":
             bytes_tok = first["weight_bytes_per_token"] + kv_row * (c["depth"] + a.n_gen / 2)
@@ -157,7 +160,7 @@ def markdown(a, s: dict, meta: dict) -> str:
     lines = [
         f"Model `{Path(a.model).name}`, {a.threads} threads, {a.rounds} alternating rounds "
         f"(kvzip -r {a.reps}, llama-bench -r {a.reps} per round), median over rounds. "
-        f"KV cache f16 in both. CPU: {meta['cpu']}; our kernel set: {meta.get('kernels') or 'not recorded'}; "
+        f"KV cache {a.kv_type} in both. CPU: {meta['cpu']}; our kernel set: {meta.get('kernels') or 'not recorded'}; "
         f"llama.cpp built with {llama_flags(meta)}. "
         f"Read bandwidth measured in this run: "
         f"{fmt_num(bw)} GB/s (best pass; median of means {fmt_num(s['bandwidth_gbs_mean'])} GB/s).",
@@ -244,7 +247,8 @@ def plot(result: dict, png: Path) -> bool:
         ax.set_yscale("log")  # a slow outlier would flatten every other series
     ax.set_xlabel("context depth (tokens in the KV cache)")
     ax.set_ylabel(f"decode ms/token (tg{n_gen}, median)")
-    ax.set_title(f"{Path(result['args']['model']).name}, {result['args']['threads']} threads")
+    ax.set_title(f"{Path(result['args']['model']).name}, {result['args']['threads']} threads, "
+                 f"KV {result['args'].get('kv_type', 'f16')}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -276,6 +280,9 @@ def main() -> int:
     ap.add_argument("--kvzip-depths", type=ints, default=None, help="depths of the KVzip cases (default: largest depth)")
     ap.add_argument("--ratios", default="0.5,0.3,0.1")
     ap.add_argument("-n", "--n-gen", type=int, default=64)
+    ap.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16",
+                    help="KV cache type on both sides (kvzip --kv-type; llama-bench -ctk/-ctv, which takes a "
+                         "quantized V cache with flash attention only, so q8_0 runs fa=1 alone)")
     ap.add_argument("--kvzip", type=Path, default=ROOT / "build/kvzip", help="kvzip binary")
     ap.add_argument("--llama-bench", type=Path, default=DEFAULT_LLAMA)
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/<date>-<host>.json)")
@@ -303,6 +310,8 @@ def main() -> int:
     out = a.out or ROOT / f"bench/results/{stamp}-{host}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     fa = llama_fa_values(a.llama_bench)
+    if a.kv_type != "f16":
+        fa = fa[1:]
 
     t0 = time.time()
     load0 = os.getloadavg()

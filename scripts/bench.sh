@@ -15,6 +15,7 @@
 # run are measured on the same machine. KVZ_ISA set by the caller: that set only.
 #
 # Example (quicker, fewer rounds):  scripts/bench.sh smollm2-135m -- --rounds 2
+# A q8_0 KV cache on both sides:     scripts/bench.sh smollm2-135m -- --kv-type q8_0  (files end in -kv-q8_0)
 # Environment: THREADS (default: all cores), PYTHON (default python3), KVZ_ISA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,10 +42,18 @@ if ! "$PYTHON" -c "import matplotlib" 2>/dev/null && [[ ! -x "$VENV/bin/python" 
 fi
 
 THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
+# A quantized KV cache (--kv-type q8_0 among the extra arguments) names its own files.
+KV=""
+prev=""
+for arg in "$@"; do
+    [[ "$prev" == "--kv-type" && "$arg" != f16 ]] && KV="-kv-$arg"
+    [[ "$arg" == --kv-type=* && "${arg#--kv-type=}" != f16 ]] && KV="-kv-${arg#--kv-type=}"
+    prev="$arg"
+done
 # One plot per model and kernel set (the default model keeps the plain name docs link to).
 PNG="docs/img/decode_vs_depth.png"
-[[ "$NAME" == smollm2-135m ]] || PNG="docs/img/decode_vs_depth-$NAME.png"
-stem="bench/results/$(date +%Y-%m-%d)-$(hostname)-$(basename "$MODEL" .gguf)"
+[[ "$NAME" == smollm2-135m && -z "$KV" ]] || PNG="docs/img/decode_vs_depth-$NAME$KV.png"
+stem="bench/results/$(date +%Y-%m-%d)-$(hostname)-$(basename "$MODEL" .gguf)$KV"
 log "running the comparison ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) -> $stem.{json,md} ..."
 "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" \
     --out "$stem.json" --png "$PNG" "$@"
