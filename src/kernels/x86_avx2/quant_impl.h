@@ -698,6 +698,19 @@ void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, in
 }
 
 // ---------------------------------------------------------------- activation quantization
+// The largest of v's 8 lanes.
+inline float hmax_ps(__m256 v) {
+  __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  return _mm_cvtss_f32(m4);
+}
+// 32 int32 in [-128, 127] (q[0] holds elements 0..7, q[3] 24..31) -> 32 int8 in order.
+inline void store_i8x32(int8_t* dst, const __m256i* q) {
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst),
+                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
 // Same arithmetic as qref::quantize_q8a (ggml's AVX2 quantize_row_q8_0 / q8_1), bitwise.
 void quantize_q8a(const float* x, int64_t n_in, void* dst, Q8AMode mode) {
   auto* qs = static_cast<int8_t*>(dst);
@@ -705,25 +718,19 @@ void quantize_q8a(const float* x, int64_t n_in, void* dst, Q8AMode mode) {
   auto* d = reinterpret_cast<float*>(qs + nb * kQK);
   float* s = d + nbp;
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t ib = 0; ib < nb; ++ib, x += kQK) {
     __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
     __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
     __m256 ma = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
                               _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(ma, 1), _mm256_castps256_ps128(ma));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
+    const float amax = hmax_ps(ma);
     const float dv = amax / 127.f;
     const __m256 id = _mm256_set1_ps(amax != 0.f ? 127.f / amax : 0.f);
-    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));  // MXCSR default: half to even
-    const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
-    const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
-    const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
-    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
-    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + ib * kQK), _mm256_permutevar8x32_epi32(p, perm));
+    const __m256i i[4] = {_mm256_cvtps_epi32(_mm256_mul_ps(v0, id)),  // MXCSR default: half to even
+                          _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)), _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)),
+                          _mm256_cvtps_epi32(_mm256_mul_ps(v3, id))};
+    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
+    store_i8x32(qs + ib * kQK, i);
     d[ib] = h2f(_cvtss_sh(dv, _MM_FROUND_TO_NEAREST_INT));
     switch (mode) {
       case Q8AMode::kNone: s[ib] = 0; break;
@@ -741,14 +748,10 @@ void quantize_q8a(const float* x, int64_t n_in, void* dst, Q8AMode mode) {
 void quantize_q8k(const float* x, int64_t n_in, void* dst) {
   auto* y = static_cast<Q8_K*>(dst);
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t ib = 0; ib < n_in / kQKK; ++ib, x += kQKK) {
     __m256 ma = _mm256_setzero_ps();
     for (int j = 0; j < kQKK; j += 8) ma = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), ma);
-    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(ma, 1), _mm256_castps256_ps128(ma));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
+    const float amax = hmax_ps(ma);
     if (amax == 0.f) {
       std::memset(&y[ib], 0, sizeof(Q8_K));
       continue;
@@ -769,8 +772,7 @@ void quantize_q8k(const float* x, int64_t n_in, void* dst) {
       __m256i q[4];
       for (int u = 0; u < 4; ++u)
         q[u] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * u))), top);
-      const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[ib].qs + j), _mm256_permutevar8x32_epi32(p, perm));
+      store_i8x32(y[ib].qs + j, q);
       y[ib].bsums[j / 16] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(q[0], q[1])));
       y[ib].bsums[j / 16 + 1] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(q[2], q[3])));
     }
