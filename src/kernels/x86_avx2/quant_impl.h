@@ -450,9 +450,15 @@ inline __m256i scales_mins_k4_epi16(const uint8_t* q) {
                                             static_cast<int>(u[0])));
 }
 
-// C tokens per call: each super-block is unpacked once and multiplied with C activation
-// rows. The integer sums are exact and the f32 combination per token does not depend on
-// C, so any C gives the vec_dot (C = 1) result bitwise.
+// Two tile shapes share each K-quant block's integer work (the *_sums functions below):
+//  - one row x C tokens (tile_k45, tile_q6_k): vec_dot (C = 1) and the rows left over;
+//  - eight rows x C tokens (tile_k8): the super-block of each row is unpacked once and
+//    multiplied with C activation rows as in the one-row tile, but what follows the integer
+//    sums runs across the eight rows at once. The lane sums of 8 rows reduce in one hadd tree
+//    (hsum8_i32), the mins term of 8 rows is four madds against the token's 8 pair sums,
+//    and the f32 update is one vector FMA per token with lane r holding row r. Per output it
+//    is the one-row tile's arithmetic: the same exact integers, then the same f32 multiplies
+//    and FMAs lane-wise, so any tile shape and any C give the vec_dot result bitwise.
 //
 // With VNNI (AVX-512) the integer part runs on zmm registers: the two 32-element sub-blocks
 // of each 64-element step (low and high nibbles) sit in one register's halves against their
@@ -474,74 +480,98 @@ inline __m512i bcast256(const uint8_t* p) {
 }
 #endif
 
-template <class B, int C>
-void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
-  float sumf[C] = {};
+// Lane r of the result: the sum of v[r]'s 8 lanes, r < 8 (exact integers).
+inline __m256i hsum8_i32(const __m256i* v) {
+  // Per 128-bit lane: a = (v0, v1, v2, v3) summed over lanes 0-3 (low) and 4-7 (high).
+  const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+// Constants of the Q4_K / Q5_K block sums, built once per tile call.
+struct K45Consts {
 #if KVZ_QUANT_VNNI
-  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), nib = halves_epi16(0, 4);
+  __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), nib = halves_epi16(0, 4);
   // vpermw indices: the low 256 bits take scale word 2k, the high 256 bits word 2k + 1.
-  const __m512i pick[4] = {halves_epi16(0, 1), halves_epi16(2, 3), halves_epi16(4, 5), halves_epi16(6, 7)};
-  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
-    const __m256i ms = scales_mins_k4_epi16(b[ib].scales);
-    const __m512i ms512 = _mm512_castsi256_si512(ms);
-    __m512i hb = _mm512_setzero_si512();
-    if constexpr (std::is_same_v<B, Q5_K>) hb = bcast256(b[ib].qh);
-    __m512i sumi[C];
-    for (int t = 0; t < C; ++t) sumi[t] = _mm512_setzero_si512();
-    for (int k = 0; k < 4; ++k) {  // 64 elements: sub-block 2k (low half), 2k+1 (high half)
-      __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b[ib].qs + 32 * k), nib), m4);
-      if constexpr (std::is_same_v<B, Q5_K>)
-        q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, halves_epi16(2 * k, 2 * k + 1)), one), 4));
-      const __m512i sv = _mm512_permutexvar_epi16(pick[k], ms512);
-      for (int t = 0; t < C; ++t) {
-        const __m512i y = _mm512_loadu_si512(a[t][ib].qs + 64 * k);
-        sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q, y), sv);
-      }
-    }
+  __m512i pick[4] = {halves_epi16(0, 1), halves_epi16(2, 3), halves_epi16(4, 5), halves_epi16(6, 7)};
 #else
-  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   // vpshufb indices broadcasting scale word j over a 128-bit lane (both lanes hold the scales).
   __m256i pick[8];
-  for (int j = 0; j < 8; ++j) pick[j] = _mm256_set1_epi16(static_cast<int16_t>((2 * j + 1) << 8 | 2 * j));
+  K45Consts() {
+    for (int j = 0; j < 8; ++j) pick[j] = _mm256_set1_epi16(static_cast<int16_t>((2 * j + 1) << 8 | 2 * j));
+  }
+#endif
+};
+
+// One Q4_K / Q5_K super-block b against the activation blocks a[t][ib] of C tokens: the lanes
+// of iv[t] sum to the block's exact sum over sub-blocks j of sc[j] * <q_j, y_j> (the mins
+// term aside). ms = scales_mins_k4_epi16(b.scales).
+template <class B, int C>
+inline void k45_sums(const K45Consts& k, const B& b, __m256i ms, const Q8_K* const* a, int64_t ib, __m256i* iv) {
+#if KVZ_QUANT_VNNI
+  const __m512i ms512 = _mm512_castsi256_si512(ms);
+  __m512i hb = _mm512_setzero_si512();
+  if constexpr (std::is_same_v<B, Q5_K>) hb = bcast256(b.qh);
+  __m512i sumi[C];
+  for (int t = 0; t < C; ++t) sumi[t] = _mm512_setzero_si512();
+  for (int j = 0; j < 4; ++j) {  // 64 elements: sub-block 2j (low half), 2j+1 (high half)
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b.qs + 32 * j), k.nib), k.m4);
+    if constexpr (std::is_same_v<B, Q5_K>)
+      q = _mm512_or_si512(
+          q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, halves_epi16(2 * j, 2 * j + 1)), k.one), 4));
+    const __m512i sv = _mm512_permutexvar_epi16(k.pick[j], ms512);
+    for (int t = 0; t < C; ++t) {
+      const __m512i y = _mm512_loadu_si512(a[t][ib].qs + 64 * j);
+      sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q, y), sv);
+    }
+  }
+  for (int t = 0; t < C; ++t) iv[t] = fold_i32_512(sumi[t]);
+#else
+  const __m256i sc2 = _mm256_permute2x128_si256(ms, ms, 0x00);  // the 8 scale words in both lanes
+  __m256i hb = _mm256_setzero_si256();
+  if constexpr (std::is_same_v<B, Q5_K>) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+  for (int t = 0; t < C; ++t) iv[t] = _mm256_setzero_si256();
+  for (int j = 0; j < 4; ++j) {  // 64 elements: sub-blocks 2j (low nibbles), 2j+1 (high)
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * j));
+    __m256i lo = _mm256_and_si256(qv, k.m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), k.m4);
+    if constexpr (std::is_same_v<B, Q5_K>) {
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * j)), k.one), 4));
+      hi = _mm256_or_si256(hi,
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * j + 1)), k.one), 4));
+    }
+    const __m256i s0 = _mm256_shuffle_epi8(sc2, k.pick[2 * j]), s1 = _mm256_shuffle_epi8(sc2, k.pick[2 * j + 1]);
+    for (int t = 0; t < C; ++t) {
+      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * j));
+      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * j + 32));
+      iv[t] = madd_acc(madd_acc(iv[t], _mm256_maddubs_epi16(lo, y0), s0), _mm256_maddubs_epi16(hi, y1), s1);
+    }
+  }
+#endif
+}
+
+// The 8 pair sums of a Q8_K block's 16 sums of 16: bsums[2j] + bsums[2j + 1], one per
+// 32-element sub-block j, as the 8 words of the result.
+inline __m128i bsum_pairs(const Q8_K& q) {
+  return _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q.bsums)),
+                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(q.bsums + 8)));
+}
+
+template <class B, int C>
+void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
+  const K45Consts k;
+  float sumf[C] = {};
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
     const __m256i ms = scales_mins_k4_epi16(b[ib].scales);
-    const __m256i sc2 = _mm256_permute2x128_si256(ms, ms, 0x00);  // the 8 scale words in both lanes
-    __m256i hb = _mm256_setzero_si256();
-    if constexpr (std::is_same_v<B, Q5_K>) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].qh));
-    __m256i sumi[C];
-    for (int t = 0; t < C; ++t) sumi[t] = _mm256_setzero_si256();
-    for (int k = 0; k < 4; ++k) {  // 64 elements: sub-blocks 2k (low nibbles), 2k+1 (high)
-      const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].qs + 32 * k));
-      __m256i lo = _mm256_and_si256(qv, m4);
-      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
-      if constexpr (std::is_same_v<B, Q5_K>) {
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * k)), one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * k + 1)), one), 4));
-      }
-      const __m256i s0 = _mm256_shuffle_epi8(sc2, pick[2 * k]), s1 = _mm256_shuffle_epi8(sc2, pick[2 * k + 1]);
-      for (int t = 0; t < C; ++t) {
-        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * k));
-        const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 64 * k + 32));
-        sumi[t] = madd_acc(madd_acc(sumi[t], _mm256_maddubs_epi16(lo, y0), s0), _mm256_maddubs_epi16(hi, y1), s1);
-      }
-    }
-#endif
+    __m256i iv[C], mv[C];
+    k45_sums<B, C>(k, b[ib], ms, a, ib, iv);
     // m[j] against the pair sums of the 16 sub-block sums of 16 (one per 32-element
-    // sub-block j): one hadd and one madd; the same integer as m[j] twice against each sum.
+    // sub-block j): one madd; the same integer as m[j] twice against each sum.
     const __m128i m8 = _mm256_extracti128_si256(ms, 1);
+    for (int t = 0; t < C; ++t) mv[t] = _mm256_zextsi128_si256(_mm_madd_epi16(m8, bsum_pairs(a[t][ib])));
     // The block's two integer sums per token (exact, so the reduction order cannot matter),
     // reduced for two tokens at a time.
-    __m256i iv[C], mv[C];
-    for (int t = 0; t < C; ++t) {
-      const __m128i q8s = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a[t][ib].bsums)),
-                                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[t][ib].bsums + 8)));
-      mv[t] = _mm256_zextsi128_si256(_mm_madd_epi16(m8, q8s));
-#if KVZ_QUANT_VNNI
-      iv[t] = fold_i32_512(sumi[t]);
-#else
-      iv[t] = sumi[t];
-#endif
-    }
     int isum[C], summ[C];
     hsum_pairs_i32<C>(iv, mv, isum, summ);
     for (int t = 0; t < C; ++t) {
@@ -554,101 +584,179 @@ void tile_k45(int64_t n, const B* b, const Q8_K* const* a, float* out) {
   for (int t = 0; t < C; ++t) out[t] = sumf[t];
 }
 
-template <int C>
-void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
+// Constants of the Q6_K block sums, built once per tile call.
+struct Q6Consts {
 #if KVZ_QUANT_VNNI
   // Groups g = 0, 1 (and 2, 3) of a half h side by side in one zmm: their 64 activation bytes
   // are contiguous; each 128-bit lane (16 elements) has its own scale.
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
-  const __m512i sh01 = halves_epi16(0, 2), sh23 = halves_epi16(4, 6);
+  __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+  __m512i sh01 = halves_epi16(0, 2), sh23 = halves_epi16(4, 6);
   // vpermw indices: 128-bit lane j takes scale word 8h + j (first 64 elements of half h) or
   // 8h + 4 + j (its last 64).
   __m512i pick[2][2];
-  for (int h = 0; h < 2; ++h)
-    for (int g = 0; g < 2; ++g) {
-      alignas(64) int16_t idx[32];
-      for (int w = 0; w < 32; ++w) idx[w] = static_cast<int16_t>(8 * h + 4 * g + w / 8);
-      pick[h][g] = _mm512_load_si512(idx);
-    }
-  float sumf[C] = {};
-  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
-    const int8_t* sc = b[ib].scales;
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
-    const __m512i sc512 = _mm512_castsi256_si512(sc16);
-    __m512i sumi[C];
-    for (int t = 0; t < C; ++t) sumi[t] = _mm512_setzero_si512();
-    for (int h = 0; h < 2; ++h) {
-      const __m512i ql = _mm512_loadu_si512(b[ib].ql + 64 * h);  // ql0 | ql1
-      const __m512i qh = bcast256(b[ib].qh + 32 * h);
-      const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, m4),
-                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh01), m2), 4));
-      const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh23), m2), 4));
-      const __m512i sva = _mm512_permutexvar_epi16(pick[h][0], sc512), svb = _mm512_permutexvar_epi16(pick[h][1], sc512);
-      for (int t = 0; t < C; ++t) {
-        const int8_t* y = a[t][ib].qs + 128 * h;
-        sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q01, _mm512_loadu_si512(y)), sva);
-        sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q23, _mm512_loadu_si512(y + 64)), svb);
+  Q6Consts() {
+    for (int h = 0; h < 2; ++h)
+      for (int g = 0; g < 2; ++g) {
+        alignas(64) int16_t idx[32];
+        for (int w = 0; w < 32; ++w) idx[w] = static_cast<int16_t>(8 * h + 4 * g + w / 8);
+        pick[h][g] = _mm512_load_si512(idx);
       }
-    }
-    __m256i iv[C], ov[C];
-    for (int t = 0; t < C; ++t) {
-      iv[t] = fold_i32_512(sumi[t]);
-      ov[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), sc16);
-    }
-    int isum[C], osum[C];
-    hsum_pairs_i32<C>(iv, ov, isum, osum);
-    for (int t = 0; t < C; ++t)  // the -32 offset: sum_k sc[k] * 32 * bsums[k]
-      sumf[t] = std::fma(a[t][ib].d * h2f(b[ib].d), static_cast<float>(isum[t] - 32 * osum[t]), sumf[t]);
   }
-  for (int t = 0; t < C; ++t) out[t] = sumf[t];
 #else
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
   // vpshufb indices: the low lane takes scale word 2g of a lane holding 8 scale words, the
   // high lane word 2g + 1.
   __m256i pick[4];
-  for (int g = 0; g < 4; ++g)
-    pick[g] = _mm256_setr_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * g + 1) << 8 | 4 * g)),
-                                _mm_set1_epi16(static_cast<int16_t>((4 * g + 3) << 8 | (4 * g + 2))));
-  float sumf[C] = {};
-  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
-    const int8_t* sc = b[ib].scales;
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
-    __m256i sumi[C];
-    for (int t = 0; t < C; ++t) sumi[t] = _mm256_setzero_si256();
-    for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].ql + 64 * h));
-      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].ql + 64 * h + 32));
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[ib].qh + 32 * h));
-      __m256i q[4];  // unsigned 6-bit quants, q - 32 is the value
-      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-      // scale words 8h .. 8h + 7 in both lanes
-      const __m256i sch = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
-      for (int g = 0; g < 4; ++g) {
-        const __m256i sv = _mm256_shuffle_epi8(sch, pick[g]);
-        for (int t = 0; t < C; ++t) {
-          const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 128 * h + 32 * g));
-          sumi[t] = madd_acc(sumi[t], _mm256_maddubs_epi16(q[g], yv), sv);
-        }
+  Q6Consts() {
+    for (int g = 0; g < 4; ++g)
+      pick[g] = _mm256_setr_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * g + 1) << 8 | 4 * g)),
+                                  _mm_set1_epi16(static_cast<int16_t>((4 * g + 3) << 8 | (4 * g + 2))));
+  }
+#endif
+};
+
+// One Q6_K super-block b against the activation blocks a[t][ib] of C tokens, with the
+// quants taken unsigned (0..63): the lanes of iv[t] sum to sum_k sc[k] * <q_k, y_k> and those
+// of ov[t] to sum_k sc[k] * bsums[k]; the block's integer is isum - 32 * osum (the -32 offset).
+template <int C>
+inline void q6k_sums(const Q6Consts& k, const Q6_K& b, const Q8_K* const* a, int64_t ib, __m256i* iv, __m256i* ov) {
+  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+#if KVZ_QUANT_VNNI
+  const __m512i sc512 = _mm512_castsi256_si512(sc16);
+  __m512i sumi[C];
+  for (int t = 0; t < C; ++t) sumi[t] = _mm512_setzero_si512();
+  for (int h = 0; h < 2; ++h) {
+    const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h);  // ql0 | ql1
+    const __m512i qh = bcast256(b.qh + 32 * h);
+    const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, k.m4),
+                                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, k.sh01), k.m2), 4));
+    const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), k.m4),
+                                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, k.sh23), k.m2), 4));
+    const __m512i sva = _mm512_permutexvar_epi16(k.pick[h][0], sc512), svb = _mm512_permutexvar_epi16(k.pick[h][1], sc512);
+    for (int t = 0; t < C; ++t) {
+      const int8_t* y = a[t][ib].qs + 128 * h;
+      sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q01, _mm512_loadu_si512(y)), sva);
+      sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q23, _mm512_loadu_si512(y + 64)), svb);
+    }
+  }
+  for (int t = 0; t < C; ++t) iv[t] = fold_i32_512(sumi[t]);
+#else
+  for (int t = 0; t < C; ++t) iv[t] = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+    __m256i q[4];  // unsigned 6-bit quants, q - 32 is the value
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, k.m4), _mm256_slli_epi16(_mm256_and_si256(qh, k.m2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, k.m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), k.m2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), k.m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), k.m2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), k.m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), k.m2), 4));
+    // scale words 8h .. 8h + 7 in both lanes
+    const __m256i sch = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
+    for (int g = 0; g < 4; ++g) {
+      const __m256i sv = _mm256_shuffle_epi8(sch, k.pick[g]);
+      for (int t = 0; t < C; ++t) {
+        const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].qs + 128 * h + 32 * g));
+        iv[t] = madd_acc(iv[t], _mm256_maddubs_epi16(q[g], yv), sv);
       }
     }
-    // The -32 offset: sum_k sc[k] * 32 * bsums[k].
-    __m256i ov[C];
-    for (int t = 0; t < C; ++t)
-      ov[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), sc16);
+  }
+#endif
+  for (int t = 0; t < C; ++t)
+    ov[t] = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][ib].bsums)), sc16);
+}
+
+template <int C>
+void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
+  const Q6Consts k;
+  float sumf[C] = {};
+  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
+    __m256i iv[C], ov[C];
+    q6k_sums<C>(k, b[ib], a, ib, iv, ov);
     int isum[C], osum[C];
-    hsum_pairs_i32<C>(sumi, ov, isum, osum);
+    hsum_pairs_i32<C>(iv, ov, isum, osum);
     for (int t = 0; t < C; ++t)
       sumf[t] = std::fma(a[t][ib].d * h2f(b[ib].d), static_cast<float>(isum[t] - 32 * osum[t]), sumf[t]);
   }
   for (int t = 0; t < C; ++t) out[t] = sumf[t];
-#endif
+}
+
+// Eight rows (w, w + ws, ..., w + 7 ws) x C tokens of a K-quant type; y[t * ldy + r] for
+// r < 8, t < C. Lane r of every vector below belongs to row r.
+template <class B, int C>
+void tile_k8(int64_t n, const uint8_t* w, size_t ws, const Q8_K* const* a, float* y, int64_t ldy) {
+  constexpr bool k45 = !std::is_same_v<B, Q6_K>;
+  const std::conditional_t<k45, K45Consts, Q6Consts> k;
+  __m256 acc[C];
+  for (int t = 0; t < C; ++t) acc[t] = _mm256_setzero_ps();
+  // Decode reads each weight once from DRAM. Eight rows read block by block are eight short
+  // interleaved streams, which the hardware prefetchers follow poorly when rows are short
+  // (Q4_K at n_in 1536, one thread, rows from DRAM: 13.0 GB/s row by row, 7.1 in eights).
+  // So each block step prefetches its share of the next eight rows, in address order.
+  const int64_t nb = n / kQKK;
+  const auto* next = reinterpret_cast<const char*>(w + 8 * ws);
+  const int64_t lines_per_step = C == 1 ? (static_cast<int64_t>(8 * ws) / 64 + nb - 1) / nb : 0;
+  for (int64_t ib = 0; ib < nb; ++ib) {
+    for (int64_t i = ib * lines_per_step; i < (ib + 1) * lines_per_step; ++i) _mm_prefetch(next + 64 * i, _MM_HINT_T1);
+    const B* row[8];
+    for (int r = 0; r < 8; ++r) row[r] = reinterpret_cast<const B*>(w + r * ws) + ib;
+    __m256i iv[C][8];  // [token][row]
+    __m128i m8[8];     // Q4_K / Q5_K: each row's 8 mins
+    for (int r = 0; r < 8; ++r) {
+      __m256i s[C];
+      if constexpr (k45) {
+        const __m256i ms = scales_mins_k4_epi16(row[r]->scales);
+        m8[r] = _mm256_extracti128_si256(ms, 1);
+        k45_sums<B, C>(k, *row[r], ms, a, ib, s);
+      } else {
+        __m256i o[C];
+        q6k_sums<C>(k, *row[r], a, ib, s, o);
+        for (int t = 0; t < C; ++t) s[t] = _mm256_sub_epi32(s[t], _mm256_slli_epi32(o[t], 5));  // isum - 32 osum
+      }
+      for (int t = 0; t < C; ++t) iv[t][r] = s[t];
+    }
+    const __m256 d8 = _mm256_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(row[0]->d), static_cast<int16_t>(row[1]->d),
+                                                     static_cast<int16_t>(row[2]->d), static_cast<int16_t>(row[3]->d),
+                                                     static_cast<int16_t>(row[4]->d), static_cast<int16_t>(row[5]->d),
+                                                     static_cast<int16_t>(row[6]->d), static_cast<int16_t>(row[7]->d)));
+    if constexpr (k45) {
+      const __m256 dm8 = _mm256_cvtph_ps(
+          _mm_setr_epi16(static_cast<int16_t>(row[0]->dmin), static_cast<int16_t>(row[1]->dmin),
+                         static_cast<int16_t>(row[2]->dmin), static_cast<int16_t>(row[3]->dmin),
+                         static_cast<int16_t>(row[4]->dmin), static_cast<int16_t>(row[5]->dmin),
+                         static_cast<int16_t>(row[6]->dmin), static_cast<int16_t>(row[7]->dmin)));
+      // mp[p], lane r: row r's mins 2p and 2p + 1 as the two words of an i32 (a transpose of
+      // the 8 x 4 pairs in m8).
+      __m256i mr[4];
+      for (int r = 0; r < 4; ++r) mr[r] = _mm256_setr_m128i(m8[r], m8[r + 4]);
+      const __m256i t0 = _mm256_unpacklo_epi32(mr[0], mr[1]), t1 = _mm256_unpackhi_epi32(mr[0], mr[1]);
+      const __m256i t2 = _mm256_unpacklo_epi32(mr[2], mr[3]), t3 = _mm256_unpackhi_epi32(mr[2], mr[3]);
+      const __m256i mp[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                             _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+      for (int t = 0; t < C; ++t) {
+        const __m256i isum = hsum8_i32(iv[t]);
+        // sum_j m[j] * (bsums[2j] + bsums[2j + 1]), the one-row tile's mins integer
+        const __m256i bp = _mm256_broadcastsi128_si256(bsum_pairs(a[t][ib]));
+        const __m256i summ = _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bp, 0x00)),
+                             _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bp, 0x55))),
+            _mm256_add_epi32(_mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bp, 0xAA)),
+                             _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bp, 0xFF))));
+        const __m256 ad = _mm256_set1_ps(a[t][ib].d);
+        // fnmadd(dmin, s, acc) rounds -(dmin * s) + acc once: the one-row tile's fma(-dmin, s, acc).
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(ad, d8), _mm256_cvtepi32_ps(isum),
+                                 _mm256_fnmadd_ps(_mm256_mul_ps(ad, dm8), _mm256_cvtepi32_ps(summ), acc[t]));
+      }
+    } else {
+      for (int t = 0; t < C; ++t)
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(a[t][ib].d), d8), _mm256_cvtepi32_ps(hsum8_i32(iv[t])),
+                                 acc[t]);
+    }
+  }
+  for (int t = 0; t < C; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
 template <class B, int C>
@@ -667,15 +775,22 @@ float dot_k(int64_t n, const void* w, const void* x) {
   return y;
 }
 
-// tile_k with C = nc (1 <= nc <= CMax) picked at run time.
+// tile_k / tile_k8 with C = nc (1 <= nc <= CMax) picked at run time.
 template <class B, int CMax>
 void tile_k_n(int nc, int64_t n, const void* w, const Q8_K* const* a, float* out) {
   if constexpr (CMax > 1)
     if (nc < CMax) return tile_k_n<B, CMax - 1>(nc, n, w, a, out);
   tile_k<B, CMax>(n, w, a, out);
 }
+template <class B, int CMax>
+void tile_k8_n(int nc, int64_t n, const uint8_t* w, size_t ws, const Q8_K* const* a, float* y, int64_t ldy) {
+  if constexpr (CMax > 1)
+    if (nc < CMax) return tile_k8_n<B, CMax - 1>(nc, n, w, ws, a, y, ldy);
+  tile_k8<B, CMax>(n, w, ws, a, y, ldy);
+}
 
-// Rows in chunks of 16 (L1-resident) x kC tokens per tile call.
+// Rows in chunks of 16 (L1-resident) x kC tokens per tile call: eight-row tiles, then
+// one-row tiles for the rows left over.
 template <class B, int kC>
 void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
             float* y, int64_t ldy) {
@@ -688,7 +803,9 @@ void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, in
       const int nc = static_cast<int>(n_tok - t < kC ? n_tok - t : kC);
       const Q8_K* a[kC];
       for (int i = 0; i < nc; ++i) a[i] = reinterpret_cast<const Q8_K*>(xb + (t + i) * xs);
-      for (int64_t r = r0; r < r1; ++r) {
+      int64_t r = r0;
+      for (; r + 8 <= r1; r += 8) tile_k8_n<B, kC>(nc, n_in, wb + r * ws, ws, a, y + t * ldy + r, ldy);
+      for (; r < r1; ++r) {
         float out[kC] = {};  // (gcc 12 cannot see that tile_k_n fills the first nc)
         tile_k_n<B, kC>(nc, n_in, wb + r * ws, a, out);
         for (int i = 0; i < nc; ++i) y[(t + i) * ldy + r] = out[i];
@@ -696,7 +813,6 @@ void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, in
     }
   }
 }
-
 // ---------------------------------------------------------------- activation quantization
 // The largest of v's 8 lanes.
 inline float hmax_ps(__m256 v) {

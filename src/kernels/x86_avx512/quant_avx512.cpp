@@ -8,7 +8,7 @@
 #define KVZ_QUANT_NS qavx512
 #define KVZ_QUANT_VNNI 1
 #define KVZ_QUANT_CMAX 6
-#define KVZ_QUANT_KC45 4
+#define KVZ_QUANT_KC45 6
 #define KVZ_QUANT_KC6 8
 #include "kernels/x86_avx2/quant_impl.h"
 
