@@ -54,6 +54,9 @@ done
 PNG="docs/img/decode_vs_depth.png"
 [[ "$NAME" == smollm2-135m && -z "$KV" ]] || PNG="docs/img/decode_vs_depth-$NAME$KV.png"
 stem="bench/results/$(date +%Y-%m-%d)-$(hostname)-$(basename "$MODEL" .gguf)$KV"
+# A second run of the same model on the same day keeps the first one's files: the new files
+# get the start time (UTC) in their name.
+if [[ -e "$stem.json" || -e "$stem-avx2.json" ]]; then stem="$stem-$(date -u +%H%M)utc"; fi
 log "running the comparison ($THREADS threads; load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo ?)) -> $stem.{json,md} ..."
 "$PYTHON" bench/compare_llamacpp.py -m "$MODEL" -t "$THREADS" --kvzip build/kvzip --llama-bench "$LLAMA" \
     --out "$stem.json" --png "$PNG" "$@"
