@@ -179,6 +179,10 @@ GgufWriter synthetic_llama(const SyntheticSpec& s) {
   return w;
 }
 
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))).string();
+}
+
 std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& tag) {
   const std::string path = "/tmp/kvzip-test-" + tag + "-" + std::to_string(::getpid()) + ".gguf";
   synthetic_llama(spec).write(path);

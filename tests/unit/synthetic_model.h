@@ -49,6 +49,10 @@ struct SyntheticSpec {
 GgufWriter synthetic_llama(const SyntheticSpec& spec);
 // Writes it to a unique temp path and returns the path.
 std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& tag);
+// A path in the temp directory unique to this process (name-PID): ctest runs some tests in
+// several processes at once (the determinism tests under each kernel set), which must not
+// share a scratch file or folder.
+std::string temp_path(const std::string& name);
 // A tiny random gemma3 with sliding windows of 8 positions, every second layer global
 // (layers 0, 2, ... local), loaded (its file already removed).
 std::unique_ptr<Model> load_tiny_gemma3(int n_layer, const std::string& tag);
@@ -58,7 +62,7 @@ std::unique_ptr<Model> load_tiny_gemma3(int n_layer, const std::string& tag);
 struct HfFolder {
   std::filesystem::path dir;
   std::string gguf_path;
-  explicit HfFolder(const std::string& tag) : dir(std::filesystem::temp_directory_path() / ("kvz_hf_" + tag)) {
+  explicit HfFolder(const std::string& tag) : dir(temp_path("kvz_hf_" + tag)) {
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
   }

@@ -369,7 +369,7 @@ TEST(EvalReport, TasksAtSeveralLengthsAreSplit) {
 // ranked methods still run at every ratio. The report's kept-against-quality table lists it.
 TEST_F(EvalRunnerTest, ThresholdMethodsRunOncePerSample) {
   const KvzapModel sur = test::random_linear_kvzap(*model_);
-  const std::string dir = (std::filesystem::temp_directory_path() / "kvz-eval-threshold").string();
+  const std::string dir = test::temp_path("kvz-eval-threshold");
   sur.save(dir, *model_);
 
   ThreadPool pool(1);

@@ -238,7 +238,7 @@ TEST_F(KvzapPrunerTest, ProtectedPrefixIsKept) {
 TEST_F(KvzapPrunerTest, PressScoresMatchStreamingScores) {
   const HParams& hp = model_->hp();
   const KvzapModel sur = surrogate(hp);
-  const std::string dir = (std::filesystem::temp_directory_path() / "kvz-kvzap-pruner-press").string();
+  const std::string dir = test::temp_path("kvz-kvzap-pruner-press");
   sur.save(dir, *model_);
   ThreadPool pool(2);
   ContextOptions co;

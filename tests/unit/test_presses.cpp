@@ -54,7 +54,7 @@ class PressTest : public test::SyntheticModelTest {
   static std::string kvzap_dir() {
     static const std::string dir = [] {
       const KvzapModel m = test::random_linear_kvzap(*model_);
-      const std::string d = (std::filesystem::temp_directory_path() / "kvz-press-kvzap").string();
+      const std::string d = test::temp_path("kvz-press-kvzap");
       m.save(d, *model_);
       return d;
     }();
