@@ -684,6 +684,13 @@ void tile_q6_k(int64_t n, const Q6_K* b, const Q8_K* const* a, float* out) {
   for (int t = 0; t < C; ++t) out[t] = sumf[t];
 }
 
+// The fp16 field f of eight blocks as 8 x f32, lane r from row[r] (exact conversions).
+template <class B>
+inline __m256 f16x8(const B* const* row, uint16_t B::*f) {
+  auto h = [&](int r) { return static_cast<int16_t>(row[r]->*f); };
+  return _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)));
+}
+
 // Eight rows (w, w + ws, ..., w + 7 ws) x C tokens of a K-quant type; y[t * ldy + r] for
 // r < 8, t < C. Lane r of every vector below belongs to row r.
 template <class B, int C>
@@ -718,16 +725,9 @@ void tile_k8(int64_t n, const uint8_t* w, size_t ws, const Q8_K* const* a, float
       }
       for (int t = 0; t < C; ++t) iv[t][r] = s[t];
     }
-    const __m256 d8 = _mm256_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(row[0]->d), static_cast<int16_t>(row[1]->d),
-                                                     static_cast<int16_t>(row[2]->d), static_cast<int16_t>(row[3]->d),
-                                                     static_cast<int16_t>(row[4]->d), static_cast<int16_t>(row[5]->d),
-                                                     static_cast<int16_t>(row[6]->d), static_cast<int16_t>(row[7]->d)));
+    const __m256 d8 = f16x8(row, &B::d);
     if constexpr (k45) {
-      const __m256 dm8 = _mm256_cvtph_ps(
-          _mm_setr_epi16(static_cast<int16_t>(row[0]->dmin), static_cast<int16_t>(row[1]->dmin),
-                         static_cast<int16_t>(row[2]->dmin), static_cast<int16_t>(row[3]->dmin),
-                         static_cast<int16_t>(row[4]->dmin), static_cast<int16_t>(row[5]->dmin),
-                         static_cast<int16_t>(row[6]->dmin), static_cast<int16_t>(row[7]->dmin)));
+      const __m256 dm8 = f16x8(row, &B::dmin);
       // mp[p], lane r: row r's mins 2p and 2p + 1 as the two words of an i32 (a transpose of
       // the 8 x 4 pairs in m8).
       __m256i mr[4];
