@@ -184,7 +184,7 @@ std::string temp_path(const std::string& name) {
 }
 
 std::string write_synthetic_llama(const SyntheticSpec& spec, const std::string& tag) {
-  const std::string path = "/tmp/kvzip-test-" + tag + "-" + std::to_string(::getpid()) + ".gguf";
+  const std::string path = temp_path("kvzip-test-" + tag) + ".gguf";
   synthetic_llama(spec).write(path);
   return path;
 }

@@ -3,7 +3,6 @@
 // KV type of a loaded cache, and saving the retained full cache; on a tiny random model.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -27,10 +26,6 @@ std::vector<int32_t> ids_of(int n, int salt) {
   std::vector<int32_t> t(n);
   for (int i = 0; i < n; ++i) t[i] = (i * 53 + salt * 7 + 3) % 256;
   return t;
-}
-
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("kvz_rules_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
 }  // namespace
@@ -149,7 +144,7 @@ TEST_F(ContextRulesTest, RepruningALoadedContextEqualsPruningTheFullCache) {
   KvzipContext full(*model_, pool, co);
   full.prefill_ids(ids_of(80, 2));
   full.score();
-  const std::string path = temp_path("c50.kvz");
+  const std::string path = test::temp_path("kvz_rules_c50") + ".kvz";
   // Saved at 0.5, re-pruned to 0.2 at the same level: top sets of these levels are nested.
   for (PruneLevel lv : {PruneLevel::Pair, PruneLevel::PairUniform}) {
     {
@@ -203,7 +198,7 @@ TEST_F(ContextRulesTest, TheRetainedFullCacheIsSavedAndPrunedAtLoad) {
   so.ratio = 0.3;
   c.prune(so);
   ASSERT_TRUE(c.has_full());
-  const std::string path = temp_path("full.kvz");
+  const std::string path = test::temp_path("kvz_rules_full") + ".kvz";
   c.save(path, "", /*full_cache=*/true);
   KvzipContext l(*model_, pool);
   l.load(path);

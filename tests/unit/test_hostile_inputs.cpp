@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -326,7 +325,7 @@ TEST(HostileInputs, CommittedCorpusFailsAsEachReadmeSays) {
   for (const auto& e : fs::directory_iterator(kCorpus))
     if (e.is_directory()) dirs.push_back(e.path());
   std::sort(dirs.begin(), dirs.end());
-  const fs::path scratch = fs::temp_directory_path() / fmt::format("kvz_hostile_corpus_{}", ::getpid());
+  const fs::path scratch = test::temp_path("kvz_hostile_corpus");
   int n_base = 0, n_hostile = 0;
   for (const fs::path& d : dirs) {
     const std::string name = d.filename().string(), want = expected_error(d);
@@ -351,7 +350,7 @@ TEST(HostileInputs, CommittedCorpusFailsAsEachReadmeSays) {
 // The built binary on hostile folders: one "kvzip: error:" line naming the file and key,
 // exit status 1, no abort (an abort gives the shell status 134).
 TEST(HostileInputs, CliPrintsOneErrorLineAndExitsOne) {
-  const fs::path scratch = fs::temp_directory_path() / fmt::format("kvz_hostile_cli_{}", ::getpid());
+  const fs::path scratch = test::temp_path("kvz_hostile_cli");
   const fs::path err_file = scratch.string() + ".err";
   struct Case {
     const char* corpus_case;

@@ -112,7 +112,7 @@ TEST_F(KvzapTrainTest, LibraryTrainsBothKindsWithHeldOutR2) {
 }
 
 TEST_F(KvzapTrainTest, CliWritesFoldersThatLoadAndPredict) {
-  const fs::path out = fs::temp_directory_path() / fmt::format("kvz-train-kvzap-{}", ::getpid());
+  const fs::path out = test::temp_path("kvz-train-kvzap");
   fs::remove_all(out);
   const std::string cmd = fmt::format(
       "'{}' train-kvzap -m '{}' -o '{}' --sources tasks --tokens 400 --val-tokens 200 --positions 100 --epochs 2 "

@@ -335,7 +335,7 @@ TEST(KvzipQ8Cache, ForwardIsCloseMemoryHalvesAndSaveLoadKeepsTheType) {
   SelectOptions so;
   so.ratio = 0.4;
   a.prune(so);
-  const std::string path = "/tmp/kvzip-test-q8ctx-" + std::to_string(::getpid()) + ".kvz";
+  const std::string path = test::temp_path("kvzip-test-q8ctx") + ".kvz";
   a.save(path);
   GenerateParams gp;
   gp.n_predict = 6;
@@ -372,7 +372,7 @@ TEST_F(KvzipTest, SaveAndLoadACompressedContext) {
   SelectOptions so;
   so.ratio = 0.4;
   a.prune(so);
-  const std::string path = "/tmp/kvzip-test-ctx-" + std::to_string(::getpid()) + ".kvz";
+  const std::string path = test::temp_path("kvzip-test-ctx") + ".kvz";
   a.save(path);
   GenerateParams gp;
   gp.n_predict = 6;
@@ -445,7 +445,7 @@ TEST_F(KvzipTest, HeadScoreFileRoundTripAndHeadLevelPrune) {
   h.n_head_kv = model_->hp().n_head_kv;
   h.scores = head_scores_from_pairs(c.scores());
   h.source = "unit test";
-  const std::string path = "/tmp/kvzip-test-heads-" + std::to_string(::getpid()) + ".kvzh";
+  const std::string path = test::temp_path("kvzip-test-heads") + ".kvzh";
   save_head_scores(path, model_->identity(), h);
   const HeadScoreFile r = load_head_scores(path, model_->identity());
   EXPECT_EQ(r.scores, h.scores);

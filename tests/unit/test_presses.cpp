@@ -50,15 +50,16 @@ struct CacheSnapshot {
 
 class PressTest : public test::SyntheticModelTest {
  protected:
-  // A random linear KVzap surrogate for the synthetic model, written once per suite.
+  // A random linear KVzap surrogate for the synthetic model, written once per suite and
+  // removed with it.
   static std::string kvzap_dir() {
-    static const std::string dir = [] {
-      const KvzapModel m = test::random_linear_kvzap(*model_);
-      const std::string d = test::temp_path("kvz-press-kvzap");
-      m.save(d, *model_);
-      return d;
-    }();
-    return dir;
+    const std::string d = test::temp_path("kvz-press-kvzap");
+    if (!std::filesystem::exists(d)) test::random_linear_kvzap(*model_).save(d, *model_);
+    return d;
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(test::temp_path("kvz-press-kvzap"));
+    SyntheticModelTest::TearDownTestSuite();
   }
   static std::map<std::string, std::string> test_params(const std::string& name) {
     if (name == "kvzap") return {{"dir", kvzap_dir()}};
