@@ -123,7 +123,7 @@ const KernelTable& kernels() {
 
 const char* kernel_isa() { return kernels().isa; }
 
-bool can_interleave(DType t) { return kernels().of(t).gemm_i4 != nullptr; }
+int interleave_group(DType t) { return kernels().of(t).gemm_i ? kernels().of(t).group : 0; }
 
 Partner partner_of(DType t) {
   switch (t) {

@@ -36,10 +36,12 @@ using QuantizeQ8KFn = void (*)(const float* x, int64_t n_in, void* dst);
 struct TypeKernels {
   VecDotFn vec_dot = nullptr;
   GemmFn gemm = nullptr;
-  // The same for weights in the interleaved layout (WeightView::interleave): w points at a
-  // group start; full groups of 4 rows are interleaved, a last n_rows % 4 rows row-major;
-  // w_stride is still the row size. Results equal gemm's bitwise. Null: not available.
-  GemmFn gemm_i4 = nullptr;
+  // The same for weights in the interleaved layout of `group` rows (WeightView::interleave):
+  // w points at a group start; full groups are interleaved, a last n_rows % group rows
+  // row-major; w_stride is still the row size. Results equal gemm's bitwise. Null (group 0):
+  // not available.
+  GemmFn gemm_i = nullptr;
+  int group = 0;
 };
 
 constexpr int kMaxTypeId = 31;  // by_type is indexed by the GGUF type id

@@ -20,7 +20,8 @@ namespace {
 constexpr int64_t kUnitRows = 64;
 constexpr int64_t kUnitRowsDecode = 16;
 constexpr int64_t kUnitTok = 64;
-static_assert(kUnitRows % kInterleaveRows == 0 && kUnitRowsDecode % kInterleaveRows == 0,
+static_assert(kUnitRows % kInterleaveRowsK == 0 && kUnitRowsDecode % kInterleaveRowsK == 0 &&
+                  kInterleaveRowsK % kInterleaveRows == 0,
               "row units must start at interleaved group boundaries");
 
 // Per-thread activation scratch: grows to the largest call, never shrinks, so decode
@@ -62,7 +63,7 @@ void check(const KernelTable& k, const WeightView& w, const float* x, int64_t n_
   if (n_tok < 0) fail("matmul: negative token count {}", n_tok);
   if (n_tok > 0 && (!w.data || !x || !y)) fail("matmul: null weight, input or output pointer");
   KVZ_ASSERT(k.of(w.type).gemm != nullptr, "no gemm kernel for {} in table {}", ti.name, k.isa);
-  if (w.interleave != 1 && (w.interleave != kInterleaveRows || !k.of(w.type).gemm_i4))
+  if (w.interleave != 1 && (w.interleave != k.of(w.type).group || !k.of(w.type).gemm_i))
     fail("matmul: the {} kernels cannot read {} weights interleaved by {}", k.isa, ti.name, w.interleave);
 }
 
@@ -131,7 +132,7 @@ void matmul_multi_with(const KernelTable& k, const WeightView* w, int n_w, const
     const void* xq = f.partner == Partner::kF32 ? static_cast<const void*>(x) : buf + f.off;
     const int64_t n_ru = (w[i].n_out + unit_rows - 1) / unit_rows;
     const TypeKernels& tk = k.of(w[i].type);
-    job[i] = {w[i].interleave == 1 ? tk.gemm : tk.gemm_i4,
+    job[i] = {w[i].interleave == 1 ? tk.gemm : tk.gemm_i,
               static_cast<const uint8_t*>(w[i].data),
               row_bytes(w[i].type, n_in),
               static_cast<const uint8_t*>(xq),

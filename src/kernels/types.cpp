@@ -75,38 +75,83 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   qref::dequantizer(t)(src, dst, n);
 }
 
+namespace {
+
+// Row r's Q4_K block out of a 16-row super-block group, and back.
+void q4k_from_x16(const blk::Q4_K_x16& g, int r, blk::Q4_K& b) {
+  b.d = g.d[r];
+  b.dmin = g.dmin[r];
+  for (int k = 0; k < 12; ++k) b.scales[k] = g.scales[k][r];
+  for (int j = 0; j < 4; ++j)
+    for (int c = 0; c < 8; ++c) std::memcpy(b.qs + 32 * j + 4 * c, g.qs[j][c][r], 4);
+}
+void q4k_to_x16(const blk::Q4_K& b, int r, blk::Q4_K_x16& g) {
+  g.d[r] = b.d;
+  g.dmin[r] = b.dmin;
+  for (int k = 0; k < 12; ++k) g.scales[k][r] = b.scales[k];
+  for (int j = 0; j < 4; ++j)
+    for (int c = 0; c < 8; ++c) std::memcpy(g.qs[j][c][r], b.qs + 32 * j + 4 * c, 4);
+}
+
+}  // namespace
+
 void get_row(const WeightView& w, int64_t row, float* dst) {
   if (row < 0 || row >= w.n_out) fail("get_row: row {} out of range [0, {})", row, w.n_out);
   const size_t rb = row_bytes(w.type, w.n_in);
   const auto* base = static_cast<const uint8_t*>(w.data);
-  if (w.interleave == 1 || row >= w.n_out / kInterleaveRows * kInterleaveRows) {
+  const int gr = w.interleave;
+  if (gr == 1 || row >= w.n_out / gr * gr) {
     dequantize_row(w.type, base + static_cast<size_t>(row) * rb, dst, w.n_in);
     return;
   }
-  // Block b of row r sits at group start + (b * 4 + r % 4) blocks.
   const TypeInfo& ti = checked(w.type);
-  const uint8_t* g = base + static_cast<size_t>(row / kInterleaveRows) * kInterleaveRows * rb;
+  const uint8_t* g = base + static_cast<size_t>(row / gr) * gr * rb;
+  const int r = static_cast<int>(row % gr);
+  if (gr == kInterleaveRowsK) {
+    if (w.type != DType::Q4_K) fail("get_row: {} has no {}-row interleaved layout", ti.name, gr);
+    const auto* gb = reinterpret_cast<const blk::Q4_K_x16*>(g);
+    for (int64_t b = 0; b < w.n_in / blk::kQKK; ++b) {
+      blk::Q4_K q;
+      q4k_from_x16(gb[b], r, q);
+      dequantize_row(w.type, &q, dst + b * blk::kQKK, blk::kQKK);
+    }
+    return;
+  }
+  if (gr != kInterleaveRows) fail("get_row: unknown interleaved layout of {} rows", gr);
+  // Block b of row r sits at group start + (b * 4 + r) blocks.
   for (int64_t b = 0; b < w.n_in / ti.block_size; ++b)
-    dequantize_row(w.type, g + static_cast<size_t>(b * kInterleaveRows + row % kInterleaveRows) * ti.type_size,
-                   dst + b * ti.block_size, ti.block_size);
+    dequantize_row(w.type, g + static_cast<size_t>(b * kInterleaveRows + r) * ti.type_size, dst + b * ti.block_size,
+                   ti.block_size);
 }
 
-WeightView interleave_rows(const WeightView& w, void* dst) {
+WeightView interleave_rows(const WeightView& w, void* dst, int group) {
   if (w.interleave != 1) fail("interleave_rows: the weight is already interleaved");
   const TypeInfo& ti = checked(w.type);
   if (ti.block_size == 1) fail("interleave_rows: {} has no blocks to interleave", ti.name);
+  if (group != kInterleaveRows && !(group == kInterleaveRowsK && w.type == DType::Q4_K))
+    fail("interleave_rows: no {}-row interleaved layout for {}", group, ti.name);
   const size_t rb = row_bytes(w.type, w.n_in), bs = ti.type_size;
-  const int64_t nb = w.n_in / ti.block_size, n_full = w.n_out / kInterleaveRows * kInterleaveRows;
+  const int64_t nb = w.n_in / ti.block_size, n_full = w.n_out / group * group;
   const auto* src = static_cast<const uint8_t*>(w.data);
   auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t g = 0; g < n_full; g += kInterleaveRows)
+  for (int64_t g = 0; g < n_full; g += group) {
+    if (group == kInterleaveRowsK) {
+      auto* gb = reinterpret_cast<blk::Q4_K_x16*>(out + g * rb);
+      for (int64_t b = 0; b < nb; ++b)
+        for (int r = 0; r < group; ++r) {
+          blk::Q4_K q;
+          std::memcpy(&q, src + (g + r) * rb + b * bs, bs);
+          q4k_to_x16(q, r, gb[b]);
+        }
+      continue;
+    }
     for (int64_t b = 0; b < nb; ++b)
-      for (int r = 0; r < kInterleaveRows; ++r)
-        std::memcpy(out + g * rb + (b * kInterleaveRows + r) * bs, src + (g + r) * rb + b * bs, bs);
+      for (int r = 0; r < group; ++r) std::memcpy(out + g * rb + (b * group + r) * bs, src + (g + r) * rb + b * bs, bs);
+  }
   std::memcpy(out + n_full * rb, src + n_full * rb, (w.n_out - n_full) * rb);
   WeightView v = w;
   v.data = dst;
-  v.interleave = kInterleaveRows;
+  v.interleave = group;
   return v;
 }
 

@@ -48,27 +48,32 @@ size_t row_bytes(DType t, int64_t n);
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
 // A weight matrix: n_out rows of n_in elements of type `type` (row_bytes(type, n_in) bytes
-// per row), row-major as in GGUF, or in the decode layout (interleave = kInterleaveRows).
+// per row), row-major as in GGUF, or in one of the kernels' interleaved layouts.
 struct WeightView {
   DType type = DType::F32;
   int64_t n_in = 0;
   int64_t n_out = 0;
   const void* data = nullptr;
-  // 1: row-major. kInterleaveRows: rows in groups of 4 whose blocks alternate (row 0 block 0,
-  // row 1 block 0, row 2 block 0, row 3 block 0, row 0 block 1, ...), so a 4-row decode tile
-  // reads one sequential stream instead of four short ones; the last n_out % 4 rows stay
-  // row-major. A group fills exactly the bytes its 4 rows did. Made by interleave_rows.
+  // Rows per interleaved group; the last n_out % interleave rows stay row-major, and a group
+  // fills exactly the bytes its rows did. Made by interleave_rows.
+  //  1: row-major.
+  //  kInterleaveRows (4): rows in groups of 4 whose blocks alternate (row 0 block 0, row 1
+  //     block 0, row 2 block 0, row 3 block 0, row 0 block 1, ...), so a 4-row decode tile
+  //     reads one sequential stream instead of four short ones (32-element block types).
+  //  kInterleaveRowsK (16): Q4_K only, super-block ib of 16 rows as one blk::Q4_K_x16, the
+  //     rows' quant bytes interleaved four at a time for 16-row vpdpbusd tiles.
   int interleave = 1;
 };
 
 constexpr int kInterleaveRows = 4;
+constexpr int kInterleaveRowsK = 16;
 
-// Whether the active kernels multiply type t in the interleaved layout (32-element block
-// types on AVX2).
-bool can_interleave(DType t);
-// Writes w (row-major) into dst (row_bytes * n_out bytes) in the interleaved layout and
-// returns the view of dst.
-WeightView interleave_rows(const WeightView& w, void* dst);
+// Rows per group of the interleaved layout the active kernels multiply type t in; 0 when
+// they read t row-major only.
+int interleave_group(DType t);
+// Writes w (row-major) into dst (row_bytes * n_out bytes) in the layout of `group` rows
+// (kInterleaveRows, or kInterleaveRowsK for Q4_K) and returns the view of dst.
+WeightView interleave_rows(const WeightView& w, void* dst, int group);
 
 // y[t][o] = sum_i W[o][i] * x[t][i] for t < n_tok.
 // x: [n_tok][n_in] f32, y: [n_tok][n_out] f32. Activations are quantized internally to

@@ -98,7 +98,8 @@ void Model::interleave_weights() {
   // Every matrix the kernels can read interleaved, once (a tied output shares tok_embd).
   std::vector<WeightView*> views;
   for (WeightView* v : matrices(w_))
-    if (v->data && v->interleave == 1 && can_interleave(v->type) && v->n_out >= kInterleaveRows) views.push_back(v);
+    if (v->data && v->interleave == 1 && interleave_group(v->type) && v->n_out >= interleave_group(v->type))
+      views.push_back(v);
   std::map<const void*, size_t> offset;  // source data -> offset in the mapping
   size_t total = 0;
   for (const WeightView* v : views)
@@ -119,7 +120,7 @@ void Model::interleave_weights() {
   for (WeightView* v : views) {
     auto it = done.find(v->data);
     if (it == done.end()) {
-      const WeightView iv = interleave_rows(*v, base + offset.at(v->data));
+      const WeightView iv = interleave_rows(*v, base + offset.at(v->data), interleave_group(v->type));
       file_->release(static_cast<const uint8_t*>(v->data), row_bytes(v->type, v->n_in) * v->n_out);
       it = done.emplace(v->data, iv).first;
     }

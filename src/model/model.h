@@ -43,8 +43,8 @@ struct LoadOptions {
   // Quantize HF float weight matrices to this type at load time (only Q8_0 so far);
   // unset = use them in place. GGUF files are always used as they are.
   std::optional<DType> convert;
-  // Copy the 32-element-block weight matrices into the kernels' interleaved decode layout
-  // (WeightView::interleave), in anonymous memory on huge pages where the system allows,
+  // Copy the weight matrices the active kernels read interleaved (32-element block types;
+  // Q4_K with AVX-512) into that layout (WeightView::interleave), in anonymous memory on huge pages where the system allows,
   // and drop the mapped originals. Off: use the file's rows in place.
   bool interleave = true;
 };

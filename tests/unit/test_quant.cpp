@@ -306,9 +306,9 @@ TEST(QuantKernels, Avx512EqualsAvx2) {
       matmul_with(*avx2, wv, x.data(), s.n_tok, ya.data(), nullptr);
       matmul_with(*avx512, wv, x.data(), s.n_tok, yb.data(), nullptr);
       ASSERT_EQ(std::memcmp(ya.data(), yb.data(), 4 * ya.size()), 0);
-      if (avx2->of(t).gemm_i4) {
+      if (avx512->of(t).gemm_i) {
         std::vector<uint8_t> buf(w.size());
-        const WeightView il = interleave_rows(wv, buf.data());
+        const WeightView il = interleave_rows(wv, buf.data(), avx512->of(t).group);
         std::fill(yb.begin(), yb.end(), 1.f);
         matmul_with(*avx512, il, x.data(), s.n_tok, yb.data(), nullptr);
         ASSERT_EQ(std::memcmp(ya.data(), yb.data(), 4 * ya.size()), 0) << "interleaved";
@@ -368,18 +368,19 @@ TEST(QuantKernels, InterleavedLayoutEqualsRowMajor) {
   std::mt19937 rng(11);
   int n_types = 0;
   for (DType t : kSupported) {
-    if (!can_interleave(t)) continue;
+    const int group = interleave_group(t);
+    if (!group) continue;
     ++n_types;
     SCOPED_TRACE(type_name(t));
-    const int64_t n_in = 576;
-    for (int64_t n_out : {4, 7, 64, 258}) {
+    const int64_t n_in = type_info(t).block_size == 256 ? 768 : 576;
+    for (int64_t n_out : {4, 7, 16, 64, 258}) {
       SCOPED_TRACE("n_out " + std::to_string(n_out));
       const auto w = random_weights(t, n_out, n_in, rng);
       const WeightView rows{t, n_in, n_out, w.data()};
       std::vector<uint8_t> buf(w.size());
-      const WeightView il = interleave_rows(rows, buf.data());
-      ASSERT_EQ(il.interleave, kInterleaveRows);
-      if (n_out >= kInterleaveRows) {
+      const WeightView il = interleave_rows(rows, buf.data(), group);
+      ASSERT_EQ(il.interleave, group);
+      if (n_out >= group) {
         EXPECT_NE(std::memcmp(buf.data(), w.data(), w.size()), 0) << "layout unchanged";
       }
       std::vector<float> ra(n_in), rb(n_in);
@@ -408,6 +409,9 @@ TEST(QuantKernels, InterleavedLayoutEqualsRowMajor) {
   }
   if (kernels_avx2()) {
     EXPECT_GE(n_types, 5) << "AVX2 reads every 32-element block type interleaved";
+  }
+  if (active_isa() == Isa::kAvx512Vnni) {
+    EXPECT_EQ(interleave_group(DType::Q4_K), kInterleaveRowsK) << "AVX-512 reads Q4_K in 16-row groups";
   }
 }
 

@@ -42,6 +42,15 @@ struct Q4_K {
   uint8_t scales[12];
   uint8_t qs[128];
 };
+// Sixteen rows' Q4_K super-block ib (one per row) in the AVX-512 decode / prefill layout
+// (WeightView interleave kInterleaveRowsK): the same bytes, regrouped so one 64-byte load
+// holds four quant bytes of each of the 16 rows and one vpdpbusd multiplies all 16 rows
+// at once, each row's sum in its own 32-bit lane. Exactly 16 * sizeof(Q4_K) bytes.
+struct Q4_K_x16 {
+  uint16_t d[16], dmin[16];   // row r's d and dmin
+  uint8_t scales[12][16];     // [k][r]: byte k of row r's packed scales
+  uint8_t qs[4][8][16][4];    // [j][c][r][i]: row r's qs[32 j + 4 c + i]
+};
 // Q5_K: Q4_K plus a 5th bit: bit s of qh[l] belongs to element l of sub-block s.
 struct Q5_K {
   uint16_t d, dmin;
@@ -66,6 +75,7 @@ struct Q8_K {
 static_assert(sizeof(Q4_0) == 18 && sizeof(Q4_1) == 20 && sizeof(Q5_0) == 22 && sizeof(Q5_1) == 24);
 static_assert(sizeof(Q8_0) == 34 && sizeof(Q4_K) == 144 && sizeof(Q5_K) == 176 && sizeof(Q6_K) == 210);
 static_assert(sizeof(Q8_K) == 292);
+static_assert(sizeof(Q4_K_x16) == 16 * sizeof(Q4_K));
 
 // Helpers here are always_inline: x86_avx2/ code includes this header, and an out-of-line
 // copy compiled with AVX2 must never be what portable code links against.

@@ -813,6 +813,113 @@ void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, in
     }
   }
 }
+#if KVZ_QUANT_VNNI
+// ---------------------------------------------------------------- Q4_K, 16 rows interleaved
+// Weights in the kInterleaveRowsK layout (blk::Q4_K_x16: 16 rows' super-block ib together,
+// four quant bytes of each row per 32-bit lane). One vpdpbusd multiplies four quants of all
+// 16 rows by the same four activation bytes (broadcast from memory), so lane r holds row r's
+// sum: no per-row horizontal reduction, and half the instructions of the row-major tiles'
+// maddubs + vpdpwssd per product. A sub-block's lane sum (32 products, up to 61,440 in
+// magnitude) is scaled exactly in 32 bits (vpmulld); the mins term and the f32 update are the
+// one-row tile's, lane-wise. Every output is the one-row tile's exact integers and the same
+// f32 multiplies and FMAs, so results are bitwise gemm_k's.
+
+// Row r's 6-bit scales (sc) and mins (m) of sub-blocks 0..7, lane r of each 16-byte vector,
+// from the transposed packed bytes (scale_min_k4's unpacking, 16 rows at once).
+inline void k4_scales_x16(const blk::Q4_K_x16& g, __m128i* sc, __m128i* m) {
+  __m128i q[12];
+  for (int k = 0; k < 12; ++k) q[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.scales[k]));
+  const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(15), m3 = _mm_set1_epi8(3);
+  auto top2 = [&](__m128i v) { return _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(v, 6), m3), 4); };  // (v >> 6) << 4
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = _mm_and_si128(q[j], m63);
+    m[j] = _mm_and_si128(q[j + 4], m63);
+    sc[j + 4] = _mm_or_si128(_mm_and_si128(q[j + 8], m15), top2(q[j]));
+    m[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(q[j + 8], 4), m15), top2(q[j + 4]));
+  }
+}
+
+// 16 rows (one group) x C tokens over the whole row; y[t * ldy + r] for r < 16.
+template <int C>
+void tile_q4k_x16(int64_t n, const blk::Q4_K_x16* g, const Q8_K* const* a, float* y, int64_t ldy) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[C];
+  for (int t = 0; t < C; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
+    const blk::Q4_K_x16& b = g[ib];
+    __m128i sc[8], mn[8];
+    k4_scales_x16(b, sc, mn);
+    __m512i isum[C];
+    for (int t = 0; t < C; ++t) isum[t] = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {  // sub-blocks 2j (low nibbles) and 2j + 1 (high)
+      __m512i lo[C], hi[C];
+      for (int t = 0; t < C; ++t) lo[t] = hi[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        const __m512i w = _mm512_loadu_si512(b.qs[j][c]);
+        const __m512i wl = _mm512_and_si512(w, m4), wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+        for (int t = 0; t < C; ++t) {
+          int32_t xl, xh;
+          std::memcpy(&xl, a[t][ib].qs + 64 * j + 4 * c, 4);
+          std::memcpy(&xh, a[t][ib].qs + 64 * j + 32 + 4 * c, 4);
+          lo[t] = _mm512_dpbusd_epi32(lo[t], wl, _mm512_set1_epi32(xl));
+          hi[t] = _mm512_dpbusd_epi32(hi[t], wh, _mm512_set1_epi32(xh));
+        }
+      }
+      const __m512i sl = _mm512_cvtepu8_epi32(sc[2 * j]), sh = _mm512_cvtepu8_epi32(sc[2 * j + 1]);
+      for (int t = 0; t < C; ++t)
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], sl), _mm512_mullo_epi32(hi[t], sh)));
+    }
+    // mp[p], lane r: row r's mins 2p and 2p + 1 as the two words of an i32.
+    __m512i mp[4];
+    for (int p = 0; p < 4; ++p)
+      mp[p] = _mm512_cvtepu8_epi16(_mm256_setr_m128i(_mm_unpacklo_epi8(mn[2 * p], mn[2 * p + 1]),
+                                                     _mm_unpackhi_epi8(mn[2 * p], mn[2 * p + 1])));
+    const __m512 d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.d)));
+    const __m512 dm16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.dmin)));
+    for (int t = 0; t < C; ++t) {
+      // sum_j m[j] * (bsums[2j] + bsums[2j + 1]), the one-row tile's mins integer
+      const __m512i bp = _mm512_broadcast_i32x4(bsum_pairs(a[t][ib]));
+      __m512i summ = _mm512_madd_epi16(mp[0], _mm512_shuffle_epi32(bp, _MM_PERM_AAAA));
+      summ = _mm512_dpwssd_epi32(summ, mp[1], _mm512_shuffle_epi32(bp, _MM_PERM_BBBB));
+      summ = _mm512_dpwssd_epi32(summ, mp[2], _mm512_shuffle_epi32(bp, _MM_PERM_CCCC));
+      summ = _mm512_dpwssd_epi32(summ, mp[3], _mm512_shuffle_epi32(bp, _MM_PERM_DDDD));
+      const __m512 ad = _mm512_set1_ps(a[t][ib].d);
+      // fnmadd(dmin, s, acc) rounds -(dmin * s) + acc once: the one-row tile's fma(-dmin, s, acc).
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(ad, d16), _mm512_cvtepi32_ps(isum[t]),
+                               _mm512_fnmadd_ps(_mm512_mul_ps(ad, dm16), _mm512_cvtepi32_ps(summ), acc[t]));
+    }
+  }
+  for (int t = 0; t < C; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+template <int CMax>
+void tile_q4k_x16_n(int nc, int64_t n, const blk::Q4_K_x16* g, const Q8_K* const* a, float* y, int64_t ldy) {
+  if constexpr (CMax > 1)
+    if (nc < CMax) return tile_q4k_x16_n<CMax - 1>(nc, n, g, a, y, ldy);
+  tile_q4k_x16<CMax>(n, g, a, y, ldy);
+}
+
+// GemmFn over the kInterleaveRowsK layout: whole groups by the 16-row tile, a row-major
+// tail (n_rows % 16) by gemm_k.
+template <int kC>
+void gemm_q4k_x16(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
+                  float* y, int64_t ldy) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const uint8_t*>(x);
+  const int64_t n_full = n_rows / kInterleaveRowsK * kInterleaveRowsK;
+  for (int64_t r = 0; r < n_full; r += kInterleaveRowsK) {
+    const auto* g = reinterpret_cast<const blk::Q4_K_x16*>(wb + r * ws);
+    for (int64_t t = 0; t < n_tok; t += kC) {
+      const int nc = static_cast<int>(n_tok - t < kC ? n_tok - t : kC);
+      const Q8_K* a[kC];
+      for (int i = 0; i < nc; ++i) a[i] = reinterpret_cast<const Q8_K*>(xb + (t + i) * xs);
+      tile_q4k_x16_n<kC>(nc, n_in, g, a, y + t * ldy + r, ldy);
+    }
+  }
+  if (n_full < n_rows) gemm_k<Q4_K, KVZ_QUANT_KC45>(n_in, wb + n_full * ws, ws, x, xs, n_rows - n_full, n_tok, y + n_full, ldy);
+}
+#endif
+
 // ---------------------------------------------------------------- activation quantization
 // The largest of v's 8 lanes.
 inline float hmax_ps(__m256 v) {
@@ -904,7 +1011,7 @@ void fill_common(KernelTable& t) {
   t.quantize_q8a = quantize_q8a;
   t.quantize_q8k = quantize_q8k;
   auto set = [&](DType ty, VecDotFn dot, GemmFn gemm, GemmFn gemm_i4 = nullptr) {
-    t.by_type[static_cast<uint32_t>(ty)] = {dot, gemm, gemm_i4};
+    t.by_type[static_cast<uint32_t>(ty)] = {dot, gemm, gemm_i4, gemm_i4 ? kInterleaveRows : 0};
   };
   set(DType::F32, dot_f<LF32>, gemm_f<LF32, 4, 3>);
   set(DType::F16, dot_f<LF16>, gemm_f<LF16, 4, 3>);

@@ -17,6 +17,9 @@ namespace kvz::qavx512 {
 void fill_table(KernelTable& t) {
   t.isa = "avx512vnni";
   fill_common<4, 6>(t);
+  TypeKernels& q4k = t.by_type[static_cast<uint32_t>(DType::Q4_K)];
+  q4k.gemm_i = gemm_q4k_x16<KVZ_QUANT_KC45>;
+  q4k.group = kInterleaveRowsK;
 }
 
 }  // namespace kvz::qavx512
