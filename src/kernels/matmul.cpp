@@ -20,8 +20,7 @@ namespace {
 constexpr int64_t kUnitRows = 64;
 constexpr int64_t kUnitRowsDecode = 16;
 constexpr int64_t kUnitTok = 64;
-static_assert(kUnitRows % kInterleaveRowsK == 0 && kUnitRowsDecode % kInterleaveRowsK == 0 &&
-                  kInterleaveRowsK % kInterleaveRows == 0,
+static_assert(kUnitRows % kInterleaveRowsMax == 0 && kUnitRowsDecode % kInterleaveRowsMax == 0,
               "row units must start at interleaved group boundaries");
 
 // Per-thread activation scratch: grows to the largest call, never shrinks, so decode

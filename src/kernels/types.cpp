@@ -77,21 +77,47 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
 
 namespace {
 
-// Row r's Q4_K block out of a 16-row super-block group, and back.
-void q4k_from_x16(const blk::Q4_K_x16& g, int r, blk::Q4_K& b) {
+// Row r's Q4_K block out of an R-row super-block group, and back.
+template <int R>
+void q4k_from_rows(const blk::Q4_K_rows<R>& g, int r, blk::Q4_K& b) {
   b.d = g.d[r];
   b.dmin = g.dmin[r];
   for (int k = 0; k < 12; ++k) b.scales[k] = g.scales[k][r];
   for (int j = 0; j < 4; ++j)
     for (int c = 0; c < 8; ++c) std::memcpy(b.qs + 32 * j + 4 * c, g.qs[j][c][r], 4);
 }
-void q4k_to_x16(const blk::Q4_K& b, int r, blk::Q4_K_x16& g) {
+template <int R>
+void q4k_to_rows(const blk::Q4_K& b, int r, blk::Q4_K_rows<R>& g) {
   g.d[r] = b.d;
   g.dmin[r] = b.dmin;
   for (int k = 0; k < 12; ++k) g.scales[k][r] = b.scales[k];
   for (int j = 0; j < 4; ++j)
     for (int c = 0; c < 8; ++c) std::memcpy(g.qs[j][c][r], b.qs + 32 * j + 4 * c, 4);
 }
+
+// Row r (< R) of the Q4_K group at g, n_in elements, dequantized.
+template <int R>
+void q4k_group_row(const uint8_t* g, int r, int64_t n_in, float* dst) {
+  const auto* gb = reinterpret_cast<const blk::Q4_K_rows<R>*>(g);
+  for (int64_t b = 0; b < n_in / blk::kQKK; ++b) {
+    blk::Q4_K q;
+    q4k_from_rows(gb[b], r, q);
+    dequantize_row(DType::Q4_K, &q, dst + b * blk::kQKK, blk::kQKK);
+  }
+}
+// Rows [0, R) of a row-major Q4_K matrix (rows rb bytes apart) into one R-row group at out.
+template <int R>
+void q4k_make_group(const uint8_t* src, size_t rb, int64_t n_in, uint8_t* out) {
+  auto* gb = reinterpret_cast<blk::Q4_K_rows<R>*>(out);
+  for (int64_t b = 0; b < n_in / blk::kQKK; ++b)
+    for (int r = 0; r < R; ++r) {
+      blk::Q4_K q;
+      std::memcpy(&q, src + r * rb + b * sizeof q, sizeof q);
+      q4k_to_rows(q, r, gb[b]);
+    }
+}
+
+bool is_q4k_group(DType t, int group) { return t == DType::Q4_K && (group == 8 || group == 16); }
 
 }  // namespace
 
@@ -107,14 +133,8 @@ void get_row(const WeightView& w, int64_t row, float* dst) {
   const TypeInfo& ti = checked(w.type);
   const uint8_t* g = base + static_cast<size_t>(row / gr) * gr * rb;
   const int r = static_cast<int>(row % gr);
-  if (gr == kInterleaveRowsK) {
-    if (w.type != DType::Q4_K) fail("get_row: {} has no {}-row interleaved layout", ti.name, gr);
-    const auto* gb = reinterpret_cast<const blk::Q4_K_x16*>(g);
-    for (int64_t b = 0; b < w.n_in / blk::kQKK; ++b) {
-      blk::Q4_K q;
-      q4k_from_x16(gb[b], r, q);
-      dequantize_row(w.type, &q, dst + b * blk::kQKK, blk::kQKK);
-    }
+  if (is_q4k_group(w.type, gr)) {
+    (gr == 8 ? q4k_group_row<8> : q4k_group_row<16>)(g, r, w.n_in, dst);
     return;
   }
   if (gr != kInterleaveRows) fail("get_row: unknown interleaved layout of {} rows", gr);
@@ -128,21 +148,15 @@ WeightView interleave_rows(const WeightView& w, void* dst, int group) {
   if (w.interleave != 1) fail("interleave_rows: the weight is already interleaved");
   const TypeInfo& ti = checked(w.type);
   if (ti.block_size == 1) fail("interleave_rows: {} has no blocks to interleave", ti.name);
-  if (group != kInterleaveRows && !(group == kInterleaveRowsK && w.type == DType::Q4_K))
+  if (group != kInterleaveRows && !is_q4k_group(w.type, group))
     fail("interleave_rows: no {}-row interleaved layout for {}", group, ti.name);
   const size_t rb = row_bytes(w.type, w.n_in), bs = ti.type_size;
   const int64_t nb = w.n_in / ti.block_size, n_full = w.n_out / group * group;
   const auto* src = static_cast<const uint8_t*>(w.data);
   auto* out = static_cast<uint8_t*>(dst);
   for (int64_t g = 0; g < n_full; g += group) {
-    if (group == kInterleaveRowsK) {
-      auto* gb = reinterpret_cast<blk::Q4_K_x16*>(out + g * rb);
-      for (int64_t b = 0; b < nb; ++b)
-        for (int r = 0; r < group; ++r) {
-          blk::Q4_K q;
-          std::memcpy(&q, src + (g + r) * rb + b * bs, bs);
-          q4k_to_x16(q, r, gb[b]);
-        }
+    if (group != kInterleaveRows) {
+      (group == 8 ? q4k_make_group<8> : q4k_make_group<16>)(src + g * rb, rb, w.n_in, out + g * rb);
       continue;
     }
     for (int64_t b = 0; b < nb; ++b)

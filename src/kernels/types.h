@@ -60,19 +60,20 @@ struct WeightView {
   //  kInterleaveRows (4): rows in groups of 4 whose blocks alternate (row 0 block 0, row 1
   //     block 0, row 2 block 0, row 3 block 0, row 0 block 1, ...), so a 4-row decode tile
   //     reads one sequential stream instead of four short ones (32-element block types).
-  //  kInterleaveRowsK (16): Q4_K only, super-block ib of 16 rows as one blk::Q4_K_x16, the
-  //     rows' quant bytes interleaved four at a time for 16-row vpdpbusd tiles.
+  //  8 or 16 (Q4_K only): super-block ib of the group's rows as one blk::Q4_K_rows<8 / 16>,
+  //     the rows' quant bytes interleaved four at a time for 8-row maddubs (AVX2) or
+  //     16-row vpdpbusd (AVX-512) tiles.
   int interleave = 1;
 };
 
 constexpr int kInterleaveRows = 4;
-constexpr int kInterleaveRowsK = 16;
+constexpr int kInterleaveRowsMax = 16;  // the largest group of any layout
 
 // Rows per group of the interleaved layout the active kernels multiply type t in; 0 when
 // they read t row-major only.
 int interleave_group(DType t);
 // Writes w (row-major) into dst (row_bytes * n_out bytes) in the layout of `group` rows
-// (kInterleaveRows, or kInterleaveRowsK for Q4_K) and returns the view of dst.
+// (kInterleaveRows; 8 or 16 for Q4_K) and returns the view of dst.
 WeightView interleave_rows(const WeightView& w, void* dst, int group);
 
 // y[t][o] = sum_i W[o][i] * x[t][i] for t < n_tok.

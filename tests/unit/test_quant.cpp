@@ -411,8 +411,42 @@ TEST(QuantKernels, InterleavedLayoutEqualsRowMajor) {
     EXPECT_GE(n_types, 5) << "AVX2 reads every 32-element block type interleaved";
   }
   if (active_isa() == Isa::kAvx512Vnni) {
-    EXPECT_EQ(interleave_group(DType::Q4_K), kInterleaveRowsK) << "AVX-512 reads Q4_K in 16-row groups";
+    EXPECT_EQ(interleave_group(DType::Q4_K), 16) << "AVX-512 reads Q4_K in 16-row groups";
   }
+}
+
+// Q4_K's row-interleaved layouts (8 rows for AVX2, 16 for AVX-512) give bitwise each table's
+// row-major results, whichever table is active: decode and prefill token counts around the
+// tile widths, 1 and 2 threads, row counts with and without a row-major tail.
+TEST(QuantKernels, Q4KRowGroupsEqualRowMajorInEveryTable) {
+  ThreadPool pool(2);
+  std::mt19937 rng(17);
+  int n_tables = 0;
+  for (const KernelTable* k : {kernels_avx2(), kernels_avx512()}) {
+    if (!k) continue;
+    const TypeKernels& tk = k->of(DType::Q4_K);
+    ASSERT_TRUE(tk.gemm_i) << k->isa;
+    ASSERT_EQ(tk.group, std::strcmp(k->isa, "avx2") == 0 ? 8 : 16) << k->isa;
+    ++n_tables;
+    SCOPED_TRACE(k->isa);
+    const int64_t n_in = 512;
+    for (int64_t n_out : {8, 16, 23, 80}) {
+      const auto w = random_weights(DType::Q4_K, n_out, n_in, rng);
+      const WeightView rows{DType::Q4_K, n_in, n_out, w.data()};
+      std::vector<uint8_t> buf(w.size());
+      const WeightView il = interleave_rows(rows, buf.data(), tk.group);
+      for (int64_t n_tok : {1, 2, 7, 9, 70})
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          const auto x = random_acts(n_tok * n_in, rng);
+          std::vector<float> ya(n_tok * n_out), yb(n_tok * n_out, 1.f);
+          matmul_with(*k, rows, x.data(), n_tok, ya.data(), p);
+          matmul_with(*k, il, x.data(), n_tok, yb.data(), p);
+          ASSERT_EQ(std::memcmp(ya.data(), yb.data(), 4 * ya.size()), 0) << "n_out " << n_out << " n_tok " << n_tok;
+        }
+    }
+  }
+  if (!kernels_avx2()) GTEST_SKIP() << "CPU has no AVX2";
+  EXPECT_GE(n_tables, 1);
 }
 
 // matmul_multi (one dispatch for several weights of one input) is bitwise the separate

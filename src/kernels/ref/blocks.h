@@ -42,14 +42,16 @@ struct Q4_K {
   uint8_t scales[12];
   uint8_t qs[128];
 };
-// Sixteen rows' Q4_K super-block ib (one per row) in the AVX-512 decode / prefill layout
-// (WeightView interleave kInterleaveRowsK): the same bytes, regrouped so one 64-byte load
-// holds four quant bytes of each of the 16 rows and one vpdpbusd multiplies all 16 rows
-// at once, each row's sum in its own 32-bit lane. Exactly 16 * sizeof(Q4_K) bytes.
-struct Q4_K_x16 {
-  uint16_t d[16], dmin[16];   // row r's d and dmin
-  uint8_t scales[12][16];     // [k][r]: byte k of row r's packed scales
-  uint8_t qs[4][8][16][4];    // [j][c][r][i]: row r's qs[32 j + 4 c + i]
+// R rows' Q4_K super-block ib (one per row) in the kernels' interleaved layout (WeightView
+// interleave R: 8 for AVX2, 16 for AVX-512): the same bytes, regrouped so one 32-bit lane
+// holds four quant bytes of one row and one 32- or 64-byte load holds that for every row;
+// a single maddubs / vpdpbusd then multiplies all R rows by the same four activation bytes,
+// each row's sum in its own lane. Exactly R * sizeof(Q4_K) bytes.
+template <int R>
+struct Q4_K_rows {
+  uint16_t d[R], dmin[R];   // row r's d and dmin
+  uint8_t scales[12][R];    // [k][r]: byte k of row r's packed scales
+  uint8_t qs[4][8][R][4];   // [j][c][r][i]: row r's qs[32 j + 4 c + i]
 };
 // Q5_K: Q4_K plus a 5th bit: bit s of qh[l] belongs to element l of sub-block s.
 struct Q5_K {
@@ -75,7 +77,7 @@ struct Q8_K {
 static_assert(sizeof(Q4_0) == 18 && sizeof(Q4_1) == 20 && sizeof(Q5_0) == 22 && sizeof(Q5_1) == 24);
 static_assert(sizeof(Q8_0) == 34 && sizeof(Q4_K) == 144 && sizeof(Q5_K) == 176 && sizeof(Q6_K) == 210);
 static_assert(sizeof(Q8_K) == 292);
-static_assert(sizeof(Q4_K_x16) == 16 * sizeof(Q4_K));
+static_assert(sizeof(Q4_K_rows<8>) == 8 * sizeof(Q4_K) && sizeof(Q4_K_rows<16>) == 16 * sizeof(Q4_K));
 
 // Helpers here are always_inline: x86_avx2/ code includes this header, and an out-of-line
 // copy compiled with AVX2 must never be what portable code links against.

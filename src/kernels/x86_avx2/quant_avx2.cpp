@@ -8,6 +8,7 @@
 #define KVZ_QUANT_CMAX 4
 #define KVZ_QUANT_KC45 4
 #define KVZ_QUANT_KC6 4
+#define KVZ_QUANT_KQ4R 8
 #include "kernels/x86_avx2/quant_impl.h"
 
 namespace kvz::qavx2 {

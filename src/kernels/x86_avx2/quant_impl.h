@@ -18,7 +18,8 @@
 // kernels/attention_impl.h. The includer defines KVZ_QUANT_NS (namespace), KVZ_QUANT_VNNI
 // (1: AVX-512 VNNI dot products on ymm registers, needs -mavx512vl -mavx512vnni) and
 // KVZ_QUANT_CMAX (widest prefill tile in tokens of the 32-element block types),
-// KVZ_QUANT_KC45 / KVZ_QUANT_KC6 (tokens per Q4_K/Q5_K and Q6_K tile), then calls
+// KVZ_QUANT_KC45 / KVZ_QUANT_KC6 (tokens per Q4_K/Q5_K and Q6_K tile), KVZ_QUANT_KQ4R
+// (tokens per tile of the row-interleaved Q4_K layout), then calls
 // fill_common<R, C>.
 #include "kernels/x86_intrin.h"
 
@@ -813,22 +814,24 @@ void gemm_k(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, in
     }
   }
 }
-#if KVZ_QUANT_VNNI
-// ---------------------------------------------------------------- Q4_K, 16 rows interleaved
-// Weights in the kInterleaveRowsK layout (blk::Q4_K_x16: 16 rows' super-block ib together,
-// four quant bytes of each row per 32-bit lane). One vpdpbusd multiplies four quants of all
-// 16 rows by the same four activation bytes (broadcast from memory), so lane r holds row r's
-// sum: no per-row horizontal reduction, and half the instructions of the row-major tiles'
-// maddubs + vpdpwssd per product. A sub-block's lane sum (32 products, up to 61,440 in
-// magnitude) is scaled exactly in 32 bits (vpmulld); the mins term and the f32 update are the
-// one-row tile's, lane-wise. Every output is the one-row tile's exact integers and the same
-// f32 multiplies and FMAs, so results are bitwise gemm_k's.
+// ---------------------------------------------------------------- Q4_K, rows interleaved
+// Weights in the interleaved Q4_K layout (blk::Q4_K_rows<R>: R rows' super-block ib
+// together, four quant bytes of one row per 32-bit lane): R = 8 on AVX2, 16 on AVX-512. One
+// maddubs (AVX2) or vpdpbusd (AVX-512) multiplies four quants of every row by the same four
+// activation bytes, broadcast from memory, so lane r holds row r's sums: no per-row
+// horizontal reduction, no per-row scale shuffles, and the scales of all R rows unpack at
+// once. The mins term and the f32 update are the one-row tile's, lane-wise. Every output is
+// the one-row tile's exact integers and the same f32 multiplies and FMAs, so results are
+// bitwise gemm_k's.
 
-// Row r's 6-bit scales (sc) and mins (m) of sub-blocks 0..7, lane r of each 16-byte vector,
-// from the transposed packed bytes (scale_min_k4's unpacking, 16 rows at once).
-inline void k4_scales_x16(const blk::Q4_K_x16& g, __m128i* sc, __m128i* m) {
+// Row r's 6-bit scales (sc) and mins (m) of sub-blocks 0..7 in byte r of each vector, from
+// the transposed packed bytes (scale_min_k4's unpacking, all R rows at once).
+template <int R>
+inline void k4_scales_rows(const blk::Q4_K_rows<R>& g, __m128i* sc, __m128i* m) {
   __m128i q[12];
-  for (int k = 0; k < 12; ++k) q[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.scales[k]));
+  for (int k = 0; k < 12; ++k)
+    q[k] = R == 16 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.scales[k]))
+                   : _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g.scales[k]));
   const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(15), m3 = _mm_set1_epi8(3);
   auto top2 = [&](__m128i v) { return _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(v, 6), m3), 4); };  // (v >> 6) << 4
   for (int j = 0; j < 4; ++j) {
@@ -839,16 +842,25 @@ inline void k4_scales_x16(const blk::Q4_K_x16& g, __m128i* sc, __m128i* m) {
   }
 }
 
-// 16 rows (one group) x C tokens over the whole row; y[t * ldy + r] for r < 16.
+inline int32_t load_i32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+#if KVZ_QUANT_VNNI
+// 16 rows (one group) x C tokens over the whole row; y[t * ldy + r] for r < 16. A
+// sub-block's lane sum (32 products, up to 61,440 in magnitude) is scaled exactly in 32 bits
+// (vpmulld).
 template <int C>
-void tile_q4k_x16(int64_t n, const blk::Q4_K_x16* g, const Q8_K* const* a, float* y, int64_t ldy) {
+void tile_q4k_rows(int64_t n, const blk::Q4_K_rows<16>* g, const Q8_K* const* a, float* y, int64_t ldy) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m512 acc[C];
   for (int t = 0; t < C; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t ib = 0; ib < n / kQKK; ++ib) {
-    const blk::Q4_K_x16& b = g[ib];
+    const blk::Q4_K_rows<16>& b = g[ib];
     __m128i sc[8], mn[8];
-    k4_scales_x16(b, sc, mn);
+    k4_scales_rows(b, sc, mn);
     __m512i isum[C];
     for (int t = 0; t < C; ++t) isum[t] = _mm512_setzero_si512();
     for (int j = 0; j < 4; ++j) {  // sub-blocks 2j (low nibbles) and 2j + 1 (high)
@@ -858,11 +870,8 @@ void tile_q4k_x16(int64_t n, const blk::Q4_K_x16* g, const Q8_K* const* a, float
         const __m512i w = _mm512_loadu_si512(b.qs[j][c]);
         const __m512i wl = _mm512_and_si512(w, m4), wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
         for (int t = 0; t < C; ++t) {
-          int32_t xl, xh;
-          std::memcpy(&xl, a[t][ib].qs + 64 * j + 4 * c, 4);
-          std::memcpy(&xh, a[t][ib].qs + 64 * j + 32 + 4 * c, 4);
-          lo[t] = _mm512_dpbusd_epi32(lo[t], wl, _mm512_set1_epi32(xl));
-          hi[t] = _mm512_dpbusd_epi32(hi[t], wh, _mm512_set1_epi32(xh));
+          lo[t] = _mm512_dpbusd_epi32(lo[t], wl, _mm512_set1_epi32(load_i32(a[t][ib].qs + 64 * j + 4 * c)));
+          hi[t] = _mm512_dpbusd_epi32(hi[t], wh, _mm512_set1_epi32(load_i32(a[t][ib].qs + 64 * j + 32 + 4 * c)));
         }
       }
       const __m512i sl = _mm512_cvtepu8_epi32(sc[2 * j]), sh = _mm512_cvtepu8_epi32(sc[2 * j + 1]);
@@ -891,34 +900,98 @@ void tile_q4k_x16(int64_t n, const blk::Q4_K_x16* g, const Q8_K* const* a, float
   }
   for (int t = 0; t < C; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
+#endif
 
-template <int CMax>
-void tile_q4k_x16_n(int nc, int64_t n, const blk::Q4_K_x16* g, const Q8_K* const* a, float* y, int64_t ldy) {
-  if constexpr (CMax > 1)
-    if (nc < CMax) return tile_q4k_x16_n<CMax - 1>(nc, n, g, a, y, ldy);
-  tile_q4k_x16<CMax>(n, g, a, y, ldy);
+// 8 rows (one group) x C tokens over the whole row; y[t * ldy + r] for r < 8. maddubs gives
+// each row two words of two products; eight of them summed in 16 bits hold 16 products each
+// (at most 16 * 15 * 128 = 30,720 in magnitude: exact), and one madd against the sub-block's
+// scale (both words of lane r) makes row r's scaled sub-block sum. With 16 vector registers
+// the group's unpacked quants go to a stack buffer once per super-block and each token reads
+// them from L1, so C is not bounded by registers; decode (C = 1) unpacks in registers.
+template <int C>
+void tile_q4k_rows(int64_t n, const blk::Q4_K_rows<8>* g, const Q8_K* const* a, float* y, int64_t ldy) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[C];
+  for (int t = 0; t < C; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t ib = 0; ib < n / kQKK; ++ib) {
+    const blk::Q4_K_rows<8>& b = g[ib];
+    __m128i sc[8], mn[8];
+    k4_scales_rows(b, sc, mn);
+    __m256i sw[8];  // lane r: row r's scale of sub-block s in both words
+    for (int s = 0; s < 8; ++s) sw[s] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc[s], sc[s]));
+    __m256i mp[4];  // lane r: row r's mins 2p and 2p + 1 as the two words of an i32
+    for (int p = 0; p < 4; ++p) mp[p] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn[2 * p], mn[2 * p + 1]));
+    alignas(32) __m256i wq[C == 1 ? 1 : 4][2][8];  // [j][low / high nibbles][c]
+    if constexpr (C > 1)
+      for (int j = 0; j < 4; ++j)
+        for (int c = 0; c < 8; ++c) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs[j][c]));
+          wq[j][0][c] = _mm256_and_si256(w, m4);
+          wq[j][1][c] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+        }
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.d)));
+    const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.dmin)));
+    for (int t = 0; t < C; ++t) {
+      const int8_t* x = a[t][ib].qs;
+      __m256i isum = _mm256_setzero_si256();
+      for (int j = 0; j < 4; ++j) {
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c) {
+          __m256i wl, wh;
+          if constexpr (C == 1) {
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs[j][c]));
+            wl = _mm256_and_si256(w, m4);
+            wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+          } else {
+            wl = wq[j][0][c];
+            wh = wq[j][1][c];
+          }
+          lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(wl, _mm256_set1_epi32(load_i32(x + 64 * j + 4 * c))));
+          hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(wh, _mm256_set1_epi32(load_i32(x + 64 * j + 32 + 4 * c))));
+        }
+        isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(lo, sw[2 * j]), _mm256_madd_epi16(hi, sw[2 * j + 1])));
+      }
+      // sum_j m[j] * (bsums[2j] + bsums[2j + 1]), the one-row tile's mins integer
+      const __m256i bp = _mm256_broadcastsi128_si256(bsum_pairs(a[t][ib]));
+      const __m256i summ = _mm256_add_epi32(
+          _mm256_add_epi32(_mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bp, 0x00)),
+                           _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bp, 0x55))),
+          _mm256_add_epi32(_mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bp, 0xAA)),
+                           _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bp, 0xFF))));
+      const __m256 ad = _mm256_set1_ps(a[t][ib].d);
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(ad, d8), _mm256_cvtepi32_ps(isum),
+                               _mm256_fnmadd_ps(_mm256_mul_ps(ad, dm8), _mm256_cvtepi32_ps(summ), acc[t]));
+    }
+  }
+  for (int t = 0; t < C; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
-// GemmFn over the kInterleaveRowsK layout: whole groups by the 16-row tile, a row-major
-// tail (n_rows % 16) by gemm_k.
-template <int kC>
-void gemm_q4k_x16(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
-                  float* y, int64_t ldy) {
+template <int R, int CMax>
+void tile_q4k_rows_n(int nc, int64_t n, const blk::Q4_K_rows<R>* g, const Q8_K* const* a, float* y, int64_t ldy) {
+  if constexpr (CMax > 1)
+    if (nc < CMax) return tile_q4k_rows_n<R, CMax - 1>(nc, n, g, a, y, ldy);
+  tile_q4k_rows<CMax>(n, g, a, y, ldy);
+}
+
+// GemmFn over the R-row Q4_K layout: whole groups by the R-row tile (kC tokens per call),
+// a row-major tail (n_rows % R) by gemm_k.
+template <int R, int kC>
+void gemm_q4k_rows(int64_t n_in, const void* w, size_t ws, const void* x, size_t xs, int64_t n_rows, int64_t n_tok,
+                   float* y, int64_t ldy) {
   const auto* wb = static_cast<const uint8_t*>(w);
   const auto* xb = static_cast<const uint8_t*>(x);
-  const int64_t n_full = n_rows / kInterleaveRowsK * kInterleaveRowsK;
-  for (int64_t r = 0; r < n_full; r += kInterleaveRowsK) {
-    const auto* g = reinterpret_cast<const blk::Q4_K_x16*>(wb + r * ws);
+  const int64_t n_full = n_rows / R * R;
+  for (int64_t r = 0; r < n_full; r += R) {
+    const auto* g = reinterpret_cast<const blk::Q4_K_rows<R>*>(wb + r * ws);
     for (int64_t t = 0; t < n_tok; t += kC) {
       const int nc = static_cast<int>(n_tok - t < kC ? n_tok - t : kC);
       const Q8_K* a[kC];
       for (int i = 0; i < nc; ++i) a[i] = reinterpret_cast<const Q8_K*>(xb + (t + i) * xs);
-      tile_q4k_x16_n<kC>(nc, n_in, g, a, y + t * ldy + r, ldy);
+      tile_q4k_rows_n<R, kC>(nc, n_in, g, a, y + t * ldy + r, ldy);
     }
   }
   if (n_full < n_rows) gemm_k<Q4_K, KVZ_QUANT_KC45>(n_in, wb + n_full * ws, ws, x, xs, n_rows - n_full, n_tok, y + n_full, ldy);
 }
-#endif
 
 // ---------------------------------------------------------------- activation quantization
 // The largest of v's 8 lanes.
@@ -1022,6 +1095,14 @@ void fill_common(KernelTable& t) {
   set(DType::Q5_1, dot_q8a<WQ5_1>, gemm_q8a<WQ5_1, QR, QC>, gemm_q8a_i4<WQ5_1, QR, QC>);
   set(DType::Q8_0, dot_q8a<WQ8_0>, gemm_q8a<WQ8_0, QR, QC>, gemm_q8a_i4<WQ8_0, QR, QC>);
   set(DType::Q4_K, dot_k<Q4_K>, gemm_k<Q4_K, KVZ_QUANT_KC45>);
+  TypeKernels& q4k = t.by_type[static_cast<uint32_t>(DType::Q4_K)];
+#if KVZ_QUANT_VNNI
+  q4k.gemm_i = gemm_q4k_rows<16, KVZ_QUANT_KQ4R>;
+  q4k.group = 16;
+#else
+  q4k.gemm_i = gemm_q4k_rows<8, KVZ_QUANT_KQ4R>;
+  q4k.group = 8;
+#endif
   set(DType::Q5_K, dot_k<Q5_K>, gemm_k<Q5_K, KVZ_QUANT_KC45>);
   set(DType::Q6_K, dot_k<Q6_K>, gemm_k<Q6_K, KVZ_QUANT_KC6>);
 }

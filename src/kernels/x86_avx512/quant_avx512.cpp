@@ -10,6 +10,7 @@
 #define KVZ_QUANT_CMAX 6
 #define KVZ_QUANT_KC45 6
 #define KVZ_QUANT_KC6 8
+#define KVZ_QUANT_KQ4R 4
 #include "kernels/x86_avx2/quant_impl.h"
 
 namespace kvz::qavx512 {
@@ -17,9 +18,6 @@ namespace kvz::qavx512 {
 void fill_table(KernelTable& t) {
   t.isa = "avx512vnni";
   fill_common<4, 6>(t);
-  TypeKernels& q4k = t.by_type[static_cast<uint32_t>(DType::Q4_K)];
-  q4k.gemm_i = gemm_q4k_x16<KVZ_QUANT_KC45>;
-  q4k.group = kInterleaveRowsK;
 }
 
 }  // namespace kvz::qavx512
