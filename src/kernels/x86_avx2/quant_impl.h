@@ -692,6 +692,23 @@ inline __m256 f16x8(const B* const* row, uint16_t B::*f) {
   return _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)));
 }
 
+// The f32 update of eight Q4_K / Q5_K rows (lane r = row r) by one token's super-block q:
+// isum the rows' scaled sub-block sums, mp[p] lane r the row's mins 2p and 2p + 1 as the two
+// words of an i32, d8 / dm8 the rows' d and dmin. The mins integer is the one-row tile's,
+// sum_j m[j] * (bsums[2j] + bsums[2j + 1]); fnmadd(dmin, s, acc) rounds -(dmin * s) + acc
+// once: the one-row tile's fma(-dmin, s, acc).
+inline __m256 k45_update8(__m256 acc, const Q8_K& q, __m256i isum, const __m256i* mp, __m256 d8, __m256 dm8) {
+  const __m256i bp = _mm256_broadcastsi128_si256(bsum_pairs(q));
+  const __m256i summ =
+      _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bp, 0x00)),
+                                        _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bp, 0x55))),
+                       _mm256_add_epi32(_mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bp, 0xAA)),
+                                        _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bp, 0xFF))));
+  const __m256 ad = _mm256_set1_ps(q.d);
+  return _mm256_fmadd_ps(_mm256_mul_ps(ad, d8), _mm256_cvtepi32_ps(isum),
+                         _mm256_fnmadd_ps(_mm256_mul_ps(ad, dm8), _mm256_cvtepi32_ps(summ), acc));
+}
+
 // Eight rows (w, w + ws, ..., w + 7 ws) x C tokens of a K-quant type; y[t * ldy + r] for
 // r < 8, t < C. Lane r of every vector below belongs to row r.
 template <class B, int C>
@@ -738,18 +755,7 @@ void tile_k8(int64_t n, const uint8_t* w, size_t ws, const Q8_K* const* a, float
       const __m256i mp[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
                              _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
       for (int t = 0; t < C; ++t) {
-        const __m256i isum = hsum8_i32(iv[t]);
-        // sum_j m[j] * (bsums[2j] + bsums[2j + 1]), the one-row tile's mins integer
-        const __m256i bp = _mm256_broadcastsi128_si256(bsum_pairs(a[t][ib]));
-        const __m256i summ = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bp, 0x00)),
-                             _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bp, 0x55))),
-            _mm256_add_epi32(_mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bp, 0xAA)),
-                             _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bp, 0xFF))));
-        const __m256 ad = _mm256_set1_ps(a[t][ib].d);
-        // fnmadd(dmin, s, acc) rounds -(dmin * s) + acc once: the one-row tile's fma(-dmin, s, acc).
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(ad, d8), _mm256_cvtepi32_ps(isum),
-                                 _mm256_fnmadd_ps(_mm256_mul_ps(ad, dm8), _mm256_cvtepi32_ps(summ), acc[t]));
+        acc[t] = k45_update8(acc[t], a[t][ib], hsum8_i32(iv[t]), mp, d8, dm8);
       }
     } else {
       for (int t = 0; t < C; ++t)
@@ -951,16 +957,7 @@ void tile_q4k_rows(int64_t n, const blk::Q4_K_rows<8>* g, const Q8_K* const* a, 
         }
         isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(lo, sw[2 * j]), _mm256_madd_epi16(hi, sw[2 * j + 1])));
       }
-      // sum_j m[j] * (bsums[2j] + bsums[2j + 1]), the one-row tile's mins integer
-      const __m256i bp = _mm256_broadcastsi128_si256(bsum_pairs(a[t][ib]));
-      const __m256i summ = _mm256_add_epi32(
-          _mm256_add_epi32(_mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bp, 0x00)),
-                           _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bp, 0x55))),
-          _mm256_add_epi32(_mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bp, 0xAA)),
-                           _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bp, 0xFF))));
-      const __m256 ad = _mm256_set1_ps(a[t][ib].d);
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(ad, d8), _mm256_cvtepi32_ps(isum),
-                               _mm256_fnmadd_ps(_mm256_mul_ps(ad, dm8), _mm256_cvtepi32_ps(summ), acc[t]));
+      acc[t] = k45_update8(acc[t], a[t][ib], isum, mp, d8, dm8);
     }
   }
   for (int t = 0; t < C; ++t) _mm256_storeu_ps(y + t * ldy, acc[t]);
