@@ -97,9 +97,10 @@ Model::Mapping::~Mapping() {
 void Model::interleave_weights() {
   // Every matrix the kernels can read interleaved, once (a tied output shares tok_embd).
   std::vector<WeightView*> views;
-  for (WeightView* v : matrices(w_))
-    if (v->data && v->interleave == 1 && interleave_group(v->type) && v->n_out >= interleave_group(v->type))
-      views.push_back(v);
+  for (WeightView* v : matrices(w_)) {
+    const int group = interleave_group(v->type);
+    if (v->data && v->interleave == 1 && group && v->n_out >= group) views.push_back(v);
+  }
   std::map<const void*, size_t> offset;  // source data -> offset in the mapping
   size_t total = 0;
   for (const WeightView* v : views)

@@ -44,8 +44,8 @@ struct LoadOptions {
   // unset = use them in place. GGUF files are always used as they are.
   std::optional<DType> convert;
   // Copy the weight matrices the active kernels read interleaved (32-element block types;
-  // Q4_K with AVX-512) into that layout (WeightView::interleave), in anonymous memory on huge pages where the system allows,
-  // and drop the mapped originals. Off: use the file's rows in place.
+  // Q4_K) into that layout (WeightView::interleave), in anonymous memory on huge pages
+  // where the system allows, and drop the mapped originals. Off: use the file's rows in place.
   bool interleave = true;
 };
 

@@ -3,7 +3,6 @@
 // KV type of a loaded cache, and saving the retained full cache; on a tiny random model.
 #include <gtest/gtest.h>
 
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>

@@ -526,7 +526,7 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--kv-type", "KV cache storage: f16 (as llama-bench's default) or q8_0")
       ->default_val(def.kv_type)->check(CLI::IsMember({"f16", "q8_0"}));
   sub->add_option("--weight-layout", "rows: the file's row-major weights in place; interleaved: copied into the kernels' "
-                                     "interleaved layout at load (4-row groups; 16 for Q4_K with AVX-512; default)")
+                                     "interleaved layout at load (4-row groups; Q4_K in 8 on AVX2, 16 on AVX-512; default)")
       ->default_val("interleaved")->check(CLI::IsMember({"rows", "interleaved"}));
 }
 
