@@ -4,7 +4,8 @@
 //   cmake --build build --target bench_attention && build/bench_attention [len] [rows] [d] [reps] [score]
 // Defaults: SmolLM2 decode at depth 4096 (3 query heads per KV head, d 64).
 // Prints ns per (query row, key) and the K/V bytes read per second. A fifth argument `q8`
-// times decode over Q8_0 K/V rows. With a fifth argument
+// times decode over Q8_0 K/V rows, `causal` a prefill block: row i sees len - rows + 1 + i
+// keys (the general kernel; most of its tiles every row sees whole). With a fifth argument
 // `score`, times kvz::kvzip_score_head instead: the rows are repeat-pass queries, `len`
 // keys split as 64 system-prompt rows, a chunk of len - 64 - rows context rows, and the
 // repeat rows (causal).
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   const int reps = argc > 4 ? std::atoi(argv[4]) : 200;
   const bool score = argc > 5 && std::string(argv[5]) == "score";
   const bool q8 = argc > 5 && std::string(argv[5]) == "q8";  // decode over a q8_0 KV cache
+  const bool causal = argc > 5 && std::string(argv[5]) == "causal";
   if (rows < 1 || rows > kvz::kAttnMaxRows || d % 8 != 0 || d > 256 || len < 1) {
     std::fprintf(stderr, "need 1 <= rows <= %d, d a multiple of 8 up to 256, len >= 1\n", kvz::kAttnMaxRows);
     return 2;
@@ -57,6 +59,8 @@ int main(int argc, char** argv) {
     kvz::f32_to_kv_rows(kvz::KvType::Q8_0, f.data(), vq.data(), len, d);
   }
   std::vector<int64_t> limit(rows, len);  // decode: every row sees the whole segment
+  if (causal)
+    for (int i = 0; i < rows; ++i) limit[i] = std::max<int64_t>(1, len - rows + 1 + i);
   const int64_t n_sys = 64, n_chunk = len - n_sys - rows;
   if (score && n_chunk < 1) {
     std::fprintf(stderr, "score mode needs len > 64 + rows\n");
@@ -82,8 +86,8 @@ int main(int argc, char** argv) {
   std::sort(dt.begin(), dt.end());
   const double med = dt[dt.size() / 2];
   if (score) out[0] = colmax[0], out[rows * d - 1] = colmax[n_chunk - 1];
-  std::printf("%slen %lld rows %d d %d: median %.1f us, %.3f ns per (row, key), %.1f GB/s of K/V (checksum %.4f)\n",
-              score ? "kvzip score, " : "", static_cast<long long>(len), rows, d, med * 1e6, med * 1e9 / (double(rows) * len),
+  std::printf("%s%slen %lld rows %d d %d: median %.1f us, %.3f ns per (row, key), %.1f GB/s of K/V (checksum %.4f)\n",
+              score ? "kvzip score, " : "", causal ? "causal, " : "", static_cast<long long>(len), rows, d, med * 1e6, med * 1e9 / (double(rows) * len),
               2.0 * len * (q8 ? kvz::kv_row_bytes(kvz::KvType::Q8_0, d) : d * 2) / med * 1e-9, out[0] + out[rows * d - 1]);
   return 0;
 }

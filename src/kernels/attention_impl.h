@@ -52,26 +52,32 @@ inline float dot8(const float* q, const float* k, int nv) {
 
 // exp(x) for x <= 0 (softmax after max subtraction), relative error ~2e-7: x = n ln2 + r
 // with |r| <= ln2/2, Taylor polynomial of degree 6 for e^r, 2^n from exponent bits.
-// Inputs below -87 are clamped (their weight underflows anyway).
-inline v8f exp8(v8f x) {
-  x = x < splat(-87.0f) ? splat(-87.0f) : x;
-  const v8f z = x * splat(1.44269504088896341f);
-  const v8i n = -__builtin_convertvector(splat(0.5f) - z, v8i);  // round(z) for z <= 0
-  const v8f nf = __builtin_convertvector(n, v8f);
-  v8f r = x - nf * splat(0.693145751953125f);
-  r = r - nf * splat(1.428606765330187045e-06f);
-  v8f p = splat(1.0f / 720);
-  p = p * r + splat(1.0f / 120);
-  p = p * r + splat(1.0f / 24);
-  p = p * r + splat(1.0f / 6);
-  p = p * r + splat(0.5f);
-  p = p * r + splat(1.0f);
-  p = p * r + splat(1.0f);
-  const v8i bits = (n + 127) << 23;
-  v8f scale;
+// Inputs below -87 are clamped (their weight underflows anyway). Lane-wise, written once for
+// any width (V: float lanes, VI: int32 lanes of the same count), so the 16-lane form
+// (x86_avx512/attention_tiles_avx512.h) computes each lane exactly as exp8 does.
+template <class V, class VI>
+inline V exp_lanes(V x) {
+  const V zero = {};
+  x = x < zero - 87.0f ? zero - 87.0f : x;
+  const V z = x * (zero + 1.44269504088896341f);
+  const VI n = -__builtin_convertvector((zero + 0.5f) - z, VI);  // round(z) for z <= 0
+  const V nf = __builtin_convertvector(n, V);
+  V r = x - nf * (zero + 0.693145751953125f);
+  r = r - nf * (zero + 1.428606765330187045e-06f);
+  V p = zero + 1.0f / 720;
+  p = p * r + (zero + 1.0f / 120);
+  p = p * r + (zero + 1.0f / 24);
+  p = p * r + (zero + 1.0f / 6);
+  p = p * r + (zero + 0.5f);
+  p = p * r + (zero + 1.0f);
+  p = p * r + (zero + 1.0f);
+  const VI bits = (n + 127) << 23;
+  V scale;
+  static_assert(sizeof(scale) == sizeof(bits));
   std::memcpy(&scale, &bits, sizeof(scale));
   return p * scale;
 }
+inline v8f exp8(v8f x) { return exp_lanes<v8f, v8i>(x); }
 
 // Sum of each of eight vectors: r[k] = hsum(a[k]). Three rounds of pairwise adds (the
 // shape of AVX's hadd), so eight dot products cost one reduction instead of eight.
@@ -334,12 +340,19 @@ inline void score_rest(const float* qi, const float* kt, int j0, int n, int d, i
   }
 }
 
+// The factor a row's accumulator is rescaled by when its running max goes from m to m_new:
+// exp(m - m_new). A max the tile did not raise gives exp(0) = 1 without the call (the same
+// bits; most tiles of a long row do not raise it).
+inline float online_corr(float m, float m_new) {
+  return m_new == m && m > -std::numeric_limits<float>::infinity() ? 1.0f : std::exp(m - m_new);
+}
+
 // The online softmax step of one row over a tile's n scores (turned into probabilities in
 // place): the running max m and sum l are updated; returns the factor the row's output
 // accumulator is rescaled by (0 on its first tile, m = -inf).
 inline float softmax_tile(float* s, int n, float tmax, float& m, float& l) {
   const float m_new = std::max(m, tmax);
-  const float corr = std::exp(m - m_new);
+  const float corr = online_corr(m, m_new);
   m = m_new;
   float psum = 0.0f;
   int j = 0;
@@ -355,6 +368,12 @@ inline float softmax_tile(float* s, int n, float tmax, float& m, float& l) {
   l = l * corr + psum;
   return corr;
 }
+
+}  // namespace kvz::KVZ_ATTN_NS
+#ifdef KVZ_ATTN_FULL_TILES
+#include "kernels/x86_avx512/attention_tiles_avx512.h"
+#endif
+namespace kvz::KVZ_ATTN_NS {
 
 inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const int64_t* start,
                              const int64_t* limit, const void* k, const void* v, KvType kvt, int d,
@@ -376,10 +395,29 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
     std::memset(sc.acc + i * d, 0, sizeof(float) * d);
   }
   const int tile = tile_rows(d);
+#ifdef KVZ_ATTN_FULL_TILES
+  // Tiles every row sees whole, [max start, min limit), take the wide step (same bits).
+  int64_t full_lo = 0, full_hi = std::numeric_limits<int64_t>::max();
+  for (int i = 0; i < n_rows; ++i) {
+    full_hi = std::min(full_hi, limit[i]);
+    if (start) full_lo = std::max(full_lo, start[i]);
+  }
+  TileScratch* ts = nullptr;
+  if (n_rows >= 2 && full_tiles_fit(d) && full_hi - full_lo >= tile) {
+    ts = &thread_scratch<TileScratch>();
+    pack_query_pairs(q, q_stride, n_rows, d, ts->qp);
+  }
+#endif
   for (int64_t r0 = std::max<int64_t>(min_start, 0); r0 < max_limit; r0 += tile) {
     const int nt = static_cast<int>(std::min<int64_t>(tile, max_limit - r0));
     cvt_rows(kvt, kb + r0 * rb, sc.kt, nt, d);
     cvt_rows(kvt, vb + r0 * rb, sc.vt, nt, d);
+#ifdef KVZ_ATTN_FULL_TILES
+    if (ts && r0 >= full_lo && r0 + nt <= full_hi && nt % 8 == 0) {
+      attend_full_tile(*ts, sc, n_rows, d, scale, sc.kt, sc.vt, nt, r0, cap);
+      continue;
+    }
+#endif
     for (int i = 0; i < n_rows; ++i) {
       // this row's keys in the tile: [lo, lo + n)
       const int lo = start ? static_cast<int>(std::clamp<int64_t>(start[i] - r0, 0, nt)) : 0;

@@ -19,6 +19,10 @@
 namespace kvz::KVZ_ATTN_NS {
 inline void cvt_f16_f32(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
+#ifdef __AVX512F__
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+#endif
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   for (; i < n; ++i) dst[i] = fp16_to_f32(src[i]);
@@ -346,7 +350,7 @@ void attend_decode(const float* q, int64_t q_stride, int64_t k0, int64_t k1, con
       }
       for (; i < n; ++i) tmax = std::max(tmax, s[r][i]);
       const float m_new = std::max(m[r], tmax);
-      corr[r] = std::exp(m[r] - m_new);
+      corr[r] = online_corr(m[r], m_new);
       m[r] = m_new;
       float psum = 0.0f;
       for (i = 0; i + 8 <= n; i += 8) {

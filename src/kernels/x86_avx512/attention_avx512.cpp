@@ -10,6 +10,7 @@
 #define KVZ_ATTN_PV_U_NARROW 8
 #define KVZ_ATTN_PV_U_WIDE 4
 #define KVZ_ATTN_PAIR_ROWS 1  // prefill rows in pairs sharing K and V loads (32 registers)
+#define KVZ_ATTN_FULL_TILES 1  // tiles every row sees whole in 512-bit registers (attention_tiles_avx512.h)
 #include "kernels/x86_avx2/attention_x86_impl.h"
 
 namespace kvz {
