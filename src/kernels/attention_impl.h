@@ -410,14 +410,19 @@ inline void attend_head_impl(const float* q, int64_t q_stride, int n_rows, const
 #endif
   for (int64_t r0 = std::max<int64_t>(min_start, 0); r0 < max_limit; r0 += tile) {
     const int nt = static_cast<int>(std::min<int64_t>(tile, max_limit - r0));
-    cvt_rows(kvt, kb + r0 * rb, sc.kt, nt, d);
-    cvt_rows(kvt, vb + r0 * rb, sc.vt, nt, d);
 #ifdef KVZ_ATTN_FULL_TILES
     if (ts && r0 >= full_lo && r0 + nt <= full_hi && nt % 8 == 0) {
-      attend_full_tile(*ts, sc, n_rows, d, scale, sc.kt, sc.vt, nt, r0, cap);
+      int n_tiles = 1;  // and the whole tiles after it, up to kTile keys
+      while (nt == tile && (n_tiles + 1) * tile <= kTile && r0 + int64_t{n_tiles + 1} * tile <= full_hi) ++n_tiles;
+      cvt_rows(kvt, kb + r0 * rb, sc.kt, int64_t{n_tiles} * nt, d);
+      cvt_rows(kvt, vb + r0 * rb, sc.vt, int64_t{n_tiles} * nt, d);
+      attend_full_tiles(*ts, sc, n_rows, d, scale, sc.kt, sc.vt, nt, n_tiles, r0, cap);
+      r0 += int64_t{n_tiles - 1} * tile;
       continue;
     }
 #endif
+    cvt_rows(kvt, kb + r0 * rb, sc.kt, nt, d);
+    cvt_rows(kvt, vb + r0 * rb, sc.vt, nt, d);
     for (int i = 0; i < n_rows; ++i) {
       // this row's keys in the tile: [lo, lo + n)
       const int lo = start ? static_cast<int>(std::clamp<int64_t>(start[i] - r0, 0, nt)) : 0;

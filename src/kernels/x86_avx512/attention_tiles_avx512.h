@@ -23,14 +23,20 @@
 
 #include "kernels/x86_intrin.h"
 
+#include <type_traits>
+
 namespace kvz::KVZ_ATTN_NS {
+
+// Tiles per pass: up to kTile keys (the scratch's K and V rows, a score row's length).
+constexpr int kMaxTiles = 8;  // kTile / the smallest tile (8 keys, d = 256)
+static_assert(kTile / 8 <= kMaxTiles);
 
 struct TileScratch {
   // qp[(p * nc + c) * 16 + l]: column 8c + l of row 2p (l < 8) or of row 2p + 1 (l >= 8),
   // nc = d / 8; an odd last row is paired with itself.
   alignas(64) float qp[kMaxRows * kMaxD];
-  alignas(64) float s[kMaxRows * kTile];  // row i's scores, then probabilities, at s + i * nt
-  float corr[kMaxRows];
+  alignas(64) float s[kMaxRows * kTile];  // row i's scores, then probabilities, at s + i * nk
+  float corr[kMaxRows * kMaxTiles];       // row i's rescale factor before tile t at [i * kMaxTiles + t]
 };
 
 // The full-tile step applies to d a multiple of 16 (P . V in 16-column registers).
@@ -86,18 +92,26 @@ inline void scores_pairs8(const float* qp, int p0, int nc, const float* kt, int 
   }
 }
 
-// acc[r] = acc[r] * corr[r] + sum_j p[r][j] v[j] over columns [c0, c0 + 16 U) for R rows.
+// For R rows over columns [c0, c0 + 16 U), tile after tile (n_tiles of nt keys, v's rows in
+// order): acc = acc * corr_t + sum_j p[j] v[j], the accumulators held in registers across the
+// tiles (a store and a load give back the same floats, so this is the per-tile step's result).
 template <int R, int U>
-inline void pv_block(float* acc, int d, const float* corr, const float* p, int nt, int n, const float* v, int c0) {
+inline void pv_block(float* acc, int d, const float* corr, const float* p, int nk, int nt, int n_tiles,
+                     const float* v, int c0) {
   __m512 a[R][U];
   for (int r = 0; r < R; ++r)
-    for (int u = 0; u < U; ++u)
-      a[r][u] = _mm512_mul_ps(_mm512_loadu_ps(acc + r * d + c0 + 16 * u), _mm512_set1_ps(corr[r]));
-  for (int j = 0; j < n; ++j) {
-    const float* vj = v + static_cast<int64_t>(j) * d + c0;
-    for (int u = 0; u < U; ++u) {
-      const __m512 vv = _mm512_loadu_ps(vj + 16 * u);
-      for (int r = 0; r < R; ++r) a[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * nt + j]), vv, a[r][u]);
+    for (int u = 0; u < U; ++u) a[r][u] = _mm512_loadu_ps(acc + r * d + c0 + 16 * u);
+  for (int t = 0; t < n_tiles; ++t) {
+    for (int r = 0; r < R; ++r) {
+      const __m512 cr = _mm512_set1_ps(corr[r * kMaxTiles + t]);
+      for (int u = 0; u < U; ++u) a[r][u] = _mm512_mul_ps(a[r][u], cr);
+    }
+    for (int j = t * nt; j < (t + 1) * nt; ++j) {
+      const float* vj = v + static_cast<int64_t>(j) * d + c0;
+      for (int u = 0; u < U; ++u) {
+        const __m512 vv = _mm512_loadu_ps(vj + 16 * u);
+        for (int r = 0; r < R; ++r) a[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * nk + j]), vv, a[r][u]);
+      }
     }
   }
   for (int r = 0; r < R; ++r)
@@ -105,11 +119,12 @@ inline void pv_block(float* acc, int d, const float* corr, const float* p, int n
 }
 
 template <int R>
-inline void pv_rows16(float* acc, int d, const float* corr, const float* p, int nt, const float* v) {
+inline void pv_rows16(float* acc, int d, const float* corr, const float* p, int nk, int nt, int n_tiles,
+                      const float* v) {
   int c = 0;
-  for (; c + 64 <= d; c += 64) pv_block<R, 4>(acc, d, corr, p, nt, nt, v, c);
-  for (; c + 32 <= d; c += 32) pv_block<R, 2>(acc, d, corr, p, nt, nt, v, c);
-  for (; c + 16 <= d; c += 16) pv_block<R, 1>(acc, d, corr, p, nt, nt, v, c);
+  for (; c + 64 <= d; c += 64) pv_block<R, 4>(acc, d, corr, p, nk, nt, n_tiles, v, c);
+  for (; c + 32 <= d; c += 32) pv_block<R, 2>(acc, d, corr, p, nk, nt, n_tiles, v, c);
+  for (; c + 16 <= d; c += 16) pv_block<R, 1>(acc, d, corr, p, nk, nt, n_tiles, v, c);
 }
 
 typedef float v16f __attribute__((vector_size(64)));
@@ -136,36 +151,45 @@ inline float softmax_tile16(float* s, int n, float tmax, float& m, float& l) {
   return corr;
 }
 
-// One tile of nt keys (a multiple of 8; f32 K and V rows at kt, vt) that all n_rows rows see
-// whole; key0 is the tile's first key in the segment (for the capture).
-inline void attend_full_tile(TileScratch& ts, Scratch& sc, int n_rows, int d, float scale, const float* kt,
-                             const float* vt, int nt, int64_t key0, const LogitCapture* cap) {
-  const int nc = d / 8, n_pairs = (n_rows + 1) / 2;
-  for (int j0 = 0; j0 < nt; j0 += 8) {
-    int p = 0;
-    for (; p + 3 <= n_pairs; p += 3) scores_pairs8<3>(ts.qp, p, nc, kt + j0 * d, d, scale, ts.s, nt, j0, n_rows);
-    if (n_pairs - p == 2) scores_pairs8<2>(ts.qp, p, nc, kt + j0 * d, d, scale, ts.s, nt, j0, n_rows);
-    if (n_pairs - p == 1) scores_pairs8<1>(ts.qp, p, nc, kt + j0 * d, d, scale, ts.s, nt, j0, n_rows);
+// n_tiles consecutive tiles of nt keys (a multiple of 8; f32 K and V rows at kt, vt, at most
+// kTile keys in all) that all n_rows rows see whole; key0 is the first key's index in the
+// segment (for the capture). Per tile the steps of the 8-wide kernel in its order; passing
+// several tiles at once lets a block of query pairs score every key while its packed rows are
+// in L1, and keeps the P . V accumulators in registers from one tile to the next.
+inline void attend_full_tiles(TileScratch& ts, Scratch& sc, int n_rows, int d, float scale, const float* kt,
+                              const float* vt, int nt, int n_tiles, int64_t key0, const LogitCapture* cap) {
+  const int nc = d / 8, n_pairs = (n_rows + 1) / 2, nk = nt * n_tiles;
+  int p = 0;
+  for (; p + 3 <= n_pairs; p += 3)
+    for (int j0 = 0; j0 < nk; j0 += 8) scores_pairs8<3>(ts.qp, p, nc, kt + j0 * d, d, scale, ts.s, nk, j0, n_rows);
+  for (int j0 = 0; j0 < nk && p < n_pairs; j0 += 8) {
+    if (n_pairs - p == 2) scores_pairs8<2>(ts.qp, p, nc, kt + j0 * d, d, scale, ts.s, nk, j0, n_rows);
+    if (n_pairs - p == 1) scores_pairs8<1>(ts.qp, p, nc, kt + j0 * d, d, scale, ts.s, nk, j0, n_rows);
   }
-  for (int i = 0; i < n_rows; ++i) {
-    float* si = ts.s + i * nt;
-    v8f vmax = load8(si);
-    for (int j = 8; j < nt; j += 8) {
-      const v8f x = load8(si + j);
-      vmax = vmax > x ? vmax : x;
+  for (int i = 0; i < n_rows; ++i)
+    for (int t = 0; t < n_tiles; ++t) {
+      float* si = ts.s + i * nk + t * nt;
+      v8f vmax = load8(si);
+      for (int j = 8; j < nt; j += 8) {
+        const v8f x = load8(si + j);
+        vmax = vmax > x ? vmax : x;
+      }
+      if (cap) capture_logits(*cap, i, key0 + t * nt, nt, si);
+      ts.corr[i * kMaxTiles + t] = nt % 16 == 0 ? softmax_tile16(si, nt, hmax(vmax), sc.m[i], sc.l[i])
+                                                : softmax_tile(si, nt, hmax(vmax), sc.m[i], sc.l[i]);
     }
-    if (cap) capture_logits(*cap, i, key0, nt, si);
-    ts.corr[i] = nt % 16 == 0 ? softmax_tile16(si, nt, hmax(vmax), sc.m[i], sc.l[i])
-                              : softmax_tile(si, nt, hmax(vmax), sc.m[i], sc.l[i]);
-  }
   int i = 0;
-  for (; i + 6 <= n_rows; i += 6) pv_rows16<6>(sc.acc + i * d, d, ts.corr + i, ts.s + i * nt, nt, vt);
+  auto pv = [&](auto rows) {
+    constexpr int R = decltype(rows)::value;
+    pv_rows16<R>(sc.acc + i * d, d, ts.corr + i * kMaxTiles, ts.s + i * nk, nk, nt, n_tiles, vt);
+  };
+  for (; i + 6 <= n_rows; i += 6) pv(std::integral_constant<int, 6>{});
   switch (n_rows - i) {
-    case 5: pv_rows16<5>(sc.acc + i * d, d, ts.corr + i, ts.s + i * nt, nt, vt); break;
-    case 4: pv_rows16<4>(sc.acc + i * d, d, ts.corr + i, ts.s + i * nt, nt, vt); break;
-    case 3: pv_rows16<3>(sc.acc + i * d, d, ts.corr + i, ts.s + i * nt, nt, vt); break;
-    case 2: pv_rows16<2>(sc.acc + i * d, d, ts.corr + i, ts.s + i * nt, nt, vt); break;
-    case 1: pv_rows16<1>(sc.acc + i * d, d, ts.corr + i, ts.s + i * nt, nt, vt); break;
+    case 5: pv(std::integral_constant<int, 5>{}); break;
+    case 4: pv(std::integral_constant<int, 4>{}); break;
+    case 3: pv(std::integral_constant<int, 3>{}); break;
+    case 2: pv(std::integral_constant<int, 2>{}); break;
+    case 1: pv(std::integral_constant<int, 1>{}); break;
     default: break;
   }
 }
