@@ -1,8 +1,8 @@
-// The general attention kernel's step over one key tile that every row of the block sees
-// whole (a prefill block's tiles below its diagonal, most of a KVzip repeat pass), in 512-bit
-// registers. Included by kernels/attention_impl.h when the includer defines
-// KVZ_ATTN_FULL_TILES (x86_avx512/attention_avx512.cpp); uses its v8f helpers, Scratch and
-// softmax_tile.
+// The general attention kernel's step over the key tiles that every row of the block sees
+// whole (a prefill block's tiles below its diagonal, a KVzip repeat pass's context keys), in
+// 512-bit registers. Included by kernels/attention_impl.h when the includer defines
+// KVZ_ATTN_FULL_TILES (x86_avx512/attention_avx512.cpp); uses its v8f helpers, exp_lanes,
+// Scratch, softmax_tile and capture_logits.
 //
 // Every float step of the 8-wide step is kept, so results stay bitwise those of the AVX2
 // build and of the decode kernel (test_attention: Avx512BuildIsBitwiseAvx2,
@@ -13,12 +13,12 @@
 //   in pairs once per call), multiplied by one key's chunk broadcast to both halves: the same
 //   FMAs per lane, 16 lanes at a time; the lanes reduce with the same pairwise adds
 //   (vshufps works within 128-bit blocks as on AVX2; the last add pairs 128-bit blocks).
-// - Softmax: softmax_tile itself, per row.
+// - Softmax: per row and tile, softmax_tile's steps (the exponentials 16 lanes at a time).
 // - P . V: acc * corr, then one FMA per key in key order, per output column: a lane does the
 //   same whatever the register width, so 16 columns per register.
 // What changes is how many products one instruction makes (16 instead of 8) and how often a
-// loaded value is reused: per 16-float load, 8 (scores: 2 pairs of rows x 8 keys over 4 + 8
-// loads) and 4 (P . V: 4 rows) FMAs.
+// loaded value is reused: 24 FMAs per 3 + 8 loads in the scores (3 pairs of rows x 8 keys),
+// 24 per 4 + 6 in P . V (6 rows x 64 columns).
 #pragma once
 
 #include "kernels/x86_intrin.h"
@@ -61,9 +61,9 @@ inline __m512 hadd_pairs16(__m512 x, __m512 y) {
 }
 
 // Scores of NP row pairs (pairs p0 .. p0 + NP) against the 8 keys at kt (rows of d f32),
-// scaled, into s (row i's at s + i * nt + j0). Rows at or past n_rows are not stored.
+// scaled, into s (row i's at s + i * stride + j0). Rows at or past n_rows are not stored.
 template <int NP>
-inline void scores_pairs8(const float* qp, int p0, int nc, const float* kt, int d, float scale, float* s, int nt,
+inline void scores_pairs8(const float* qp, int p0, int nc, const float* kt, int d, float scale, float* s, int stride,
                           int j0, int n_rows) {
   __m512 a[NP][8];
   for (int p = 0; p < NP; ++p)
@@ -87,8 +87,8 @@ inline void scores_pairs8(const float* qp, int p0, int nc, const float* kt, int 
     const __m512 z = _mm512_mul_ps(_mm512_add_ps(lo, hi), vs);
     const __m512 r = _mm512_shuffle_f32x4(z, z, _MM_SHUFFLE(3, 1, 2, 0));
     const int i = 2 * (p0 + p);
-    _mm256_storeu_ps(s + i * nt + j0, _mm512_castps512_ps256(r));
-    if (i + 1 < n_rows) _mm256_storeu_ps(s + (i + 1) * nt + j0, _mm512_extractf32x8_ps(r, 1));
+    _mm256_storeu_ps(s + i * stride + j0, _mm512_castps512_ps256(r));
+    if (i + 1 < n_rows) _mm256_storeu_ps(s + (i + 1) * stride + j0, _mm512_extractf32x8_ps(r, 1));
   }
 }
 
