@@ -29,6 +29,10 @@ void kvzip_score_head_avx512(const float*, int64_t, int, const int64_t*, const v
                              const void*, KvType, const float*, int, float, float*);
 void geglu_tanh_ref(const float*, const float*, float*, int64_t);
 void geglu_tanh_avx2(const float*, const float*, float*, int64_t);
+void attend_head_capture_avx2(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*,
+                              KvType, int, float, float*, int64_t, float*, const LogitCapture&);
+void attend_head_capture_avx512(const float*, int64_t, int, const int64_t*, const int64_t*, const void*, const void*,
+                                KvType, int, float, float*, int64_t, float*, const LogitCapture&);
 }
 
 namespace {
@@ -296,6 +300,67 @@ TEST(Attention, Avx512BuildIsBitwiseAvx2) {
           }
         }
       }
+}
+
+// The KVzip repeat pass's fused capture: AVX2 and AVX-512 write the same logits into the
+// same places, and the same outputs, for blocks whose tiles below the diagonal take the
+// AVX-512 build's whole-tile passes (several tiles per pass at 333 keys), with three ranges
+// cutting across tiles. Cells a row does not see keep their fill.
+TEST(Attention, CaptureIsBitwiseAcrossKernelSets) {
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")))
+    GTEST_SKIP() << "CPU has no AVX-512VL";
+  std::mt19937 rng(37);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int len = 333;
+  for (int d : {64, 128, 256})
+    for (int rows : {2, 9, 24, 63}) {
+      SCOPED_TRACE("d=" + std::to_string(d) + " rows=" + std::to_string(rows));
+      std::vector<float> q(static_cast<size_t>(rows) * d), kf(static_cast<size_t>(len) * d), vf(kf.size());
+      for (auto& x : q) x = 2.0f * nd(rng);
+      for (auto& x : kf) x = nd(rng);
+      for (auto& x : vf) x = nd(rng);
+      std::vector<uint8_t> k(static_cast<size_t>(len) * kv_row_bytes(KvType::F16, d)), v(k.size());
+      f32_to_kv_rows(KvType::F16, kf.data(), k.data(), len, d);
+      f32_to_kv_rows(KvType::F16, vf.data(), v.data(), len, d);
+      std::vector<int64_t> limit(rows);
+      for (int i = 0; i < rows; ++i) limit[i] = len - rows + 1 + i;  // causal
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+      LogitCapture cap;
+      cap.n_ranges = 3;
+      const int64_t lo[3] = {0, 40, 290}, hi[3] = {20, 250, len};
+      int64_t col = 0;
+      for (int r = 0; r < 3; ++r) {
+        cap.lo[r] = lo[r];
+        cap.hi[r] = hi[r];
+        cap.col[r] = col;
+        col += hi[r] - lo[r];
+      }
+      cap.stride = col;
+      std::vector<float> ca(static_cast<size_t>(rows) * col, 7.0f), cb(ca.size(), 7.0f);
+      std::vector<float> oa(q.size()), ob(q.size());
+      cap.out = ca.data();
+      attend_head_capture_avx2(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), KvType::F16, d, scale,
+                               oa.data(), d, nullptr, cap);
+      cap.out = cb.data();
+      attend_head_capture_avx512(q.data(), d, rows, nullptr, limit.data(), k.data(), v.data(), KvType::F16, d, scale,
+                                 ob.data(), d, nullptr, cap);
+      ASSERT_EQ(0, std::memcmp(oa.data(), ob.data(), oa.size() * sizeof(float)));
+      ASSERT_EQ(0, std::memcmp(ca.data(), cb.data(), ca.size() * sizeof(float)));
+      // a seen key's logit is q . k * scale (to float rounding); an unseen one keeps the fill
+      const int i = rows - 2;
+      for (int r = 0; r < 3; ++r)
+        for (int64_t j = lo[r]; j < hi[r]; ++j) {
+          const float got = ca[i * col + cap.col[r] + (j - lo[r])];
+          if (j >= limit[i]) {
+            ASSERT_EQ(got, 7.0f) << j;
+            continue;
+          }
+          double want = 0.0;
+          for (int c = 0; c < d; ++c) want += double(q[i * d + c]) * fp16_to_f32(f32_to_fp16(kf[j * d + c]));
+          ASSERT_NEAR(got, want * scale, 1e-4 * (1.0 + std::fabs(want))) << j;
+        }
+    }
 }
 
 TEST(Attention, EmptyLimitGivesZeros) {
