@@ -340,6 +340,22 @@ inline void score_rest(const float* qi, const float* kt, int j0, int n, int d, i
   }
 }
 
+// The largest of a tile's n scores: eight lanes at a time, then the rest one by one.
+inline float tile_max(const float* s, int n) {
+  float tmax = -std::numeric_limits<float>::infinity();
+  int i = 0;
+  if (n >= 8) {
+    v8f vmax = load8(s);
+    for (i = 8; i + 8 <= n; i += 8) {
+      const v8f x = load8(s + i);
+      vmax = vmax > x ? vmax : x;
+    }
+    tmax = hmax(vmax);
+  }
+  for (; i < n; ++i) tmax = std::max(tmax, s[i]);
+  return tmax;
+}
+
 // The factor a row's accumulator is rescaled by when its running max goes from m to m_new:
 // exp(m - m_new). A max the tile did not raise gives exp(0) = 1 without the call (the same
 // bits; most tiles of a long row do not raise it).

@@ -337,33 +337,7 @@ void attend_decode(const float* q, int64_t q_stride, int64_t k0, int64_t k1, con
       for (int j = n8; j < n; ++j) dot1<Fmt, R>(qr, kt + j * rb, d, scale, s, j);
     }
     float corr[R];
-    for (int r = 0; r < R; ++r) {
-      float tmax = -std::numeric_limits<float>::infinity();
-      int i = 0;
-      if (n >= 8) {
-        v8f vmax = load8(s[r]);
-        for (i = 8; i + 8 <= n; i += 8) {
-          const v8f x = load8(s[r] + i);
-          vmax = vmax > x ? vmax : x;
-        }
-        tmax = hmax(vmax);
-      }
-      for (; i < n; ++i) tmax = std::max(tmax, s[r][i]);
-      const float m_new = std::max(m[r], tmax);
-      corr[r] = online_corr(m[r], m_new);
-      m[r] = m_new;
-      float psum = 0.0f;
-      for (i = 0; i + 8 <= n; i += 8) {
-        const v8f p = exp8(load8(s[r] + i) - splat(m_new));
-        store8(s[r] + i, p);
-        psum += hsum(p);
-      }
-      for (; i < n; ++i) {
-        s[r][i] = std::exp(s[r][i] - m_new);
-        psum += s[r][i];
-      }
-      l[r] = l[r] * corr[r] + psum;
-    }
+    for (int r = 0; r < R; ++r) corr[r] = softmax_tile(s[r], n, tile_max(s[r], n), m[r], l[r]);
     // acc = acc * corr + P V
     pv_rows<Fmt, R>(acc, corr, s, n, vt, rb, d);
   }

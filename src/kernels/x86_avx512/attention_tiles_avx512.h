@@ -169,14 +169,10 @@ inline void attend_full_tiles(TileScratch& ts, Scratch& sc, int n_rows, int d, f
   for (int i = 0; i < n_rows; ++i)
     for (int t = 0; t < n_tiles; ++t) {
       float* si = ts.s + i * nk + t * nt;
-      v8f vmax = load8(si);
-      for (int j = 8; j < nt; j += 8) {
-        const v8f x = load8(si + j);
-        vmax = vmax > x ? vmax : x;
-      }
+      const float tmax = tile_max(si, nt);
       if (cap) capture_logits(*cap, i, key0 + t * nt, nt, si);
-      ts.corr[i * kMaxTiles + t] = nt % 16 == 0 ? softmax_tile16(si, nt, hmax(vmax), sc.m[i], sc.l[i])
-                                                : softmax_tile(si, nt, hmax(vmax), sc.m[i], sc.l[i]);
+      ts.corr[i * kMaxTiles + t] = nt % 16 == 0 ? softmax_tile16(si, nt, tmax, sc.m[i], sc.l[i])
+                                                : softmax_tile(si, nt, tmax, sc.m[i], sc.l[i]);
     }
   int i = 0;
   auto pv = [&](auto rows) {
