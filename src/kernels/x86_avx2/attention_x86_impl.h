@@ -73,6 +73,14 @@ struct F16Rows {
     }
   };
   static Span span(const uint8_t* row, int) { return {row}; }
+#ifdef __AVX512F__
+  // 32 values from column c as f32 in two halves (per lane what `at` gives)
+  static void at32(const uint8_t* row, int c, __m512* out) {
+    for (int h = 0; h < 2; ++h)
+      out[h] = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + static_cast<size_t>(c + 16 * h) * 2)));
+  }
+#endif
 };
 // GGUF Q8_0: per 32 values an f16 scale then 32 int8; value = scale * q (one f32 multiply,
 // as cvt_q8_0_f32).
@@ -91,6 +99,18 @@ struct Q8Rows {
     const uint8_t* blk = row + static_cast<size_t>(c0 / 32) * 34;
     return {blk, _mm256_set1_ps(q8_block_scale(blk)), c0};
   }
+#ifdef __AVX512F__
+  // 32 values from column c (c % 32 == 0: one block) as f32 in two halves: per lane the same
+  // sign extension, conversion and one multiply by the block's scale as `at`
+  static void at32(const uint8_t* row, int c, __m512* out) {
+    const uint8_t* blk = row + static_cast<size_t>(c / 32) * 34;
+    const __m512 d = _mm512_set1_ps(q8_block_scale(blk));
+    for (int h = 0; h < 2; ++h) {
+      const __m128i q8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 + 16 * h));
+      out[h] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8)));
+    }
+  }
+#endif
 };
 
 // Decode scores over q8_0 keys in integers (the way llama.cpp's q8_0 dot product works):
@@ -261,14 +281,49 @@ inline void pv_pass(float (*acc)[kMaxD], int c0, const float* corr, const float 
     for (int u = 0; u < U; ++u) store8(acc[r] + c0 + 8 * u, a[r][u]);
 }
 
-// pv_pass over every value chunk for RC rows: U chunks of 8 per pass, then single chunks.
-// RC * U accumulators + U values + 1 broadcast must fit the 16 ymm registers (a spilled
-// accumulator costs a store-forward chain per key).
+#ifdef __AVX512F__
+// pv_pass in 16-lane vectors: per lane the same multiply by corr, value conversion and one
+// FMA per key in key order as the 8-lane pass, so the same bits in half the instructions
+// (what a lane computes does not depend on the vector's width).
+// U counts 16-lane vectors, in pairs (a pair is one 32-column span of the row format).
+template <class Fmt, int R, int U>
+inline void pv_pass16(float (*acc)[kMaxD], int c0, const float* corr, const float (*s)[kTile], int n,
+                      const uint8_t* vt, size_t rb) {
+  static_assert(U % 2 == 0);
+  typedef float v16f __attribute__((vector_size(64)));
+  v16f a[R][U];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < U; ++u)
+      a[r][u] = reinterpret_cast<v16f>(_mm512_loadu_ps(acc[r] + c0 + 16 * u)) *
+                reinterpret_cast<v16f>(_mm512_set1_ps(corr[r]));
+  const uint8_t* vi = vt;
+  for (int i = 0; i < n; ++i, vi += rb) {
+    __m512 vv[U];
+    for (int u = 0; u < U; u += 2) Fmt::at32(vi, c0 + 16 * u, vv + u);
+    for (int r = 0; r < R; ++r) {
+      const v16f p = reinterpret_cast<v16f>(_mm512_set1_ps(s[r][i]));
+      for (int u = 0; u < U; ++u) a[r][u] += p * reinterpret_cast<v16f>(vv[u]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < U; ++u) _mm512_storeu_ps(acc[r] + c0 + 16 * u, reinterpret_cast<__m512>(a[r][u]));
+}
+#endif
+
+// pv_pass over every value chunk for RC rows: U chunks of 8 per pass, then single chunks
+// (AVX-512: chunks of 16 first). RC * U accumulators + U values + 1 broadcast must fit the
+// register file (a spilled accumulator costs a store-forward chain per key).
 template <class Fmt, int RC>
 inline void pv_chunk(float (*acc)[kMaxD], const float* corr, const float (*s)[kTile], int n, const uint8_t* vt,
                      size_t rb, int d) {
   constexpr int kU = RC <= 2 ? KVZ_ATTN_PV_U_NARROW : KVZ_ATTN_PV_U_WIDE;
   int c0 = 0;
+#ifdef __AVX512F__
+  for (; c0 + 16 * kU <= d; c0 += 16 * kU) pv_pass16<Fmt, RC, kU>(acc, c0, corr, s, n, vt, rb);
+  if constexpr (kU >= 4)  // e.g. 64 columns for the narrow passes' 128
+    for (; c0 + 8 * kU <= d; c0 += 8 * kU) pv_pass16<Fmt, RC, kU / 2>(acc, c0, corr, s, n, vt, rb);
+  for (; c0 + 32 <= d; c0 += 32) pv_pass16<Fmt, RC, 2>(acc, c0, corr, s, n, vt, rb);
+#endif
   for (; c0 + 8 * kU <= d; c0 += 8 * kU) pv_pass<Fmt, RC, kU>(acc, c0, corr, s, n, vt, rb);
   for (; c0 < d; c0 += 8) pv_pass<Fmt, RC, 1>(acc, c0, corr, s, n, vt, rb);
 }
