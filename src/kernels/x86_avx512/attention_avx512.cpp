@@ -1,8 +1,9 @@
 // The x86 attention kernels (x86_avx2/attention_x86_impl.h) built with AVX-512VL's 32 vector
 // registers: the decode kernel scores 4 query rows per sweep of 4 keys (AVX2: 2, so a group
 // of 3 rows converts every key twice) and runs P.V over 4 rows with 4 value vectors at a time.
-// Still 8-wide vectors with the same per-row arithmetic, so results are bitwise the AVX2
-// build's (test_attention: Avx512BuildIsBitwiseAvx2). Only called after runtime detection
+// The decode P.V (pv_pass16) and the whole-tile prefill path use 16-wide vectors, every lane
+// with the 8-wide steps' arithmetic, so results are bitwise the AVX2 build's (test_attention:
+// Avx512BuildIsBitwiseAvx2). Only called after runtime detection
 // (kernels/attention.cpp).
 #define KVZ_ATTN_NS attn_avx512
 #define KVZ_ATTN_DOT_ROWS 4
