@@ -267,6 +267,10 @@ TEST(Attention, Avx512BuildIsBitwiseAvx2) {
           std::vector<uint8_t> k(rb * len), v(rb * len);
           f32_to_kv_rows(kt, kf.data(), k.data(), len, d);
           f32_to_kv_rows(kt, vf.data(), v.data(), len, d);
+          if (kt == KvType::Q8_0) {  // stored -128 quants (a hostile file) in both key paths
+            k[3 * rb + 2 + 7] = 0x80;
+            k[(len - 2) * rb + 2 + 31] = 0x80;
+          }
           std::vector<int64_t> same(rows, len), causal(rows), start(rows);
           for (int i = 0; i < rows; ++i) {
             causal[i] = std::max<int64_t>(1, len - rows + 1 + i);

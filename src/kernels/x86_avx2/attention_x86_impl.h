@@ -125,6 +125,7 @@ struct Q8Rows {
 struct QuantRow {
   alignas(32) int8_t q[kMaxD];
   float dq[kMaxD / 32];
+  int32_t bias[kMaxD / 32];  // -128 * sum of the block's q (q8_dots16's unsigned keys)
 };
 inline void quantize_query(const float* x, int d, QuantRow& out) {
   for (int b = 0; b < d / 32; ++b) {
@@ -133,6 +134,7 @@ inline void quantize_query(const float* x, int d, QuantRow& out) {
     const float dq = amax / 127.0f;
     const float inv = dq > 0.0f ? 1.0f / dq : 0.0f;
     out.dq[b] = dq;
+    int32_t sum = 0;
     // x * inv rounded to nearest-even (vcvtps2dq under the default MXCSR, as lrintf), |q| <= 127
     const __m256 vi = _mm256_set1_ps(inv);
     __m256i q[4];
@@ -140,6 +142,8 @@ inline void quantize_query(const float* x, int d, QuantRow& out) {
     const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
     _mm256_store_si256(reinterpret_cast<__m256i*>(out.q + 32 * b),
                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    for (int i = 0; i < 32; ++i) sum += out.q[32 * b + i];
+    out.bias[b] = -128 * sum;
   }
 }
 // Eight int32 lanes of sum_i q_i k_i over 32 pairs: |k| as the unsigned operand (128 for a
@@ -192,6 +196,79 @@ inline void q8_dots4(const QuantRow* const* qr, const uint8_t* k, size_t rb, int
   }
   for (int r = 0; r < R; ++r) _mm_storeu_ps(s[r] + j, _mm_mul_ps(acc[r], _mm_set1_ps(scale)));
 }
+
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+// Sixteen keys (j..j+15) for R rows without a horizontal reduction: per block the keys'
+// 32-byte quants are transposed so that one zmm holds 4 bytes of each of the 16 keys
+// (register c: bytes 4c..4c+3), and each vpdpbusd with 4 bytes of a query row broadcast adds
+// 4 products per key, lane = key. vpdpbusd wants one operand unsigned: the keys go in as
+// k + 128 (k ^ 0x80) and the row's bias -128 * sum(q) starts the sum. Sums stay exact in
+// int32 (|sum| < 32 * 255 * 127 + 128 * 32 * 127), so every key gets the integer q8_dots4
+// gets, then the same float steps per block: the same bits as the AVX2 build.
+//
+// The transpose: register p starts with keys p (lanes 0-7) and p + 8 (lanes 8-15), dword c
+// in lane c; the register index holds key bits 2..0, lane bit 3 key bit 3, lane bits 2..0
+// the dword. Stage i swaps register bit i with lane bit i (vpermt2d on the register pair that
+// differs in bit i), after three stages register c holds dword c of key = lane.
+struct Q8TransposeIdx {
+  alignas(64) int32_t lo[3][16];  // per stage: the index for the pair's register with bit i clear
+  alignas(64) int32_t hi[3][16];  // ... and with bit i set
+};
+constexpr Q8TransposeIdx make_q8_transpose_idx() {
+  Q8TransposeIdx t{};
+  for (int i = 0; i < 3; ++i)
+    for (int l = 0; l < 16; ++l) {
+      const int bit = 1 << i;
+      t.lo[i][l] = (l & bit) ? 16 + (l & ~bit) : l;
+      t.hi[i][l] = (l & bit) ? 16 + l : (l | bit);
+    }
+  return t;
+}
+inline constexpr Q8TransposeIdx kQ8TransposeIdx = make_q8_transpose_idx();
+template <int R>
+inline void q8_dots16(const QuantRow* const* qr, const uint8_t* k, size_t rb, int d, float scale, float (*s)[kTile],
+                      int j) {
+  __m512i tlo[3], thi[3];
+  for (int i = 0; i < 3; ++i) {
+    tlo[i] = _mm512_load_si512(kQ8TransposeIdx.lo[i]);
+    thi[i] = _mm512_load_si512(kQ8TransposeIdx.hi[i]);
+  }
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const __m512i key_off = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(static_cast<int>(rb)));
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int b = 0; b < d / 32; ++b) {
+    const size_t off = static_cast<size_t>(b) * 34;
+    __m512i z[8];
+    for (int p = 0; p < 8; ++p) {
+      const __m512i lo = _mm512_castsi256_si512(load_q8_quants(k + p * rb + off));
+      z[p] = _mm512_xor_si512(_mm512_inserti64x4(lo, load_q8_quants(k + (p + 8) * rb + off), 1), flip);
+    }
+    for (int i = 0; i < 3; ++i)
+      for (int p = 0; p < 8; ++p) {
+        if (p & (1 << i)) continue;
+        const __m512i a = z[p], c = z[p | (1 << i)];
+        z[p] = _mm512_permutex2var_epi32(a, tlo[i], c);
+        z[p | (1 << i)] = _mm512_permutex2var_epi32(a, thi[i], c);
+      }
+    // the 16 keys' scales: 4 bytes at each block's start, the low 2 the f16 scale
+    const __m512 dk = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(key_off, k + off, 1)));
+    for (int r = 0; r < R; ++r) {
+      const int8_t* qb = qr[r]->q + 32 * b;
+      __m512i sum = _mm512_set1_epi32(qr[r]->bias[b]);
+      for (int c = 0; c < 8; ++c) {
+        int32_t q4;
+        std::memcpy(&q4, qb + 4 * c, 4);
+        sum = _mm512_dpbusd_epi32(sum, z[c], _mm512_set1_epi32(q4));
+      }
+      const __m512 w = _mm512_mul_ps(_mm512_set1_ps(qr[r]->dq[b]), dk);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), w, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(s[r] + j, _mm512_mul_ps(acc[r], _mm512_set1_ps(scale)));
+}
+#endif
 
 // One key for R rows, the same integers and float steps as q8_dots4.
 template <int R>
@@ -376,12 +453,16 @@ void attend_decode(const float* q, int64_t q_stride, int64_t k0, int64_t k1, con
     constexpr int kDR = KVZ_ATTN_DOT_ROWS;
     if constexpr (std::is_same_v<Fmt, Q8Rows>) {
       const int n4 = n / 4 * 4;
-      for (int j = 0; j < n4; j += 4) {
+      int j = 0;
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+      for (; j + 16 <= n; j += 16) q8_dots16<R>(qq, kt + j * rb, rb, d, scale, s, j);
+#endif
+      for (; j < n4; j += 4) {
         int r = 0;
         for (; r + kDR <= R; r += kDR) q8_dots4<kDR>(qq + r, kt + j * rb, rb, d, scale, s + r, j);
         if constexpr (R % kDR != 0) q8_dots4<R % kDR>(qq + r, kt + j * rb, rb, d, scale, s + r, j);
       }
-      for (int j = n4; j < n; ++j) q8_dot1<R>(qq, kt + j * rb, d, scale, s, j);
+      for (; j < n; ++j) q8_dot1<R>(qq, kt + j * rb, d, scale, s, j);
     } else {
       const int n8 = n / 8 * 8;
       for (int j = 0; j < n8; j += 4) {
