@@ -134,7 +134,6 @@ inline void quantize_query(const float* x, int d, QuantRow& out) {
     const float dq = amax / 127.0f;
     const float inv = dq > 0.0f ? 1.0f / dq : 0.0f;
     out.dq[b] = dq;
-    int32_t sum = 0;
     // x * inv rounded to nearest-even (vcvtps2dq under the default MXCSR, as lrintf), |q| <= 127
     const __m256 vi = _mm256_set1_ps(inv);
     __m256i q[4];
@@ -142,6 +141,7 @@ inline void quantize_query(const float* x, int d, QuantRow& out) {
     const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
     _mm256_store_si256(reinterpret_cast<__m256i*>(out.q + 32 * b),
                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    int32_t sum = 0;
     for (int i = 0; i < 32; ++i) sum += out.q[32 * b + i];
     out.bias[b] = -128 * sum;
   }
